@@ -1,0 +1,3 @@
+from hplan.cli import main
+
+main()

@@ -1,0 +1,63 @@
+"""The ``hplan`` command line: a thin typer app.
+
+Each command group lives in ``hplan.commands.<name>`` and registers itself on ``app``; heavy
+imports (torch, pybullet) happen inside the command functions so ``hplan --help`` stays fast.
+User mistakes surface as :class:`hplan.errors.HplanError` and are printed as one line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+from rich.console import Console
+
+from hplan.errors import HplanError
+
+app = typer.Typer(
+    name="hplan",
+    help="Hierarchical planning in learned latent space, with safety stress tests.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Order is the order of `hplan --help`.
+COMMAND_MODULES = ("envs", "scenario", "collect", "train", "inspect", "run", "replay", "stress", "study", "demo")
+
+for _name in COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(f"hplan.commands.{_name}")
+    except ModuleNotFoundError as _err:
+        if _err.name != f"hplan.commands.{_name}":
+            raise
+        continue
+    _module.register(app)
+
+
+def main() -> None:
+    """Console-script entry: run the app, turning user errors into one red line and an exit code."""
+    try:
+        app(standalone_mode=False)
+    except HplanError as err:
+        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(err.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("[bold red]interrupted[/]")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as err:  # click usage errors
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

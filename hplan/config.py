@@ -1,0 +1,94 @@
+"""Scenario files: the TOML a user edits to define an environment, a task and the agent's settings.
+
+Parsed once into frozen dataclasses by :func:`load_scenario`; every malformed input raises a
+:class:`~hplan.errors.ConfigError` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from hplan.configio import from_mapping, meta, read_toml
+from hplan.models.config import ModelConfig, TrainConfig
+from hplan.planning.config import GuardrailConfig, PlannerConfig
+
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Which environment, built how."""
+
+    id: str = field(metadata=meta("registered gymnasium id, e.g. hplan/PointRooms-v0 (see `hplan envs`)"))
+    obs_mode: Literal["state", "image", "both"] = field(default="image", metadata=meta("what the agent observes"))
+    max_steps: int = field(default=200, metadata=meta("step budget per episode", ge=1, le=100_000))
+    kwargs: dict[str, Any] = field(default_factory=dict, metadata=meta(
+        "constructor keywords (layout by name or inline ASCII map, physics factors, ...)"))
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Start and goal sampling (environments that have rooms honour the room fields)."""
+
+    min_rooms_apart: int = field(default=0, metadata=meta("start and goal at least this many rooms apart", ge=0))
+    start_room: int | None = field(default=None, metadata=meta("fix the start room (index in the layout)", ge=0))
+    goal_room: int | None = field(default=None, metadata=meta("fix the goal room (index in the layout)", ge=0))
+    goal_tolerance: float | None = field(default=None, metadata=meta("success radius (env units); env default if unset", gt=0.0))
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """Offline data collection for training."""
+
+    episodes: int = field(default=200, metadata=meta("episodes to collect", ge=1))
+    steps_per_episode: int = field(default=100, metadata=meta("transitions per episode", ge=1))
+    policy: Literal["random", "momentum", "minigrid_explore"] = field(
+        default="momentum", metadata=meta("exploration policy"))
+    num_envs: int = field(default=32, metadata=meta("environments stepped in parallel", ge=1))
+    episodes_per_shard: int = field(default=64, metadata=meta("episodes per shard file", ge=1))
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    """A whole scenario file."""
+
+    name: str = field(metadata=meta("short identifier"))
+    env: EnvConfig = field(metadata=meta("[env] section"))
+    description: str = field(default="", metadata=meta("one line for humans"))
+    seed: int = field(default=0, metadata=meta("master seed: fixes collection, training and episodes", ge=0))
+    task: TaskConfig = field(default_factory=TaskConfig, metadata=meta("[task] section"))
+    collect: CollectConfig = field(default_factory=CollectConfig, metadata=meta("[collect] section"))
+    model: ModelConfig = field(default_factory=ModelConfig, metadata=meta("[model] section"))
+    train: TrainConfig = field(default_factory=TrainConfig, metadata=meta("[train] section"))
+    planner: PlannerConfig = field(default_factory=PlannerConfig, metadata=meta("[planner] section"))
+    guardrails: GuardrailConfig = field(default_factory=GuardrailConfig, metadata=meta("[guardrails] section"))
+    source: str = field(default="<memory>", metadata=meta("file this scenario was read from (set by the loader)"))
+
+
+def resolve_scenario_path(name_or_path: str | Path) -> Path:
+    """A path to a TOML file, or the name of a built-in scenario under ``scenarios/``."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        return path
+    return SCENARIO_DIR / f"{name_or_path}.toml"
+
+
+def load_scenario(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> ScenarioConfig:
+    """Read and validate a scenario file (semantic env checks happen in ``hplan.envs.factory``)."""
+    path = resolve_scenario_path(name_or_path)
+    data = read_toml(path)
+    data = _deep_merge(data, overrides or {})
+    data["source"] = str(path)
+    return from_mapping(ScenarioConfig, data, source=str(path))
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

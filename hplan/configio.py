@@ -1,0 +1,174 @@
+"""Parse plain TOML tables into frozen dataclasses, with one-line errors naming file and field.
+
+All user files (scenario, stress suite, study) are read once, at the edge, through
+:func:`from_mapping`; inside the library nothing reads raw dicts. Field constraints live next to
+the field as metadata so the dataclass is the single source of truth:
+
+    horizon: int = field(default=16, metadata=meta("planning horizon in steps", ge=1, le=512))
+
+Supported annotations: ``int``, ``float``, ``str``, ``bool``, ``Literal[...]``, ``X | None``,
+``tuple[X, ...]``, ``dict[str, X]`` / ``dict[str, Any]``, and nested dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Mapping, TypeVar, get_args, get_origin
+
+from hplan.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def meta(doc: str, *, ge: float | None = None, le: float | None = None, gt: float | None = None,
+         lt: float | None = None) -> dict[str, Any]:
+    """Field metadata: a docstring and optional numeric bounds checked at load time."""
+    return {"doc": doc, "ge": ge, "le": le, "gt": gt, "lt": lt}
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file, turning I/O and syntax errors into a one-line ConfigError."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(str(path), "", "file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(str(path), "", "is a directory, expected a TOML file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(str(path), "", f"invalid TOML: {err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), "", "not a UTF-8 text file") from None
+
+
+def from_mapping(cls: type[T], data: Any, *, source: str, section: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys, wrong types and bad ranges are errors."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(source, section or "<root>", f"expected a table, got {_type_name(data)}")
+    hints = typing.get_type_hints(cls, globalns=vars(sys.modules[cls.__module__]))
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(source, _join(section, unknown[0]),
+                          f"unknown key (expected one of: {', '.join(sorted(fields))})")
+    values: dict[str, Any] = {}
+    for name, fld in fields.items():
+        path = _join(section, name)
+        if name not in data:
+            if fld.default is dataclasses.MISSING and fld.default_factory is dataclasses.MISSING:
+                raise ConfigError(source, path, "missing required key")
+            continue
+        value = _coerce(hints[name], data[name], source, path)
+        _check_bounds(fld.metadata, value, source, path)
+        values[name] = value
+    try:
+        obj = cls(**values)
+    except (ValueError, TypeError) as err:  # __post_init__ cross-field checks
+        raise ConfigError(source, section or "<root>", str(err)) from None
+    return obj
+
+
+def to_mapping(obj: Any) -> Any:
+    """Inverse of :func:`from_mapping`: a TOML/JSON-friendly dict of a (nested) dataclass."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_mapping(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if getattr(obj, f.name) is not None}
+    if isinstance(obj, (list, tuple)):
+        return [to_mapping(v) for v in obj]
+    if isinstance(obj, Mapping):
+        return {str(k): to_mapping(v) for k, v in obj.items()}
+    return obj
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Field name → docstring, for help texts and the README's file-format tables."""
+    return {f.name: f.metadata.get("doc", "") for f in dataclasses.fields(cls)}
+
+
+def _coerce(hint: Any, value: Any, source: str, path: str) -> Any:
+    origin = get_origin(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(option, value, source, path)
+            except ConfigError as err:
+                errors.append(err.message)
+        raise ConfigError(source, path, " or ".join(errors))
+    if origin is Literal:
+        choices = get_args(hint)
+        if value not in choices:
+            raise ConfigError(source, path, f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(hint):
+        return from_mapping(hint, value, source=source, section=path)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(source, path, f"expected a list, got {_type_name(value)}")
+        args = get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, source, f"{path}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(source, path, f"expected a list of {len(args)} items, got {len(value)}")
+        return tuple(_coerce(a, v, source, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(source, path, f"expected a list, got {_type_name(value)}")
+        (arg,) = get_args(hint)
+        return [_coerce(arg, v, source, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or hint is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(source, path, f"expected a table, got {_type_name(value)}")
+        args = get_args(hint)
+        value_hint = args[1] if args else Any
+        return {str(k): _coerce(value_hint, v, source, f"{path}.{k}") for k, v in value.items()}
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(source, path, f"expected true/false, got {_type_name(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(source, path, f"expected an integer, got {_type_name(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(source, path, f"expected a number, got {_type_name(value)}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(source, path, f"expected a string, got {_type_name(value)}")
+        return value
+    raise TypeError(f"configio cannot coerce annotation {hint!r} at {path}")
+
+
+def _check_bounds(metadata: Mapping[str, Any], value: Any, source: str, path: str) -> None:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    checks = (("ge", lambda b: value >= b, ">="), ("le", lambda b: value <= b, "<="),
+              ("gt", lambda b: value > b, ">"), ("lt", lambda b: value < b, "<"))
+    for key, ok, symbol in checks:
+        bound = metadata.get(key)
+        if bound is not None and not ok(bound):
+            raise ConfigError(source, path, f"must be {symbol} {bound}, got {value}")
+
+
+def _join(section: str, name: str) -> str:
+    return f"{section}.{name}" if section else name
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "a table", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number"}.get(type(value), type(value).__name__)

@@ -1,0 +1,111 @@
+"""Episode shards on disk: the format collection writes and training reads.
+
+A dataset directory holds ``manifest.json`` and ``shards/shard-NNNNN.npz``. Each shard stores
+fixed-length episodes as arrays with a leading episode axis (``E``) and time axis (``T`` steps,
+``T + 1`` observations), which loads straight into multi-step JEPA training without re-slicing:
+
+==============  ========================  ==============================================
+key             shape                     meaning
+==============  ========================  ==============================================
+obs             (E, T+1, *obs_shape)      observations (uint8 HWC images or float32)
+state_obs       (E, T+1, S)               state-vector observations when obs_mode=both
+action          (E, T, A)                 float32; discrete actions stored as int index in A=1
+reward          (E, T)                    float32
+cost            (E, T)                    float32, 1.0 on a violating step
+violations      (E, T, K)                 bool, names in manifest["violation_names"]
+true_state      (E, T+1, P)               float32 ground truth (names in manifest["state_names"])
+valid           (E, T)                    bool, False after an episode terminated early
+==============  ========================  ==============================================
+
+Shards are written atomically (temp file + rename) and listed in the manifest only once
+complete, so an interrupted collection never exposes a half-written shard and resumes by
+skipping the shards already listed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hplan.errors import HplanError
+from hplan.io import atomic_path, write_json
+
+MANIFEST = "manifest.json"
+SHARD_DIR = "shards"
+REQUIRED_KEYS = ("obs", "action", "reward", "cost", "violations", "true_state", "valid")
+
+
+@dataclass
+class EpisodeData:
+    """All episodes of a dataset, concatenated along the episode axis."""
+
+    arrays: dict[str, np.ndarray]
+    manifest: dict[str, Any]
+
+    @property
+    def num_episodes(self) -> int:
+        return int(self.arrays["action"].shape[0])
+
+    @property
+    def steps_per_episode(self) -> int:
+        return int(self.arrays["action"].shape[1])
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.arrays[key]
+
+
+def shard_path(root: Path, index: int) -> Path:
+    return Path(root) / SHARD_DIR / f"shard-{index:05d}.npz"
+
+
+def write_shard(root: Path, index: int, arrays: dict[str, np.ndarray]) -> Path:
+    """Write one shard atomically; returns its path (relative names go in the manifest)."""
+    missing = [k for k in REQUIRED_KEYS if k not in arrays]
+    if missing:
+        raise ValueError(f"shard is missing arrays: {missing}")
+    path = shard_path(root, index)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+    return path
+
+
+def read_manifest(root: str | Path) -> dict[str, Any]:
+    path = Path(root) / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise HplanError(f"{path}: no dataset here (run `hplan collect` first)") from None
+    except json.JSONDecodeError as err:
+        raise HplanError(f"{path}: corrupt manifest: {err}") from None
+
+
+def write_manifest(root: str | Path, manifest: dict[str, Any]) -> None:
+    write_json(Path(root) / MANIFEST, manifest)
+
+
+def load_episodes(root: str | Path, max_episodes: int | None = None) -> EpisodeData:
+    """Load every shard listed in the manifest into memory (concatenated per key)."""
+    root = Path(root)
+    manifest = read_manifest(root)
+    parts: dict[str, list[np.ndarray]] = {}
+    total = 0
+    for entry in manifest.get("shards", []):
+        path = root / entry["file"]
+        try:
+            with np.load(path) as shard:
+                for key in shard.files:
+                    parts.setdefault(key, []).append(shard[key])
+        except (OSError, ValueError) as err:
+            raise HplanError(f"{path}: unreadable shard: {err}") from None
+        total += int(entry["episodes"])
+        if max_episodes is not None and total >= max_episodes:
+            break
+    if not parts:
+        raise HplanError(f"{root / MANIFEST}: dataset lists no complete shards")
+    arrays = {k: np.concatenate(v, axis=0)[:max_episodes] for k, v in parts.items()}
+    return EpisodeData(arrays=arrays, manifest=manifest)

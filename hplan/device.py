@@ -1,0 +1,26 @@
+"""Resolve the torch device once, at the edge, and pass it down (never hard-code ``cuda:0``)."""
+
+from __future__ import annotations
+
+import torch
+
+from hplan.errors import HplanError
+
+
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, then CPU; an explicit device that is absent is an error."""
+    if isinstance(spec, torch.device):
+        return spec
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError as err:
+        raise HplanError(f"unknown device {spec!r}: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise HplanError(f"device {spec!r} requested but CUDA is not available on this machine")
+    return device
