@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hplan.configio import from_mapping, meta, read_toml
+from hplan.errors import ConfigError
 from hplan.models.config import ModelConfig, TrainConfig
 from hplan.planning.config import GuardrailConfig, PlannerConfig
 
@@ -46,8 +47,17 @@ class CollectConfig:
     steps_per_episode: int = field(default=100, metadata=meta("transitions per episode", ge=1))
     policy: Literal["random", "momentum", "minigrid_explore"] = field(
         default="momentum", metadata=meta("exploration policy"))
-    num_envs: int = field(default=32, metadata=meta("environments stepped in parallel", ge=1))
+    num_envs: int = field(default=32, metadata=meta("environments stepped in parallel", ge=1, le=4096))
     episodes_per_shard: int = field(default=64, metadata=meta("episodes per shard file", ge=1))
+    start: Literal["anywhere", "task"] = field(default="anywhere", metadata=meta(
+        "where episodes start: `anywhere` on the free map (PointRooms; so every room is covered) "
+        "or as the [task] section samples starts"))
+    turn_prob: float = field(default=0.05, metadata=meta(
+        "momentum policy: chance per step of picking a new heading (mean run = 1/turn_prob steps)",
+        ge=0.0, le=1.0))
+    interact_prob: float = field(default=0.8, metadata=meta(
+        "minigrid_explore policy: chance of picking up a key / toggling a door when facing one",
+        ge=0.0, le=1.0))
 
 
 @dataclass(frozen=True)
@@ -67,12 +77,25 @@ class ScenarioConfig:
     source: str = field(default="<memory>", metadata=meta("file this scenario was read from (set by the loader)"))
 
 
+def builtin_scenarios() -> list[str]:
+    """Names of the scenario files shipped under ``scenarios/`` (name = file stem)."""
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
+
+
 def resolve_scenario_path(name_or_path: str | Path) -> Path:
-    """A path to a TOML file, or the name of a built-in scenario under ``scenarios/``."""
+    """A path to a TOML file, or the name of a built-in scenario under ``scenarios/``.
+
+    A bare word that is neither an existing file nor a built-in is an error that lists the
+    built-ins, because a typo in a scenario name is the most common mistake.
+    """
     path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
+    if path.suffix == ".toml" or path.exists() or len(path.parts) > 1:
         return path
-    return SCENARIO_DIR / f"{name_or_path}.toml"
+    builtin = SCENARIO_DIR / f"{name_or_path}.toml"
+    if not builtin.exists():
+        raise ConfigError(str(name_or_path), "", "no such scenario file or built-in scenario "
+                          f"(built-ins: {', '.join(builtin_scenarios())})")
+    return builtin
 
 
 def load_scenario(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> ScenarioConfig:
