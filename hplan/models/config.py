@@ -1,4 +1,9 @@
-"""Model and training settings ([model] and [train] in a scenario file)."""
+"""Model and training settings ([model] and [train] in a scenario file).
+
+Defaults are chosen so that ~200k PointRooms image transitions train in about ten minutes on a
+2-core CPU (see ``benchmarks/bench_training.py``): a cheap strided CNN on a 2× down-sampled
+image, a residual MLP predictor, and one window per ``window_stride`` steps per epoch.
+"""
 
 from __future__ import annotations
 
@@ -17,14 +22,47 @@ class ModelConfig:
         default="vicreg", metadata=meta("collapse prevention; `recon` is the pixel/state-decoder baseline"))
     subgoal_interval: int = field(default=8, metadata=meta("k: low-level steps per high-level step", ge=1, le=64))
     code_dim: int = field(default=8, metadata=meta("size of the latent subgoal/macro-action code m", ge=1, le=256))
+    subgoal_model: Literal["transition_vae", "macro_action"] = field(
+        default="transition_vae", metadata=meta(
+            "high-level abstraction: `transition_vae` (code of (z_t, z_t+k) under a prior p(m|z_t)) "
+            "or `macro_action` (code of the k primitive actions, HWM-style)"))
+    encoder_channels: int = field(default=16, metadata=meta(
+        "channels of the first conv layer of the image encoder (later layers use twice as many)", ge=1, le=512))
+    image_downsample: int = field(default=2, metadata=meta(
+        "average-pool factor applied to images before the CNN (cheap on CPU; 1 = full resolution)", ge=1, le=8))
+    hidden_dim: int = field(default=256, metadata=meta("width of the MLPs (predictors, heads, state encoder)", ge=8, le=8192))
+    predictor_layers: int = field(default=2, metadata=meta("hidden layers of the residual low-level predictor", ge=1, le=16))
+    distance_dim: int = field(default=32, metadata=meta("embedding size of the temporal-distance (quasimetric) head", ge=2, le=1024))
+    ema_momentum: float = field(default=0.99, metadata=meta(
+        "`ema` regulariser: momentum of the target encoder (BYOL)", ge=0.0, lt=1.0))
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings for `hplan train`."""
 
-    max_epochs: int = field(default=10, metadata=meta("training epochs", ge=1))
+    max_epochs: int = field(default=8, metadata=meta("training epochs", ge=1))
     batch_size: int = field(default=256, metadata=meta("sequences per batch", ge=2))
     lr: float = field(default=1e-3, metadata=meta("Adam learning rate", gt=0.0, le=1.0))
+    weight_decay: float = field(default=0.0, metadata=meta("AdamW weight decay", ge=0.0, le=1.0))
     rollout_horizon: int = field(default=8, metadata=meta("open-loop steps in the JEPA loss", ge=1, le=64))
     label_budget: int = field(default=1000, metadata=meta("labelled transitions for the guardrail heads", ge=0))
+    window_stride: int = field(default=8, metadata=meta(
+        "one training window starts every this many steps of an episode per epoch (random phase per epoch)", ge=1))
+    val_fraction: float = field(default=0.1, metadata=meta("fraction of episodes held out for validation", gt=0.0, lt=1.0))
+    device: str = field(default="auto", metadata=meta("torch device for training: auto, cpu, cuda, ..."))
+    pred_weight: float = field(default=1.0, metadata=meta("weight of the multi-step latent prediction loss", ge=0.0))
+    vicreg_var: float = field(default=1.0, metadata=meta("vicreg: variance hinge weight (std >= 1 per dim)", ge=0.0))
+    vicreg_cov: float = field(default=0.04, metadata=meta("vicreg: off-diagonal covariance weight", ge=0.0))
+    vicreg_smooth: float = field(default=0.0, metadata=meta("vicreg: temporal smoothness weight ||z_t+1 - z_t||^2", ge=0.0))
+    vicreg_idm: float = field(default=0.0, metadata=meta("vicreg: inverse-dynamics weight (predict a_t from z_t, z_t+1)", ge=0.0))
+    sigreg_weight: float = field(default=0.05, metadata=meta("sigreg: weight of the Epps-Pulley statistic", ge=0.0))
+    sigreg_directions: int = field(default=256, metadata=meta("sigreg: random 1-D projections per step", ge=1, le=8192))
+    recon_weight: float = field(default=1.0, metadata=meta("recon: weight of the observation reconstruction loss", ge=0.0))
+    subgoal_beta: float = field(default=0.1, metadata=meta("subgoal VAE: KL weight (beta)", ge=0.0))
+    distance_max_gap: int = field(default=64, metadata=meta(
+        "temporal-distance head: largest within-episode step gap used as a training pair", ge=1))
+    distance_expectile: float = field(default=0.2, metadata=meta(
+        "temporal-distance head: expectile of observed gaps it regresses (< 0.5 leans to the shortest path)",
+        gt=0.0, lt=1.0))
+    guardrail_batch: int = field(default=64, metadata=meta("labelled transitions per training step (guardrail heads)", ge=1))
