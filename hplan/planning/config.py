@@ -1,4 +1,9 @@
-"""Planner and guardrail settings ([planner] and [guardrails] in a scenario file)."""
+"""Planner and guardrail settings ([planner] and [guardrails] in a scenario file).
+
+Defaults are tuned so that one hierarchical plan step of the default model fits 100 ms on a
+2-core CPU (see ``benchmarks/bench_planners.py``). Every field is documented; the scenario loader
+checks the bounds and names the file and field on a bad value.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +19,70 @@ class PlannerConfig:
 
     kind: Literal["flat", "hier"] = field(default="hier", metadata=meta("flat baseline or hierarchical planner"))
     low: Literal["cem", "mppi", "grad", "cem_discrete"] = field(
-        default="cem", metadata=meta("low-level optimiser"))
-    horizon: int = field(default=16, metadata=meta("low-level planning horizon (steps)", ge=1, le=512))
+        default="cem", metadata=meta(
+        "low-level optimiser; on discrete action spaces cem/mppi mean categorical CEM (cem_discrete)"))
+    horizon: int = field(default=12, metadata=meta("low-level planning horizon (steps)", ge=1, le=512))
     population: int = field(default=256, metadata=meta("candidates per iteration", ge=2))
-    iterations: int = field(default=4, metadata=meta("optimiser iterations per plan", ge=1))
-    elites: int = field(default=32, metadata=meta("elite candidates kept by CEM", ge=1))
+    iterations: int = field(default=3, metadata=meta("optimiser iterations per plan", ge=1))
+    elites: int = field(default=32, metadata=meta("elite candidates kept by CEM (and weighted by MPPI)", ge=1))
     device: str = field(default="auto", metadata=meta("torch device: auto, cpu, cuda, ..."))
+    # --- sampling-based optimisers -------------------------------------------------------------
+    init_std: float = field(default=0.5, metadata=meta(
+        "initial sampling std, as a fraction of the action range's half-width", gt=0.0, le=4.0))
+    min_std: float = field(default=0.05, metadata=meta(
+        "floor on the sampling std (fraction of half-width): keeps exploring after convergence", ge=0.0, le=4.0))
+    momentum: float = field(default=0.1, metadata=meta(
+        "CEM/MPPI smoothing: new mean = momentum*old + (1-momentum)*elite mean", ge=0.0, lt=1.0))
+    temperature: float = field(default=0.5, metadata=meta(
+        "MPPI temperature, relative to the elites' cost std (smaller = greedier)", gt=0.0))
+    warm_start: bool = field(default=True, metadata=meta(
+        "start each plan from the previous plan shifted by one step (receding horizon)"))
+    max_batch: int = field(default=4096, metadata=meta(
+        "candidates evaluated per tensor op; larger populations are chunked so memory stays bounded", ge=1))
+    # --- gradient planner ------------------------------------------------------------------------
+    grad_lr: float = field(default=0.1, metadata=meta("Adam step size on the action sequence (grad planner)", gt=0.0))
+    grad_restarts: int = field(default=8, metadata=meta(
+        "action sequences optimised in parallel by the grad planner; the best is kept", ge=1))
+    grad_steps: int = field(default=20, metadata=meta("Adam steps per plan (grad planner)", ge=1))
+    # --- energy -----------------------------------------------------------------------------------
+    task_cost: Literal["temporal", "l2"] = field(default="temporal", metadata=meta(
+        "distance to the goal/subgoal: learned temporal distance or latent L2"))
+    running_weight: float = field(default=0.1, metadata=meta(
+        "weight of the mean per-step distance added to the terminal distance (0 = terminal only)", ge=0.0))
+    # --- hierarchical planner -------------------------------------------------------------------
+    high_optimizer: Literal["cem", "mppi"] = field(default="cem", metadata=meta("optimiser over subgoal codes"))
+    high_horizon: int = field(default=4, metadata=meta(
+        "L: high-level steps planned (each jumps subgoal_interval low-level steps)", ge=1, le=64))
+    high_population: int = field(default=256, metadata=meta("candidate code sequences per high-level iteration", ge=2))
+    high_iterations: int = field(default=3, metadata=meta("high-level optimiser iterations", ge=1))
+    high_elites: int = field(default=32, metadata=meta("high-level elites", ge=1))
+    code_bound: float = field(default=3.0, metadata=meta(
+        "subgoal codes are searched in [-code_bound, code_bound]^code_dim", gt=0.0))
+    reach_weight: float = field(default=1.0, metadata=meta(
+        "weight of the per-step reachability cost relu(d(z_l, z_l+1) - k) in the high-level energy", ge=0.0))
+    replan_every: int = field(default=8, metadata=meta(
+        "replan the high level at least every this many low-level steps", ge=1))
+    subgoal_reached: float = field(default=2.0, metadata=meta(
+        "temporal distance below which the subgoal counts as reached (triggers a high-level replan)", ge=0.0))
+    subgoal_lost: float = field(default=3.0, metadata=meta(
+        "replan the high level when the distance to the subgoal grew by more than this since the last step",
+        gt=0.0))
+    direct_reach: float = field(default=8.0, metadata=meta(
+        "when the goal's temporal distance is below this, the low level goes straight for the goal", ge=0.0))
+    # --- fair comparisons -----------------------------------------------------------------------
+    eval_budget: int = field(default=0, metadata=meta(
+        "predictor evaluations per agent step (0 = use population/iterations as given); sets the "
+        "populations of flat and hierarchical planners so both spend at most this many", ge=0))
+    high_share: float = field(default=0.25, metadata=meta(
+        "hierarchical planner: fraction of eval_budget spent on the high level when it replans", gt=0.0, lt=1.0))
+
+    def __post_init__(self) -> None:
+        if self.elites > self.population:
+            raise ValueError(f"elites ({self.elites}) must be <= population ({self.population})")
+        if self.high_elites > self.high_population:
+            raise ValueError(f"high_elites ({self.high_elites}) must be <= high_population ({self.high_population})")
+        if self.min_std > self.init_std:
+            raise ValueError(f"min_std ({self.min_std}) must be <= init_std ({self.init_std})")
 
 
 @dataclass(frozen=True)
@@ -31,3 +94,11 @@ class GuardrailConfig:
     weight: float = field(default=10.0, metadata=meta("penalty weight on predicted violation probability", ge=0.0))
     threshold: float = field(default=0.5, metadata=meta("probability above which a candidate is unsafe", gt=0.0, lt=1.0))
     budget: float = field(default=0.02, metadata=meta("Lagrangian mode: allowed mean violation probability", ge=0.0, le=1.0))
+    multiplier_init: float = field(default=1.0, metadata=meta("Lagrangian mode: initial multiplier", ge=0.0))
+    multiplier_max: float = field(default=100.0, metadata=meta("Lagrangian mode: cap on the multiplier", gt=0.0))
+    multiplier_update: Literal["dual", "pid"] = field(default="pid", metadata=meta(
+        "Lagrangian mode: plain dual ascent or a PID controller on (predicted risk - budget)"))
+    lagrangian_lr: float = field(default=5.0, metadata=meta(
+        "Lagrangian mode: dual-ascent step / PID integral gain per planning step", ge=0.0))
+    pid_kp: float = field(default=10.0, metadata=meta("Lagrangian PID mode: proportional gain", ge=0.0))
+    pid_kd: float = field(default=0.0, metadata=meta("Lagrangian PID mode: derivative gain", ge=0.0))

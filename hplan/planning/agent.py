@@ -1,0 +1,195 @@
+"""The latent agent: observations in, actions out, with everything the runner logs in ``PlanInfo``.
+
+Implements the "Agent contract" of ``docs/architecture.md``::
+
+    agent = make_agent(model, planner_cfg, guardrail_cfg, seed, device)
+    agent.reset(goal_obs, seed)          # new episode; seed fixes the planner's sampler
+    action, info = agent.act(obs)        # numpy array (continuous) or int (discrete)
+    agent.set_goal(goal_obs)             # goal moved mid-episode
+
+The agent only ever receives observations and goal observations — never the environment's
+``info`` — which is what keeps ground truth out of the planning loop. With a seed, an episode is
+deterministic on CPU: all randomness comes from one ``torch.Generator`` seeded in ``reset``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from hplan.device import resolve_device
+from hplan.planning.budget import resolve_budget
+from hplan.planning.config import GuardrailConfig, PlannerConfig
+from hplan.planning.energy import Energy
+from hplan.planning.hierarchical import FlatPlanner, HierarchicalPlanner, PlanStep
+from hplan.planning.lagrangian import LagrangeMultiplier
+from hplan.planning.mpc import RecedingHorizon
+from hplan.planning.protocol import WorldModel
+from hplan.planning.registry import make_optimizer
+from hplan.planning.surprise import RunningZScore
+from hplan.planning.types import PlanResult, SearchSpace
+from hplan.seeding import torch_generator
+
+
+@dataclass
+class PlanInfo:
+    """What the agent predicted and spent for one action (logged per step by the runner).
+
+    ``guardrail_probs``: predicted violation probability per guardrail name for the chosen first
+    action; ``predicted_cost``: energy of the chosen plan; ``subgoal_latent``: the low level's
+    current subgoal (None for the flat planner or when going straight for the goal);
+    ``subgoal_index``: how many subgoals were chosen before this one in the episode (-1: none);
+    ``plan_ms``: wall time of ``act``; ``model_evals``: predictor evaluations spent (see
+    :mod:`hplan.planning.energy`); ``replanned_high``: the high level replanned this step;
+    ``surprise``: z-scored latent prediction error of the last transition.
+    Additive fields: ``plan_reason`` (flat / start / schedule / reached / lost / subgoal / direct),
+    ``lagrange_multiplier`` (λ in Lagrangian mode, else None), ``predicted_risk`` (max predicted
+    violation probability along the chosen plan).
+    """
+
+    guardrail_probs: dict[str, float]
+    predicted_cost: float
+    subgoal_latent: list[float] | None
+    subgoal_index: int
+    plan_ms: float
+    model_evals: int
+    replanned_high: bool
+    surprise: float
+    plan_reason: str = "flat"
+    lagrange_multiplier: float | None = None
+    predicted_risk: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class LatentAgent:
+    """Plans in the latent space of ``model`` with a flat or hierarchical planner."""
+
+    def __init__(self, model: WorldModel, planner: PlannerConfig, guardrails: GuardrailConfig, seed: int,
+                 device: torch.device) -> None:
+        self.model = model
+        self.planner_cfg = planner
+        self.guardrail_cfg = guardrails
+        self.device = device
+        self.seed = int(seed)
+        spec = model.action_spec
+        self.discrete = bool(spec.discrete)
+        self.multiplier = LagrangeMultiplier(guardrails)
+        self.energy = Energy(model, planner, guardrails, multiplier=self.multiplier)
+        budget = resolve_budget(planner)
+        low_space = SearchSpace(planner.horizon, spec.dim, spec.low, spec.high, discrete=self.discrete)
+        low = RecedingHorizon(make_optimizer(planner.low, low_space, planner, budget.low), device,
+                              warm_start=planner.warm_start)
+        if planner.kind == "hier":
+            assert budget.high is not None
+            high_space = SearchSpace(planner.high_horizon, model.code_dim, -planner.code_bound, planner.code_bound)
+            high = RecedingHorizon(make_optimizer(planner.high_optimizer, high_space, planner, budget.high), device,
+                                   warm_start=planner.warm_start)
+            self.planner: FlatPlanner | HierarchicalPlanner = HierarchicalPlanner(self.energy, low, high, planner)
+        else:
+            self.planner = FlatPlanner(self.energy, low)
+        self.budget = budget
+        self.surprise = RunningZScore()
+        self.goal: torch.Tensor | None = None
+        self.generator = torch_generator(self.seed, device)
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.last_step: PlanStep | None = None
+
+    # -- episode control ------------------------------------------------------------------------
+    def reset(self, goal_obs: Any, seed: int | None = None) -> None:
+        """Start an episode towards ``goal_obs``; ``seed`` reseeds the sampler (same seed, same episode)."""
+        if seed is not None:
+            self.seed = int(seed)
+        self.generator = torch_generator(self.seed, self.device)
+        self.multiplier.reset()
+        self.surprise.reset()
+        self._last = None
+        self.last_step = None
+        self.planner.reset()
+        self.goal = self.encode(goal_obs)
+
+    def set_goal(self, goal_obs: Any) -> None:
+        """The goal moved: re-encode it and drop subgoals and warm starts aimed at the old one."""
+        self.goal = self.encode(goal_obs)
+        self.planner.reset()
+
+    # -- acting ---------------------------------------------------------------------------------
+    def encode(self, obs: Any) -> torch.Tensor:
+        """One raw observation (array, or dict of arrays) → latent ``(D,)``."""
+        with torch.no_grad():
+            return self.model.encode(self._batch(obs))[0]
+
+    def _batch(self, obs: Any) -> Any:
+        if isinstance(obs, Mapping):
+            return {key: self._batch(value) for key, value in obs.items()}
+        array = np.asarray(obs)
+        if array.dtype == np.float64:
+            array = array.astype(np.float32)
+        return torch.as_tensor(array, device=self.device)[None]
+
+    def _score_surprise(self, z: torch.Tensor) -> float:
+        if self._last is None:
+            return 0.0
+        z_prev, a_prev = self._last
+        with torch.no_grad():
+            predicted = self.model.predict(z_prev[None], a_prev[None, None])[0, -1]
+        return self.surprise.score(float((predicted - z).norm()))
+
+    def act(self, obs: Any) -> tuple[np.ndarray | int, PlanInfo]:
+        """Plan from ``obs`` and return the first action of the chosen plan with its ``PlanInfo``."""
+        if self.goal is None:
+            raise RuntimeError("call agent.reset(goal_obs, seed) before agent.act(obs)")
+        start = time.perf_counter()
+        z = self.encode(obs)
+        surprise = self._score_surprise(z)
+        step = self.planner.step(z, self.goal, self.generator)
+        result: PlanResult = step.result
+        first = result.actions[0].detach()
+        with torch.no_grad():
+            probs = self.model.heads(z[None], first[None])[0] if self.model.guardrail_names else None
+        multiplier = None
+        if self.guardrail_cfg.mode == "lagrangian":
+            multiplier = self.multiplier.update(result.mean_risk)
+        self._last = (z, first)
+        self.last_step = step
+        action: np.ndarray | int
+        if self.discrete:
+            action = int(first.argmax())
+        else:
+            action = first.cpu().numpy().astype(np.float32)
+        names = self.model.guardrail_names
+        info = PlanInfo(
+            guardrail_probs={name: float(probs[i]) for i, name in enumerate(names)} if probs is not None else {},
+            predicted_cost=float(result.cost),
+            subgoal_latent=None if step.subgoal is None else [float(v) for v in step.subgoal.cpu()],
+            subgoal_index=step.subgoal_index,
+            plan_ms=1000.0 * (time.perf_counter() - start),
+            model_evals=step.model_evals,
+            replanned_high=step.replanned_high,
+            surprise=surprise,
+            plan_reason=step.reason,
+            lagrange_multiplier=multiplier,
+            predicted_risk=float(result.risk),
+        )
+        return action, info
+
+
+def make_agent(model: WorldModel, planner: PlannerConfig, guardrails: GuardrailConfig, seed: int,
+               device: str | torch.device | None = None) -> LatentAgent:
+    """The factory the runner injects (dreamerv3's ``make_agent``); ``device`` resolved once here.
+
+    ``device=None`` uses ``planner.device``. On a discrete action space the sampling optimisers
+    ``cem``/``mppi`` mean categorical CEM (``grad`` is refused with a one-line error).
+    """
+    if model.action_spec.discrete and planner.low in ("cem", "mppi"):
+        planner = _replace(planner, low="cem_discrete")
+    return LatentAgent(model, planner, guardrails, seed, resolve_device(device if device is not None else planner.device))
+
+
+def _replace(cfg: PlannerConfig, **changes: Any) -> PlannerConfig:
+    import dataclasses
+
+    return dataclasses.replace(cfg, **changes)

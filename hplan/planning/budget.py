@@ -1,0 +1,69 @@
+"""Predictor-evaluation budgets, so flat and hierarchical planners can be compared fairly.
+
+One plan costs (see :mod:`hplan.planning.energy` for what counts as an evaluation):
+
+* CEM / MPPI / categorical CEM: ``iterations × population × horizon + horizon`` (the final mean
+  is scored once more);
+* gradient: ``(steps + 1) × restarts × horizon`` (one forward per Adam step plus a final one);
+* the high level: the same formula with ``high_horizon`` jumps.
+
+With ``eval_budget = B > 0`` the populations are derived from B (iterations and the
+elite fraction are kept): a flat agent spends up to B on its low level every step; a hierarchical
+agent spends up to ``(1 − high_share)·B`` on its low level every step and, on the steps where it
+replans its subgoals, up to ``high_share·B`` on the high level. So a hierarchical agent never
+spends more per step than the flat one; on average it spends less.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hplan.errors import HplanError
+from hplan.planning.config import PlannerConfig
+from hplan.planning.registry import Sizes, default_sizes
+
+
+def plan_cost(optimizer: str, sizes: Sizes, horizon: int) -> int:
+    """Predictor evaluations one plan of this optimiser spends."""
+    if optimizer == "grad":
+        return (sizes.iterations + 1) * sizes.population * horizon
+    return sizes.iterations * sizes.population * horizon + horizon
+
+
+def fit_sizes(optimizer: str, template: Sizes, horizon: int, budget: int, field: str) -> Sizes:
+    """The largest population whose :func:`plan_cost` fits ``budget`` (iterations kept)."""
+    if optimizer == "grad":
+        population = budget // ((template.iterations + 1) * horizon)
+        least = 1
+    else:
+        population = (budget - horizon) // (template.iterations * horizon)
+        least = 2
+    if population < least:
+        need = plan_cost(optimizer, Sizes(least, template.iterations, 1), horizon)
+        raise HplanError(f"planner.eval_budget: {field} gets {budget} evaluations, but one plan needs at least "
+                         f"{need} with horizon {horizon} and {template.iterations} iterations")
+    elites = max(1, min(population, round(population * template.elites / template.population)))
+    return Sizes(population=population, iterations=template.iterations, elites=elites)
+
+
+@dataclass(frozen=True)
+class Budget:
+    low: Sizes
+    high: Sizes | None
+
+
+def high_template(cfg: PlannerConfig) -> Sizes:
+    return Sizes(population=cfg.high_population, iterations=cfg.high_iterations, elites=cfg.high_elites)
+
+
+def resolve_budget(cfg: PlannerConfig) -> Budget:
+    """Sizes for the low level (and the high level when ``cfg.kind == "hier"``)."""
+    low, high = default_sizes(cfg), high_template(cfg) if cfg.kind == "hier" else None
+    if cfg.eval_budget <= 0:
+        return Budget(low, high)
+    if cfg.kind == "flat":
+        return Budget(fit_sizes(cfg.low, low, cfg.horizon, cfg.eval_budget, "the flat low level"), None)
+    high_budget = int(cfg.eval_budget * cfg.high_share)
+    return Budget(
+        fit_sizes(cfg.low, low, cfg.horizon, cfg.eval_budget - high_budget, "the hierarchical low level"),
+        fit_sizes(cfg.high_optimizer, high, cfg.high_horizon, high_budget, "the high level"))

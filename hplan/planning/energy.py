@@ -1,0 +1,139 @@
+"""The energy a planner minimises: task cost + guardrail cost, evaluated in chunks.
+
+* **Task cost**: the model's learned temporal distance (``task_cost = "temporal"``) or latent L2
+  (``"l2"``) from the predicted latents to the goal/subgoal latent — the terminal distance plus
+  ``running_weight`` × the mean per-step distance (so plans that get there early are preferred).
+* **Guardrail cost** from ``model.heads``; ``heads(z_t, a_t)`` is the probability that taking
+  ``a_t`` in ``z_t`` leads to a violation, so it is applied to the latent *before* each action.
+  Modes (``GuardrailConfig.mode``):
+
+  ``off``        no guardrail term (heads are not even evaluated);
+  ``penalty``    ``weight × Σ_t Σ_g p``;
+  ``hard``       candidates whose max predicted probability exceeds ``threshold`` are infeasible;
+                 ranking puts feasible ones first (see :func:`hplan.planning.types.rank`);
+  ``lagrangian`` ``λ × Σ_t Σ_g p``, with λ adapted per planning step towards ``budget``
+                 by a :class:`~hplan.planning.lagrangian.LagrangeMultiplier` held by the agent.
+
+Candidates are evaluated ``max_batch`` at a time, so a large population never needs more memory
+than one chunk; each chunk is one batched ``model.predict`` over all its candidates.
+
+Evaluation counting (``n_evals``): one low-level transition = one predictor evaluation, so a
+batch of N candidates over H steps costs N·H; one ``predict_high`` jump also counts as one (it is
+one forward pass of a predictor of similar size). Head and temporal-distance calls are not
+counted: they are small MLPs on the latents the predictor produced.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from hplan.planning.config import GuardrailConfig, PlannerConfig
+from hplan.planning.protocol import WorldModel
+from hplan.planning.types import Evaluation, Objective
+
+
+def chunked(evaluate: Callable[[torch.Tensor], Evaluation], max_batch: int) -> Objective:
+    """Wrap ``evaluate`` so candidates go through it at most ``max_batch`` at a time."""
+
+    def objective(candidates: torch.Tensor) -> Evaluation:
+        if candidates.shape[0] <= max_batch:
+            return evaluate(candidates)
+        return Evaluation.concat([evaluate(part) for part in torch.split(candidates, max_batch)])
+
+    return objective
+
+
+class Energy:
+    """Builds objectives (low-level over actions, high-level over subgoal codes) for one model."""
+
+    def __init__(self, model: WorldModel, planner: PlannerConfig, guardrails: GuardrailConfig,
+                 multiplier: Callable[[], float] | None = None) -> None:
+        self.model = model
+        self.planner = planner
+        self.guardrails = guardrails
+        self.multiplier = multiplier or (lambda: guardrails.multiplier_init)
+        self.uses_heads = guardrails.mode != "off" and len(model.guardrail_names) > 0
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def distance(self, z: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """Task distance from latents ``(..., D)`` to a goal latent (broadcast)."""
+        if self.planner.task_cost == "l2":
+            return (z - goal).norm(dim=-1)
+        return self.model.temporal_distance(z, goal.expand_as(z))
+
+    def task_cost(self, z: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """``(N, T, D)`` predicted latents → ``(N,)`` terminal + running distance to ``goal``."""
+        per_step = self.distance(z, goal)
+        cost = per_step[:, -1]
+        if self.planner.running_weight > 0:
+            cost = cost + self.planner.running_weight * per_step.mean(1)
+        return cost
+
+    def guardrail(self, probs: torch.Tensor, task: torch.Tensor, n_evals: int) -> Evaluation:
+        """Combine ``(N, T, G)`` predicted violation probabilities with the task cost by mode."""
+        g = self.guardrails
+        per_step = probs.amax(-1)
+        risk = per_step.amax(-1)
+        mean_risk = per_step.mean(-1)
+        total = probs.sum((1, 2))
+        feasible = torch.ones_like(risk, dtype=torch.bool)
+        barrier = torch.zeros_like(risk)
+        cost = task
+        if g.mode == "penalty":
+            cost = task + g.weight * total
+        elif g.mode == "lagrangian":
+            cost = task + self.multiplier() * total
+        elif g.mode == "hard":
+            feasible = risk <= g.threshold
+            barrier = max(g.weight, 1.0) * F.relu(risk - g.threshold) * probs.shape[1]
+        return Evaluation(cost=cost, risk=risk.detach(), feasible=feasible, mean_risk=mean_risk.detach(),
+                          barrier=barrier, n_evals=n_evals)
+
+    # -- objectives -----------------------------------------------------------------------------
+    def low_objective(self, z0: torch.Tensor, goal: torch.Tensor, max_batch: int | None = None) -> Objective:
+        """Objective over action sequences ``(N, H, A)`` from latent ``z0 (D,)`` towards ``goal (D,)``."""
+        model = self.model
+
+        def evaluate(actions: torch.Tensor) -> Evaluation:
+            n, horizon = actions.shape[:2]
+            start = z0.expand(n, -1)
+            z = model.predict(start, actions)
+            task = self.task_cost(z, goal)
+            if not self.uses_heads:
+                return Evaluation.unconstrained(task, n * horizon)
+            before = torch.cat([start[:, None], z[:, :-1]], dim=1)
+            return self.guardrail(model.heads(before, actions), task, n * horizon)
+
+        return chunked(evaluate, max_batch or self.planner.max_batch)
+
+    def high_objective(self, z0: torch.Tensor, goal: torch.Tensor, max_batch: int | None = None) -> Objective:
+        """Objective over subgoal-code sequences ``(N, L, M)``.
+
+        Energy = distance(last predicted latent, goal) (+ running term) + ``reach_weight`` ×
+        Σ_l relu(d(z_{l-1}, z_l) − k) — a jump the temporal distance says needs more than ``k``
+        low-level steps is one the low level probably cannot execute — + the guardrail cost of
+        the predicted subgoal latents (heads without actions).
+        """
+        model = self.model
+        k = float(model.subgoal_interval)
+
+        def evaluate(codes: torch.Tensor) -> Evaluation:
+            n, length = codes.shape[:2]
+            start = z0.expand(n, -1)
+            z = model.predict_high(start, codes)
+            task = self.task_cost(z, goal)
+            if self.planner.reach_weight > 0:
+                before = torch.cat([start[:, None], z[:, :-1]], dim=1)
+                if self.planner.task_cost == "l2":
+                    jump = (z - before).norm(dim=-1)
+                else:
+                    jump = model.temporal_distance(before, z)
+                task = task + self.planner.reach_weight * F.relu(jump - k).sum(1)
+            if not self.uses_heads:
+                return Evaluation.unconstrained(task, n * length)
+            return self.guardrail(model.heads(z), task, n * length)
+
+        return chunked(evaluate, max_batch or self.planner.max_batch)

@@ -1,0 +1,102 @@
+"""Sampling planners over a Gaussian on the plan: CEM and MPPI.
+
+Both draw ``population`` candidates per iteration in one tensor op (candidate 0 is always the
+current mean, so a good warm start is never lost), score them with the objective, and move the
+Gaussian; they differ only in how the new mean/std are formed from the ranked samples, which is
+the one function in the :data:`UPDATES` table. Smoothing (``momentum``) and a std floor keep the
+search from collapsing too early. Every candidate is clipped to the search box before scoring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from hplan.planning.types import BestTracker, Evaluation, Objective, PlanResult, SearchSpace, rank
+
+Update = Callable[[torch.Tensor, Evaluation, torch.Tensor, "GaussianSearch"], tuple[torch.Tensor, torch.Tensor]]
+
+
+def cem_update(samples: torch.Tensor, ev: Evaluation, order: torch.Tensor,
+               search: "GaussianSearch") -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy method: refit mean and std to the top-``elites`` candidates."""
+    elite = samples[order[: search.elites]]
+    return elite.mean(0), elite.std(0, unbiased=False)
+
+
+def mppi_update(samples: torch.Tensor, ev: Evaluation, order: torch.Tensor,
+                search: "GaussianSearch") -> tuple[torch.Tensor, torch.Tensor]:
+    """MPPI over the elites: exponential weights ``exp(-(c - c_min) / (T · std(c)))``.
+
+    The temperature is relative to the elites' cost spread, so one setting works for costs of
+    any scale. Under a hard constraint only feasible elites get weight; if none is feasible the
+    weights come from predicted risk instead (the least risky plans pull the mean).
+    """
+    idx = order[: search.elites]
+    elite = samples[idx]
+    feasible = ev.feasible[idx]
+    score = torch.where(feasible, ev.cost[idx], torch.full_like(ev.cost[idx], float("inf")))
+    if not bool(feasible.any()):
+        score = ev.risk[idx]
+    finite = torch.isfinite(score)
+    spread = score[finite].std(unbiased=False) if int(finite.sum()) > 1 else score.new_tensor(0.0)
+    scale = search.temperature * spread.clamp_min(1e-6)
+    logits = -(score - score[finite].min()) / scale
+    logits = torch.where(finite, logits, torch.full_like(logits, float("-inf")))
+    weights = torch.softmax(logits, 0)
+    shape = (-1,) + (1,) * (samples.dim() - 1)
+    mean = (weights.view(shape) * elite).sum(0)
+    var = (weights.view(shape) * (elite - mean) ** 2).sum(0)
+    return mean, var.sqrt()
+
+
+UPDATES: dict[str, Update] = {"cem": cem_update, "mppi": mppi_update}
+
+
+@dataclass
+class GaussianSearch:
+    """CEM or MPPI (``update`` names the rule in :data:`UPDATES`)."""
+
+    space: SearchSpace
+    update: str = "cem"
+    population: int = 256
+    elites: int = 32
+    iterations: int = 3
+    init_std: float = 0.5
+    min_std: float = 0.05
+    momentum: float = 0.1
+    temperature: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.update not in UPDATES:
+            raise ValueError(f"unknown update {self.update!r}; known: {sorted(UPDATES)}")
+        if not 1 <= self.elites <= self.population:
+            raise ValueError(f"need 1 <= elites ({self.elites}) <= population ({self.population})")
+        if self.space.discrete:
+            raise ValueError("GaussianSearch plans in a box; use CategoricalCEM for discrete actions")
+
+    def optimize(self, objective: Objective, init_mean: torch.Tensor, generator: torch.Generator) -> PlanResult:
+        space, device = self.space, init_mean.device
+        mean = space.clip(init_mean.clone())
+        std = torch.full_like(mean, self.init_std * space.half)
+        floor = self.min_std * space.half
+        best, n_evals = BestTracker(), 0
+        rule = UPDATES[self.update]
+        with torch.no_grad():
+            for _ in range(self.iterations):
+                noise = torch.randn((self.population - 1, *mean.shape), generator=generator, device=device)
+                samples = space.clip(torch.cat([mean[None], mean + std * noise]))
+                ev = objective(samples)
+                n_evals += ev.n_evals
+                order = rank(ev)
+                best.offer(samples, ev, int(order[0]))
+                new_mean, new_std = rule(samples, ev, order, self)
+                mean = space.clip(self.momentum * mean + (1 - self.momentum) * new_mean)
+                std = (self.momentum * std + (1 - self.momentum) * new_std).clamp_min(floor)
+            final = mean[None]
+            ev = objective(final)
+            n_evals += ev.n_evals
+            best.offer(final, ev, 0)
+        return best.result(mean, n_evals, final_std=float(std.mean()))

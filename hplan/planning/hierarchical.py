@@ -1,0 +1,123 @@
+"""Flat and hierarchical planners: MPC in latent space, with and without a subgoal level.
+
+The **flat** planner is receding-horizon MPC (:class:`~hplan.planning.mpc.RecedingHorizon`)
+aimed straight at the goal latent. The **hierarchical** planner is the same idea one level up:
+a high-level MPC over sequences of subgoal codes ``m`` rolled out with ``model.predict_high``
+(each code jumps ``subgoal_interval`` low-level steps; energy in
+:meth:`~hplan.planning.energy.Energy.high_objective`), whose first predicted latent becomes the
+target of the low-level MPC. The high level is replanned
+
+* at the start, and every ``replan_every`` low-level steps (schedule);
+* when the low level *reached* its subgoal (distance ≤ ``subgoal_reached``);
+* when it *lost* it (distance grew by more than ``subgoal_lost`` in one step);
+
+and while the goal itself is within ``direct_reach`` the low level goes straight for the goal.
+All decisions use the model's own distances; nothing here sees the environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from hplan.planning.config import PlannerConfig
+from hplan.planning.energy import Energy
+from hplan.planning.mpc import RecedingHorizon
+from hplan.planning.types import PlanResult
+
+
+@dataclass
+class PlanStep:
+    """One agent step's planning outcome (before it is turned into a ``PlanInfo``)."""
+
+    result: PlanResult
+    target: torch.Tensor
+    subgoal: torch.Tensor | None
+    subgoal_index: int
+    replanned_high: bool
+    reason: str
+    model_evals: int
+
+
+class FlatPlanner:
+    """The baseline: low-level MPC straight at the goal."""
+
+    def __init__(self, energy: Energy, low: RecedingHorizon) -> None:
+        self.energy = energy
+        self.low = low
+
+    def reset(self) -> None:
+        self.low.reset()
+
+    def step(self, z: torch.Tensor, goal: torch.Tensor, generator: torch.Generator) -> PlanStep:
+        result = self.low.plan(self.energy.low_objective(z, goal), generator)
+        return PlanStep(result=result, target=goal, subgoal=None, subgoal_index=-1, replanned_high=False,
+                        reason="flat", model_evals=result.n_evals)
+
+
+class HierarchicalPlanner:
+    """High-level MPC over subgoal codes on top of low-level MPC towards the first subgoal."""
+
+    def __init__(self, energy: Energy, low: RecedingHorizon, high: RecedingHorizon, cfg: PlannerConfig) -> None:
+        self.energy = energy
+        self.model = energy.model
+        self.low = low
+        self.high = high
+        self.cfg = cfg
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget subgoals and warm starts (new episode or new goal)."""
+        self.low.reset()
+        self.high.reset()
+        self.subgoal: torch.Tensor | None = None
+        self.subgoal_index = -1
+        self.steps_since_high = 0
+        self.last_subgoal_distance = float("inf")
+        self.high_latents: torch.Tensor | None = None
+
+    def _distance(self, z: torch.Tensor, target: torch.Tensor) -> float:
+        return float(self.energy.distance(z[None], target[None])[0])
+
+    def _replan_reason(self, z: torch.Tensor) -> str | None:
+        if self.subgoal is None:
+            return "start"
+        if self.steps_since_high >= self.cfg.replan_every:
+            return "schedule"
+        distance = self._distance(z, self.subgoal)
+        if distance <= self.cfg.subgoal_reached:
+            return "reached"
+        if distance > self.last_subgoal_distance + self.cfg.subgoal_lost:
+            return "lost"
+        return None
+
+    def _plan_high(self, z: torch.Tensor, goal: torch.Tensor, generator: torch.Generator) -> int:
+        interval = max(1, self.model.subgoal_interval)
+        shift = round(self.steps_since_high / interval) if self.subgoal is not None else 0
+        result = self.high.plan(self.energy.high_objective(z, goal), generator, shift=shift)
+        latents = self.model.predict_high(z[None], result.actions[None])[0]
+        self.high_latents = latents
+        self.subgoal = latents[0]
+        self.subgoal_index += 1
+        self.steps_since_high = 0
+        self.last_subgoal_distance = float("inf")
+        return result.n_evals + latents.shape[0]
+
+    def step(self, z: torch.Tensor, goal: torch.Tensor, generator: torch.Generator) -> PlanStep:
+        evals, replanned, reason = 0, False, "subgoal"
+        if self._distance(z, goal) <= self.cfg.direct_reach:
+            target, reason = goal, "direct"
+        else:
+            why = self._replan_reason(z)
+            if why is not None:
+                evals += self._plan_high(z, goal, generator)
+                replanned, reason = True, why
+            assert self.subgoal is not None
+            target = self.subgoal
+            self.last_subgoal_distance = self._distance(z, target)
+        result = self.low.plan(self.energy.low_objective(z, target), generator)
+        self.steps_since_high += 1
+        return PlanStep(result=result, target=target, subgoal=None if reason == "direct" else self.subgoal,
+                        subgoal_index=self.subgoal_index, replanned_high=replanned, reason=reason,
+                        model_evals=evals + result.n_evals)
