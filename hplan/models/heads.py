@@ -1,0 +1,60 @@
+"""Heads on the latent: guardrails P(violation at the next step) and the temporal-distance task head.
+
+Both are trained on *detached* latents: they read the representation, never shape it, so a label
+budget of a few hundred guardrail labels cannot distort the world model and the collapse
+diagnostics measure the JEPA objective alone.
+
+Temporal distance: a quasimetric in the MRN form
+``d(x, y) = scale · (‖φ(x) − φ(y)‖ + max_i relu(ψ_i(x) − ψ_i(y)))`` — a symmetric metric part
+plus an asymmetric part (for irreversible worlds such as DoorKey). Any such ``d`` obeys the
+triangle inequality, which is what makes it a usable planning cost around walls: it is trained
+on within-episode pairs ``(z_i, z_j)`` to regress the step gap ``j − i`` with a *low expectile*
+(observed gaps of exploratory data overestimate the shortest path; the low expectile leans to
+the shortest one), and the triangle inequality stitches short pairs into long distances that go
+around walls instead of through them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hplan.models.predictor import mlp
+
+
+class GuardrailHeads(nn.Module):
+    """One logit per violation name, from ``[z, a]`` and (action-marginal) from ``z`` alone."""
+
+    def __init__(self, latent_dim: int, action_dim: int, hidden: int, num_guardrails: int) -> None:
+        super().__init__()
+        self.num = num_guardrails
+        self.state_action = mlp(latent_dim + action_dim, hidden, max(num_guardrails, 1), 2)
+        self.state = mlp(latent_dim, hidden, max(num_guardrails, 1), 2)
+
+    def logits(self, z: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
+        """``z (..., D)`` and optional ``actions (..., A)`` (leading dims broadcast) → ``(..., G)``."""
+        if actions is None:
+            out = self.state(z)
+        else:
+            lead = torch.broadcast_shapes(z.shape[:-1], actions.shape[:-1])
+            z = z.expand(*lead, z.shape[-1])
+            actions = actions.to(z.dtype).expand(*lead, actions.shape[-1])
+            out = self.state_action(torch.cat([z, actions], dim=-1))
+        return out[..., : self.num]
+
+
+class TemporalDistance(nn.Module):
+    """MRN quasimetric in low-level steps; broadcasts over leading dims."""
+
+    def __init__(self, latent_dim: int, hidden: int, dim: int, max_gap: int) -> None:
+        super().__init__()
+        self.sym_dim = max(dim - dim // 4, 1)
+        self.embed = mlp(latent_dim, hidden, self.sym_dim + max(dim // 4, 1), 2)
+        self.scale = float(max_gap)
+
+    def forward(self, z: torch.Tensor, z_goal: torch.Tensor) -> torch.Tensor:
+        ex, eg = self.embed(z), self.embed(z_goal)
+        diff = ex - eg
+        sym = torch.sqrt(diff[..., : self.sym_dim].pow(2).sum(-1) + 1e-8)
+        asym = torch.relu(diff[..., self.sym_dim:]).amax(-1)
+        return self.scale * (sym + asym)

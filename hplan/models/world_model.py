@@ -1,0 +1,101 @@
+"""``LatentWorldModel``: the encoder, P_lo, the subgoal level and the heads behind the planners' protocol.
+
+It implements :class:`hplan.planning.protocol.WorldModel` exactly (``encode / predict /
+predict_high / heads / temporal_distance`` and the attributes ``latent_dim``, ``action_spec``,
+``code_dim``, ``subgoal_interval``, ``guardrail_names``). Everything a checkpoint needs to rebuild
+the model is in :meth:`spec`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hplan.configio import from_mapping, to_mapping
+from hplan.models.config import ModelConfig
+from hplan.models.decoders import DECODERS
+from hplan.models.encoders import build_encoder
+from hplan.models.heads import GuardrailHeads, TemporalDistance
+from hplan.models.predictor import ResidualPredictor
+from hplan.models.regularizers import REGULARIZERS
+from hplan.models.subgoal import SUBGOAL_MODELS
+from hplan.planning.protocol import ActionSpec
+
+
+class LatentWorldModel(nn.Module):
+    """Two-level latent world model (see DESIGN.md, "The idea in one paragraph")."""
+
+    def __init__(self, cfg: ModelConfig, *, obs_kind: str, obs_shape: tuple[int, ...], action_spec: ActionSpec,
+                 guardrail_names: tuple[str, ...], env_id: str = "", distance_max_gap: int = 64) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.obs_kind = obs_kind
+        self.obs_shape = tuple(int(s) for s in obs_shape)
+        self.action_spec = action_spec
+        self.guardrail_names = tuple(guardrail_names)
+        self.env_id = env_id
+        self.latent_dim = cfg.latent_dim
+        self.code_dim = cfg.code_dim
+        self.subgoal_interval = cfg.subgoal_interval
+        self.distance_max_gap = int(distance_max_gap)
+        self.encoder = build_encoder(obs_kind, self.obs_shape, cfg)
+        self.predictor = ResidualPredictor(cfg.latent_dim, action_spec.dim, cfg.hidden_dim, cfg.predictor_layers)
+        self.subgoal = SUBGOAL_MODELS[cfg.subgoal_model](cfg, action_spec.dim)
+        self.guardrail = GuardrailHeads(cfg.latent_dim, action_spec.dim, cfg.hidden_dim, len(self.guardrail_names))
+        self.distance = TemporalDistance(cfg.latent_dim, cfg.hidden_dim, cfg.distance_dim, distance_max_gap)
+        self.decoder = DECODERS[obs_kind](self.obs_shape, cfg) if REGULARIZERS[cfg.regularizer].decoder else None
+        # Surprise calibration: mean and std of the one-step latent prediction error on held-out data.
+        self.register_buffer("surprise_stats", torch.tensor([0.0, 1.0]))
+
+    # ----------------------------------------------------------------- protocol
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def encode(self, obs: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Raw observations ``(B, *obs_shape)`` → ``(B, D)``; accepts numpy arrays too."""
+        obs = torch.as_tensor(obs, device=self.device)
+        lead = obs.shape[: obs.ndim - len(self.obs_shape)]
+        z = self.encoder(obs.reshape(-1, *self.obs_shape))
+        return z.reshape(*lead, self.latent_dim)
+
+    def predict(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.predictor.rollout(z, actions.to(z.dtype))
+
+    def predict_high(self, z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """Roll P_hi over ``codes (B, L, M)`` (whitened: sample them from N(0, I)) → ``(B, L, D)``."""
+        outputs = []
+        for i in range(codes.shape[-2]):
+            z = self.subgoal.step(z, codes[..., i, :].to(z.dtype))
+            outputs.append(z)
+        return torch.stack(outputs, dim=-2)
+
+    def heads(self, z: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.sigmoid(self.guardrail.logits(z, actions))
+
+    def temporal_distance(self, z: torch.Tensor, z_goal: torch.Tensor) -> torch.Tensor:
+        return self.distance(z, z_goal)
+
+    # ----------------------------------------------------------------- rebuild
+    def spec(self) -> dict[str, Any]:
+        """Everything needed to rebuild this model (stored in ``model.pt`` next to the weights)."""
+        return {
+            "model_config": to_mapping(self.cfg),
+            "obs_kind": self.obs_kind,
+            "obs_shape": list(self.obs_shape),
+            "action_spec": dataclasses.asdict(self.action_spec),
+            "guardrail_names": list(self.guardrail_names),
+            "env_id": self.env_id,
+            "distance_max_gap": self.distance_max_gap,
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], source: str = "model.pt") -> "LatentWorldModel":
+        cfg = from_mapping(ModelConfig, spec["model_config"], source=source, section="model_config")
+        return cls(cfg, obs_kind=spec["obs_kind"], obs_shape=tuple(spec["obs_shape"]),
+                   action_spec=ActionSpec(**spec["action_spec"]), guardrail_names=tuple(spec["guardrail_names"]),
+                   env_id=spec.get("env_id", ""), distance_max_gap=int(spec.get("distance_max_gap", 64)))
