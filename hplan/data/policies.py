@@ -1,0 +1,213 @@
+"""Exploration policies for offline data collection, batched over ``N`` environments.
+
+A world model can only learn what the data shows, so the policies are chosen for *coverage*:
+
+* ``random``: uniform over the action space. Cheap, but a continuous point mass under uniform
+  random forces mostly jitters in place and rarely leaves its room.
+* ``momentum``: a persistent heading with occasional turns (a run-and-tumble walk): each step a
+  new heading is drawn with probability ``turn_prob`` or when the last step hit a wall. Straight
+  runs of ~``1/turn_prob`` steps carry the agent across rooms and through doorways. For discrete
+  actions it repeats the last action and switches with probability ``turn_prob``.
+* ``minigrid_explore``: a forward-biased random walk over MiniGrid's turn/forward actions that
+  picks up a key or toggles a door when it faces one (with probability ``interact_prob``), so
+  DoorKey data contains opened doors and the rooms behind them.
+
+Determinism: every episode owns a ``numpy.random.Generator`` seeded from its episode seed, and all
+the randomness a policy needs for that episode is drawn from it up front (:meth:`begin`). An
+episode's actions therefore depend only on its own seed and observations — not on which slot of
+which batch it ran in — which is what makes resumed collections identical to uninterrupted ones.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from hplan.errors import HplanError
+
+# MiniGrid's action enum (minigrid.core.actions.Actions), fixed by the library.
+MINIGRID_LEFT, MINIGRID_RIGHT, MINIGRID_FORWARD, MINIGRID_PICKUP, MINIGRID_TOGGLE = 0, 1, 2, 3, 5
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """What a collector tells a policy about the last step (all arrays have a leading ``N`` axis).
+
+    ``blocked``: the last step hit a wall (``wall_contact``), or None when the env has no such flag.
+    ``interact``: per env, the action that interacts with the object in front (MiniGrid pickup /
+    toggle), or -1 when there is nothing useful to interact with; None when not applicable.
+    """
+
+    t: int
+    blocked: np.ndarray | None = None
+    interact: np.ndarray | None = None
+
+
+class ExplorationPolicy(ABC):
+    """Batched, per-episode-seeded action sampler for one action space."""
+
+    name: str = ""
+
+    def __init__(self, space: gym.Space, *, turn_prob: float = 0.05, interact_prob: float = 0.8) -> None:
+        self.space = space
+        self.turn_prob = float(turn_prob)
+        self.interact_prob = float(interact_prob)
+        self.discrete = isinstance(space, gym.spaces.Discrete)
+        if not self.discrete and not isinstance(space, gym.spaces.Box):
+            raise HplanError(f"policy {self.name!r}: unsupported action space {space}")
+        self._noise: dict[str, np.ndarray] = {}
+        self._steps = 0
+
+    def begin(self, rngs: Sequence[np.random.Generator], steps: int) -> None:
+        """Start ``len(rngs)`` episodes of ``steps`` steps; draws each episode's noise from its own generator."""
+        self._steps = steps
+        blocks = [self._draw(rng, steps) for rng in rngs]
+        self._noise = {key: np.stack([b[key] for b in blocks]) for key in blocks[0]} if blocks else {}
+        self._start(len(rngs))
+
+    def act(self, ctx: PolicyContext) -> np.ndarray:
+        """Actions for step ``ctx.t``: ``(N, *shape)`` float32 for boxes, ``(N,)`` int64 for discrete."""
+        if not 0 <= ctx.t < self._steps:
+            raise IndexError(f"step {ctx.t} outside the episode length {self._steps}")
+        return self._act(ctx)
+
+    # -- per-policy parts
+    @abstractmethod
+    def _draw(self, rng: np.random.Generator, steps: int) -> dict[str, np.ndarray]:
+        """All noise one episode needs, as arrays with a leading time axis."""
+
+    def _start(self, n: int) -> None:
+        """Reset per-episode state for ``n`` new episodes."""
+
+    @abstractmethod
+    def _act(self, ctx: PolicyContext) -> np.ndarray: ...
+
+    # -- helpers
+    @property
+    def _n_actions(self) -> int:
+        return int(self.space.n)
+
+    def _discrete_from_uniform(self, u: np.ndarray) -> np.ndarray:
+        return (self.space.start + np.minimum((u * self._n_actions).astype(np.int64), self._n_actions - 1)).astype(
+            np.int64)
+
+    def _box_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        low = np.where(np.isfinite(self.space.low), self.space.low, -1.0).astype(np.float64)
+        high = np.where(np.isfinite(self.space.high), self.space.high, 1.0).astype(np.float64)
+        return low, high
+
+
+class UniformRandom(ExplorationPolicy):
+    """Uniform over the action space (unbounded box dimensions are treated as [-1, 1])."""
+
+    name = "random"
+
+    def _draw(self, rng: np.random.Generator, steps: int) -> dict[str, np.ndarray]:
+        shape = () if self.discrete else self.space.shape
+        return {"u": rng.random((steps, *shape))}
+
+    def _act(self, ctx: PolicyContext) -> np.ndarray:
+        u = self._noise["u"][:, ctx.t]
+        if self.discrete:
+            return self._discrete_from_uniform(u)
+        low, high = self._box_bounds()
+        return (low + u * (high - low)).astype(np.float32)
+
+
+class MomentumWalk(ExplorationPolicy):
+    """Persistent heading, re-drawn with probability ``turn_prob`` per step or after hitting a wall.
+
+    Continuous: the action is ``centre + half_range · strength · heading`` with a unit ``heading``
+    (uniform on the sphere) and ``strength`` uniform in [0.5, 1], clipped to the box. Discrete: the
+    previous action is repeated; a turn picks a uniformly random action.
+    """
+
+    name = "momentum"
+
+    def _draw(self, rng: np.random.Generator, steps: int) -> dict[str, np.ndarray]:
+        noise = {"turn": rng.random(steps)}
+        if self.discrete:
+            noise["choice"] = rng.random(steps)
+        else:
+            dim = int(np.prod(self.space.shape))
+            noise["heading"] = rng.standard_normal((steps, dim))
+            noise["strength"] = rng.uniform(0.5, 1.0, steps)
+        return noise
+
+    def _start(self, n: int) -> None:
+        self._current = np.zeros(n, dtype=np.int64) if self.discrete else None
+        self._heading_step = np.zeros(n, dtype=np.int64)
+
+    def _turns(self, ctx: PolicyContext) -> np.ndarray:
+        turn = self._noise["turn"][:, ctx.t] < self.turn_prob
+        if ctx.t == 0:
+            turn[:] = True
+        if ctx.blocked is not None:
+            turn |= np.asarray(ctx.blocked, dtype=bool)
+        return turn
+
+    def _act(self, ctx: PolicyContext) -> np.ndarray:
+        turn = self._turns(ctx)
+        if self.discrete:
+            fresh = self._discrete_from_uniform(self._noise["choice"][:, ctx.t])
+            self._current = np.where(turn, fresh, self._current)
+            return self._current.copy()
+        self._heading_step = np.where(turn, ctx.t, self._heading_step)
+        rows = np.arange(len(turn))
+        heading = self._noise["heading"][rows, self._heading_step]
+        heading = heading / np.maximum(np.linalg.norm(heading, axis=1, keepdims=True), 1e-12)
+        strength = self._noise["strength"][rows, self._heading_step][:, None]
+        low, high = (b.reshape(-1) for b in self._box_bounds())
+        action = np.clip((low + high) / 2 + (high - low) / 2 * strength * heading, low, high)
+        return action.reshape(len(turn), *self.space.shape).astype(np.float32)
+
+
+class MiniGridExplore(ExplorationPolicy):
+    """Forward-biased walk (forward 60 %, left 20 %, right 20 %) that interacts with keys and doors.
+
+    Interaction needs ``ctx.interact`` (from the collector, which reads the cell in front of the
+    agent); without it this is the plain forward-biased walk.
+    """
+
+    name = "minigrid_explore"
+    WALK = ((MINIGRID_FORWARD, 0.6), (MINIGRID_LEFT, 0.2), (MINIGRID_RIGHT, 0.2))
+
+    def __init__(self, space: gym.Space, **kwargs: float) -> None:
+        super().__init__(space, **kwargs)
+        if not self.discrete or self._n_actions < 3:
+            raise HplanError(f"policy 'minigrid_explore' needs MiniGrid's discrete actions, got {space}")
+        self._walk_actions = np.array([a for a, _ in self.WALK], dtype=np.int64)
+        self._walk_cdf = np.cumsum([p for _, p in self.WALK])
+
+    def _draw(self, rng: np.random.Generator, steps: int) -> dict[str, np.ndarray]:
+        return {"walk": rng.random(steps), "interact": rng.random(steps)}
+
+    def _act(self, ctx: PolicyContext) -> np.ndarray:
+        index = np.searchsorted(self._walk_cdf, self._noise["walk"][:, ctx.t], side="right")
+        action = self._walk_actions[np.minimum(index, len(self._walk_actions) - 1)]
+        if ctx.interact is not None:
+            interact = np.asarray(ctx.interact, dtype=np.int64)
+            use = (interact >= 0) & (interact < self._n_actions) & (self._noise["interact"][:, ctx.t] < self.interact_prob)
+            action = np.where(use, interact, action)
+        return action.astype(np.int64)
+
+
+POLICIES: dict[str, Callable[..., ExplorationPolicy]] = {
+    UniformRandom.name: UniformRandom,
+    MomentumWalk.name: MomentumWalk,
+    MiniGridExplore.name: MiniGridExplore,
+}
+"""Registry: the names a scenario's ``[collect] policy`` may use."""
+
+
+def make_policy(name: str, space: gym.Space, *, turn_prob: float = 0.05, interact_prob: float = 0.8) -> ExplorationPolicy:
+    """Build a registered policy for ``space``; unknown names and unsupported spaces raise HplanError."""
+    try:
+        cls = POLICIES[name]
+    except KeyError:
+        raise HplanError(f"unknown exploration policy {name!r} (known: {', '.join(POLICIES)})") from None
+    return cls(space, turn_prob=turn_prob, interact_prob=interact_prob)
