@@ -1,0 +1,90 @@
+"""The table of hplan environments: id, entry point, observation modes, settings, task fields.
+
+One row per env. ``import hplan.envs`` registers every row with gymnasium; the factory and the
+``hplan envs`` command read the same table, so an env is added in exactly one place (plus its
+factors in :mod:`hplan.envs.factors`). *Settings* are constructor keywords that are not factors
+of variation (image size, rendering); *task fields* are the scenario ``[task]`` keys the env
+honours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+
+from hplan.errors import HplanError
+
+
+def _int_in(low: int, high: int) -> Callable[[str, Any], Any]:
+    def check(name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise HplanError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+        return value
+    return check
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise HplanError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _render_mode(name: str, value: Any) -> Any:
+    if value not in (None, "rgb_array"):
+        raise HplanError(f"{name} must be 'rgb_array' (or unset), got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    """One registered environment."""
+
+    id: str
+    entry_point: str
+    doc: str
+    obs_modes: tuple[str, ...] = ("state", "image", "both")
+    settings: dict[str, Callable[[str, Any], Any]] = field(default_factory=dict)
+    task_fields: tuple[str, ...] = ()
+
+
+_IMAGE = {"image_size": _int_in(16, 512), "render_mode": _render_mode}
+
+ENVS: dict[str, EnvEntry] = {entry.id: entry for entry in (
+    EnvEntry("hplan/PointRooms-v0", "hplan.envs.point_rooms:PointRoomsEnv",
+             "continuous point mass in rooms joined by doorways (ASCII layouts, restricted zones)",
+             settings={**_IMAGE, "terminate_on_success": _boolean, "render_size": _int_in(64, 1024)},
+             task_fields=("min_rooms_apart", "start_room", "goal_room", "goal_tolerance")),
+    EnvEntry("hplan/MiniGridFourRooms-v0", "hplan.envs.minigrid_adapters:MiniGridFourRooms",
+             "MiniGrid FourRooms, fully observed, discrete actions", settings=dict(_IMAGE)),
+    EnvEntry("hplan/MiniGridDoorKey-v0", "hplan.envs.minigrid_adapters:MiniGridDoorKey",
+             "MiniGrid DoorKey: pick up the key, open the door, reach the goal", settings=dict(_IMAGE)),
+    EnvEntry("hplan/MiniGridLavaCrossing-v0", "hplan.envs.minigrid_adapters:MiniGridLavaCrossing",
+             "MiniGrid LavaCrossing: lava is the guardrail (violation 'lava')", settings=dict(_IMAGE)),
+    EnvEntry("hplan/Pusher-v0", "hplan.envs.pusher:PusherEnv",
+             "PyBullet planar pusher moving a block to a target (contact force, forbidden zone)",
+             settings=dict(_IMAGE), task_fields=("goal_tolerance",)),
+    EnvEntry("hplan/CartPole-v0", "hplan.envs.cartpole:CartPoleEnv",
+             "gymnasium CartPole-v1 with the hplan info contract (sanity scenario)",
+             settings=dict(_IMAGE)),
+)}
+
+
+def env_entry(env_id: str) -> EnvEntry:
+    try:
+        return ENVS[env_id]
+    except KeyError:
+        raise HplanError(f"unknown env id {env_id!r} (registered: {', '.join(ENVS)})") from None
+
+
+def register_all() -> None:
+    """Register every row with gymnasium (idempotent)."""
+    for entry in ENVS.values():
+        if entry.id not in gym.registry:
+            gym.register(id=entry.id, entry_point=entry.entry_point)
+
+
+def registered_ids() -> tuple[str, ...]:
+    return tuple(ENVS)
