@@ -1,0 +1,177 @@
+"""Search space: dotted scenario targets → ``trial.suggest_*`` calls and scenario overrides.
+
+A parameter's name in Optuna is its dotted target (``planner.horizon``), so tables, exports and
+optuna-dashboard read like the scenario file. Values are checked against the scenario's own
+dataclasses at load time by building the scenario with each boundary value, so a bound the
+scenario would reject (``planner.horizon`` 0, ``model.regularizer`` "vicregg") fails before the
+first trial, naming the study file and the parameter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from hplan.errors import ConfigError, HplanError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from hplan.config import ScenarioConfig
+    from hplan.studies.config import ParamSpec, StudyConfig
+
+# Scenario fields a study must not search: they identify the run rather than configure it.
+_FROZEN_TARGETS = {"name", "source", "seed", "description", "env.id"}
+
+
+def nested(target: str, value: Any) -> dict[str, Any]:
+    """``"model.latent_dim", 64`` → ``{"model": {"latent_dim": 64}}``."""
+    out: dict[str, Any] = {}
+    node = out
+    parts = target.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge of nested override tables (``update`` wins)."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def overrides_from_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Optuna's flat ``{target: value}`` → nested scenario overrides."""
+    out: dict[str, Any] = {}
+    for target, value in params.items():
+        out = merge(out, nested(target, value))
+    return out
+
+
+def check_target(target: str, scenario_cls: type | None = None) -> None:
+    """Raise ``ValueError`` unless ``target`` names a leaf field of the scenario dataclasses."""
+    from hplan.config import ScenarioConfig
+
+    if target in _FROZEN_TARGETS:
+        raise ValueError(f"{target} identifies the run and cannot be searched")
+    cls: Any = scenario_cls or ScenarioConfig
+    parts = target.split(".")
+    for depth, part in enumerate(parts):
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if part not in fields:
+            where = ".".join(parts[:depth]) or "the scenario"
+            raise ValueError(f"unknown target {target!r}: {where} has no field {part!r} "
+                             f"(fields: {', '.join(sorted(fields))})")
+        hint = _field_type(cls, part)
+        is_last = depth == len(parts) - 1
+        if dataclasses.is_dataclass(hint):
+            if is_last:
+                raise ValueError(f"target {target!r} is a whole section; name one of its fields")
+            cls = hint
+        elif not is_last:
+            if hint is dict or getattr(hint, "__origin__", None) is dict:
+                return  # free-form tables (env.kwargs.*) are checked when the env is built
+            raise ValueError(f"unknown target {target!r}: {'.'.join(parts[:depth + 1])} is not a section")
+
+
+def _field_type(cls: type, name: str) -> Any:
+    import sys
+    import typing
+
+    hints = typing.get_type_hints(cls, globalns=vars(sys.modules[cls.__module__]))
+    return hints[name]
+
+
+def boundary_values(spec: ParamSpec) -> list[Any]:
+    """Values that must all be accepted by the scenario for the parameter to be valid."""
+    if spec.kind == "categorical":
+        return list(spec.choices)
+    low, high = spec.low, spec.high
+    if spec.kind in ("int", "log_int"):
+        return [int(low), int(high)]  # type: ignore[arg-type]
+    return [float(low), float(high)]  # type: ignore[arg-type]
+
+
+def validate_against_scenario(study: StudyConfig) -> ScenarioConfig:
+    """Load the scenario with the fixed overrides and with every parameter's boundary values."""
+    from hplan.config import load_scenario
+
+    try:
+        base = load_scenario(study.scenario, study.scenario_overrides())
+    except ConfigError as err:
+        raise ConfigError(study.source, "scenario/overrides", f"{err}") from None
+    for i, spec in enumerate(study.params):
+        try:
+            check_target(spec.target)
+        except ValueError as err:
+            raise ConfigError(study.source, f"params[{i}].target", str(err)) from None
+        for value in boundary_values(spec):
+            try:
+                load_scenario(study.scenario, merge(study.scenario_overrides(), nested(spec.target, value)))
+            except ConfigError as err:
+                raise ConfigError(study.source, f"params[{i}] ({spec.target})",
+                                  f"value {value!r} rejected by the scenario: {err.message}") from None
+    if study.sampler.kind == "grid":
+        try:
+            grid_space(study.params)
+        except ValueError as err:
+            raise ConfigError(study.source, "sampler.kind", str(err)) from None
+    return base
+
+
+def suggest(trial: optuna.trial.Trial, specs: Iterable[ParamSpec]) -> dict[str, Any]:
+    """Ask the trial for every parameter; returns ``{target: value}``."""
+    values: dict[str, Any] = {}
+    for spec in specs:
+        if spec.kind == "categorical":
+            values[spec.name] = trial.suggest_categorical(spec.name, list(spec.choices))
+        elif spec.kind in ("int", "log_int"):
+            values[spec.name] = trial.suggest_int(spec.name, int(spec.low), int(spec.high),  # type: ignore[arg-type]
+                                                  step=int(spec.step or 1), log=spec.kind == "log_int")
+        else:
+            values[spec.name] = trial.suggest_float(spec.name, float(spec.low), float(spec.high),  # type: ignore[arg-type]
+                                                    step=spec.step, log=spec.kind == "log_float")
+    return values
+
+
+def grid_space(specs: Sequence[ParamSpec]) -> dict[str, list[Any]]:
+    """The grid for ``GridSampler``: categorical choices, or every step of a stepped int/float range."""
+    if not specs:
+        raise ValueError("a grid study needs at least one [[params]] entry")
+    space: dict[str, list[Any]] = {}
+    for spec in specs:
+        if spec.kind == "categorical":
+            space[spec.name] = list(spec.choices)
+        elif spec.kind == "int":
+            space[spec.name] = list(range(int(spec.low), int(spec.high) + 1, int(spec.step or 1)))  # type: ignore[arg-type]
+        elif spec.kind == "float" and spec.step is not None:
+            n = int(math.floor((spec.high - spec.low) / spec.step + 1e-9))  # type: ignore[operator]
+            space[spec.name] = [round(spec.low + i * spec.step, 12) for i in range(n + 1)]  # type: ignore[operator]
+        else:
+            raise ValueError(f"grid sampler: parameter {spec.target} ({spec.kind}) has no finite grid; "
+                             "use choices or an int/float range with a step")
+    return space
+
+
+def grid_size(specs: Sequence[ParamSpec]) -> int:
+    return math.prod(len(v) for v in grid_space(specs).values())
+
+
+def trial_scenario(study: StudyConfig, params: dict[str, Any], seed: int | None = None) -> ScenarioConfig:
+    """The scenario one trial runs: base file + fixed overrides + sampled parameters (+ seed)."""
+    from hplan.config import load_scenario
+
+    overrides = merge(study.scenario_overrides(), overrides_from_params(params))
+    if seed is not None:
+        overrides["seed"] = seed
+    try:
+        return load_scenario(study.scenario, overrides)
+    except ConfigError as err:
+        raise HplanError(f"{study.source}: parameters {params} give an invalid scenario: {err}") from None
