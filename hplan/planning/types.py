@@ -119,7 +119,7 @@ def rank(ev: Evaluation) -> torch.Tensor:
 def sort_key(ev: Evaluation, index: int) -> tuple[int, float, float]:
     """A comparable key for one candidate, consistent with :func:`rank` (smaller is better)."""
     feasible = bool(ev.feasible[index])
-    cost = float(ev.cost[index])
+    cost = float(ev.cost[index].detach())
     if cost != cost:  # NaN
         cost = float("inf")
     return (0 if feasible else 1, 0.0 if feasible else float(ev.risk[index]), cost)
@@ -138,7 +138,7 @@ class BestTracker:
         if self.key is None or key < self.key:
             self.key = key
             self.actions = candidates[index].detach().clone()
-            self.values = (float(ev.cost[index]), float(ev.risk[index]), float(ev.mean_risk[index]),
+            self.values = (float(ev.cost[index].detach()), float(ev.risk[index]), float(ev.mean_risk[index]),
                            bool(ev.feasible[index]))
 
     def result(self, mean: torch.Tensor, n_evals: int, **info: Any) -> PlanResult:
