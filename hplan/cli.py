@@ -51,7 +51,10 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception as err:  # click usage errors
-        import click
+        try:
+            import click
+        except ModuleNotFoundError:  # typer >= 0.22 vendors click as typer._click
+            from typer import _click as click
 
         if isinstance(err, click.ClickException):
             err.show()
