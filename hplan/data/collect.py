@@ -39,7 +39,8 @@ from hplan.data.policies import PolicyContext, make_policy
 from hplan.data.shards import write_manifest, write_shard
 from hplan.data.sources import BatchSource, open_source
 from hplan.data.stats import aggregate, shard_counts
-from hplan.errors import ConfigError, HplanError
+from hplan.data.validate import check_collect_fits
+from hplan.errors import ConfigError
 from hplan.provenance import package_versions
 from hplan.seeding import derive_seed
 
@@ -82,20 +83,6 @@ def episode_seeds(seed: int, first: int, count: int) -> tuple[list[int], list[np
     return env_seeds, rngs
 
 
-def check_collect_settings(scenario: ScenarioConfig, source: BatchSource) -> None:
-    """Settings that parse but do not fit the env: a one-line ConfigError naming the field."""
-    collect = scenario.collect
-    if collect.start == "anywhere" and not source.supports_anywhere:
-        raise ConfigError(scenario.source, "collect.start",
-                          f"'anywhere' needs an env with a free-floor map (PointRooms); {scenario.env.id} "
-                          "places its own starts: use start = \"task\"")
-    try:
-        make_policy(collect.policy, source.action_space, turn_prob=collect.turn_prob,
-                    interact_prob=collect.interact_prob)
-    except HplanError as err:  # unknown policy, or a policy that does not fit the action space
-        raise ConfigError(scenario.source, "collect.policy", str(err)) from None
-
-
 def collect(scenario: ScenarioConfig, out_dir: str | Path, *, episodes: int | None = None,
             on_episodes: Callable[[int], None] | None = None,
             on_shard: Callable[[int, dict[str, Any]], None] | None = None,
@@ -119,7 +106,7 @@ def collect(scenario: ScenarioConfig, out_dir: str | Path, *, episodes: int | No
 
     source = open_source(scenario, min(cfg.num_envs, max(p.episodes for p in plans)), cfg.steps_per_episode)
     try:
-        check_collect_settings(scenario, source)
+        check_collect_fits(scenario, source.action_space)
         manifest = _new_manifest(scenario, source, settings) if existing is None else dict(existing)
         manifest["versions"] = package_versions()
         done = {int(e["index"]): e for e in manifest.get("shards", [])

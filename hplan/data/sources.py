@@ -15,7 +15,6 @@ Episodes are fixed-length blocks: a source never auto-resets; the collector stop
 
 from __future__ import annotations
 
-import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ import gymnasium as gym
 import numpy as np
 
 from hplan.config import ScenarioConfig
-from hplan.errors import ConfigError
 
 POINT_ROOMS_ID = "hplan/PointRooms-v0"
 START_MARGIN = 0.1
@@ -88,16 +86,9 @@ class PointRoomsVecSource(BatchSource):
     supports_anywhere = True
 
     def __init__(self, scenario: ScenarioConfig, num_envs: int) -> None:
-        from hplan.envs.vector import PointRoomsVec
-        from hplan.errors import HplanError
+        from hplan.envs.factory import make_vec_env
 
-        kwargs = point_rooms_kwargs(scenario)
-        try:
-            self.vec = PointRoomsVec(num_envs, terminate_on_success=False, **kwargs)
-        except TypeError as err:
-            raise ConfigError(scenario.source, "env.kwargs", str(err)) from None
-        except HplanError as err:
-            raise ConfigError(scenario.source, "env.kwargs", str(err)) from None
+        self.vec = make_vec_env(scenario, num_envs, terminate_on_success=False)
         self.num_envs = num_envs
         self.observation_space = self.vec.single_observation_space
         self.action_space = self.vec.single_action_space
@@ -140,20 +131,6 @@ class PointRoomsVecSource(BatchSource):
                          violations=violations[:n], room=np.asarray(info["room"])[:n])
 
 
-def point_rooms_kwargs(scenario: ScenarioConfig) -> dict[str, Any]:
-    """Constructor keywords for PointRooms from a scenario: [env] kwargs, obs mode and [task] fields."""
-    task = scenario.task
-    kwargs: dict[str, Any] = dict(scenario.env.kwargs)
-    kwargs["obs_mode"] = scenario.env.obs_mode
-    kwargs.setdefault("min_rooms_apart", task.min_rooms_apart)
-    for name in ("start_room", "goal_room"):
-        if getattr(task, name) is not None:
-            kwargs.setdefault(name, getattr(task, name))
-    if task.goal_tolerance is not None:
-        kwargs.setdefault("goal_tolerance", task.goal_tolerance)
-    return kwargs
-
-
 # --------------------------------------------------------------------------- any gymnasium env (loop)
 class GymLoopSource(BatchSource):
     """A list of gymnasium envs from the scenario factory, stepped one after another."""
@@ -162,9 +139,8 @@ class GymLoopSource(BatchSource):
         from hplan.envs.factory import make_env
 
         # Collection episodes are fixed-length blocks: the time limit must not cut them short.
-        env_cfg = dataclasses.replace(scenario.env, max_steps=max(scenario.env.max_steps, steps))
-        collect_scenario = dataclasses.replace(scenario, env=env_cfg)
-        self.envs = [make_env(collect_scenario) for _ in range(num_envs)]
+        max_steps = max(scenario.env.max_steps, steps)
+        self.envs = [make_env(scenario, max_steps=max_steps) for _ in range(num_envs)]
         first = self.envs[0].unwrapped
         self.num_envs = num_envs
         self.observation_space = self.envs[0].observation_space

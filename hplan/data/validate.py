@@ -1,0 +1,97 @@
+"""Full validation of a scenario file, as ``hplan scenario check`` and ``hplan collect`` run it.
+
+Three layers, each raising a one-line :class:`~hplan.errors.ConfigError` naming file and field:
+the file's structure and types (:func:`hplan.config.load_scenario`), the environment semantics
+(``hplan.envs.factory.validate_scenario_env``: env id, layout, kwargs, task fields), and the
+collection settings against the env actually built (policy vs. action space, start placement).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+
+from hplan.config import ScenarioConfig, load_scenario
+from hplan.data.policies import make_policy
+from hplan.data.sources import VECTOR_BACKENDS
+from hplan.errors import ConfigError, HplanError
+
+
+@dataclass(frozen=True)
+class ScenarioReport:
+    """A validated scenario plus facts about its env, for the ``check`` summary."""
+
+    scenario: ScenarioConfig
+    observation_space: gym.Space
+    action_space: gym.Space
+    num_rooms: int | None
+    layout: str | None
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        s = self.scenario
+        rows = [("env", f"{s.env.id}  obs_mode={s.env.obs_mode}  max_steps={s.env.max_steps}"),
+                ("observation", _space_text(self.observation_space)),
+                ("action", _space_text(self.action_space))]
+        if self.layout is not None:
+            rows.append(("layout", self.layout))
+        task = {k: v for k, v in vars(s.task).items() if v not in (None, 0)}
+        rows.append(("task", ", ".join(f"{k}={v}" for k, v in task.items()) or "env defaults"))
+        c = s.collect
+        rows.append(("collect", f"{c.episodes} episodes × {c.steps_per_episode} steps, policy={c.policy}, "
+                                f"start={c.start}, {c.num_envs} envs, {c.episodes_per_shard} episodes/shard"))
+        rows.append(("model", f"latent_dim={s.model.latent_dim} regularizer={s.model.regularizer} "
+                              f"subgoal_interval={s.model.subgoal_interval}"))
+        rows.append(("planner", f"{s.planner.kind}/{s.planner.low} horizon={s.planner.horizon} "
+                                f"population={s.planner.population} device={s.planner.device}"))
+        rows.append(("guardrails", f"mode={s.guardrails.mode} threshold={s.guardrails.threshold}"))
+        rows.append(("seed", str(s.seed)))
+        return rows
+
+
+def validate_scenario(name_or_path: str | Path) -> ScenarioReport:
+    """Load and fully validate a scenario; returns facts for a summary."""
+    from hplan.envs.factory import make_env, validate_scenario_env
+
+    scenario = load_scenario(name_or_path)
+    validate_scenario_env(scenario)
+    env = make_env(scenario)
+    try:
+        check_collect_fits(scenario, env.action_space)
+        unwrapped: Any = env.unwrapped
+        world = getattr(unwrapped, "world", None)
+        layout = getattr(world, "layout", None)
+        layout_text = None
+        if layout is not None:
+            layout_text = (f"{layout.name} ({layout.width}×{layout.height} cells, {layout.num_rooms} rooms, "
+                           f"{int(world.restricted.sum())} restricted cells)")
+        return ScenarioReport(scenario=scenario, observation_space=env.observation_space,
+                              action_space=env.action_space, num_rooms=None if layout is None else layout.num_rooms,
+                              layout=layout_text)
+    finally:
+        env.close()
+
+
+def check_collect_fits(scenario: ScenarioConfig, action_space: gym.Space) -> None:
+    """``[collect]`` settings that parse but do not fit the env raise a ConfigError naming the field."""
+    collect = scenario.collect
+    if collect.start == "anywhere" and scenario.env.id not in VECTOR_BACKENDS:
+        raise ConfigError(scenario.source, "collect.start",
+                          f"'anywhere' needs a PointRooms map; {scenario.env.id} places its own starts "
+                          "(use start = \"task\")")
+    try:
+        make_policy(collect.policy, action_space, turn_prob=collect.turn_prob, interact_prob=collect.interact_prob)
+    except HplanError as err:
+        raise ConfigError(scenario.source, "collect.policy", str(err)) from None
+
+
+def _space_text(space: gym.Space) -> str:
+    if isinstance(space, gym.spaces.Discrete):
+        return f"Discrete({space.n})"
+    if isinstance(space, gym.spaces.Box):
+        return f"Box{tuple(space.shape)} {space.dtype}"
+    if isinstance(space, gym.spaces.Dict):
+        return ", ".join(f"{k}: {_space_text(v)}" for k, v in space.spaces.items())
+    return str(space)
