@@ -1,0 +1,215 @@
+"""Many seeded episodes of one scenario with one model: a table of results plus episode logs.
+
+Episode ``i`` of a run with master seed ``s`` resets the env with ``derive_seed(s, "episode", i)``
+and seeds the agent with the same value. Each episode gets a fresh environment and a fresh agent,
+so an episode depends only on its own seed and settings — which is what lets ``hplan replay``
+re-run any single episode from its log.
+
+The environment and agent factories are injected (``make_env`` / ``make_agent``; the library's
+defaults are imported lazily) so tests and the stress suite can substitute their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hplan.config import ScenarioConfig
+from hplan.configio import to_mapping
+from hplan.io import write_dataframe, write_json
+from hplan.planning.config import GuardrailConfig
+from hplan.provenance import package_versions
+from hplan.runner.logs import LogHeader, write_episode_log
+from hplan.runner.loop import EpisodeRecord, StepHook, run_episode
+from hplan.runner.settings import checkpoint_sha256, resolve_guardrails, resolve_planner
+from hplan.runner.summary import summarize
+from hplan.seeding import derive_seed
+
+EPISODE_DIR = "episodes"
+EPISODES_TABLE = "episodes.parquet"
+RUN_SUMMARY = "run.json"
+
+EnvFactory = Callable[..., Any]
+AgentFactory = Callable[..., Any]
+
+
+def episode_seed(seed: int, index: int) -> int:
+    return derive_seed(seed, "episode", index)
+
+
+def episode_log_path(log_dir: str | Path, index: int) -> Path:
+    return Path(log_dir) / EPISODE_DIR / f"ep-{index:04d}.jsonl"
+
+
+def run_episodes(scenario: ScenarioConfig, model: Any, *, planner_kind: str | None = None,
+                 guardrails: str | GuardrailConfig | None = None, episodes: int, seed: int | None = None,
+                 log_dir: str | Path | None = None, wrap_env: Callable[[Any], Any] | None = None,
+                 hooks: Sequence[StepHook] = (), checkpoint: str | Path | None = None,
+                 device: str | None = None, env_overrides: dict[str, Any] | None = None,
+                 make_env: EnvFactory | None = None, make_agent: AgentFactory | None = None,
+                 progress: bool = False) -> pd.DataFrame:
+    """Run ``episodes`` seeded episodes; one row per episode (see :func:`episode_row`).
+
+    ``planner_kind``/``guardrails``/``device`` override the scenario (see
+    :mod:`hplan.runner.settings`); ``seed`` defaults to the scenario's master seed.
+    ``checkpoint`` (run dir) is recorded with the sha256 of its ``model.pt`` so a replay can
+    verify it reloads the same weights; it defaults to ``model.run_dir`` when the model has one.
+    ``wrap_env(env) -> env`` wraps each fresh env (stress shifts); if it has a JSON-friendly
+    ``replay_spec`` attribute, that is logged so a replay can rebuild the wrapper.
+    With ``log_dir``, writes ``episodes/ep-NNNN.jsonl`` per episode, ``episodes.parquet`` and
+    ``run.json`` (settings and aggregate metrics), all atomically.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    make_env = make_env or _default_make_env
+    make_agent = make_agent or _default_make_agent
+    seed = scenario.seed if seed is None else int(seed)
+    planner = resolve_planner(scenario.planner, planner_kind, device)
+    guard = resolve_guardrails(scenario.guardrails, guardrails)
+    checkpoint = checkpoint if checkpoint is not None else getattr(model, "run_dir", None)
+    ckpt_hash = checkpoint_sha256(checkpoint) if checkpoint is not None else None
+    agent_device = _device_name(model, planner.device)
+    base_header = LogHeader(
+        episode=0, seed=0, scenario=to_mapping(scenario),
+        env={"id": scenario.env.id, "obs_mode": scenario.env.obs_mode, "kwargs": to_mapping(scenario.env.kwargs),
+             "overrides": to_mapping(env_overrides or {})},
+        planner=to_mapping(planner), guardrails=to_mapping(guard), max_steps=scenario.env.max_steps,
+        checkpoint_path=str(Path(checkpoint).resolve()) if checkpoint is not None else None,
+        checkpoint_sha256=ckpt_hash, device=agent_device, torch_threads=torch.get_num_threads(),
+        versions=package_versions(), wrappers=_wrapper_spec(wrap_env))
+    rows = []
+    with _progress(progress, episodes, f"{scenario.name} {planner.kind} guardrails={guard.mode}") as advance:
+        for index in range(episodes):
+            ep_seed = episode_seed(seed, index)
+            env = make_env(scenario, **(env_overrides or {}))
+            if wrap_env is not None:
+                env = wrap_env(env)
+            try:
+                agent = make_agent(model, planner, guard, ep_seed, planner.device)
+                record = run_episode(env, agent, ep_seed, max_steps=scenario.env.max_steps, hooks=hooks)
+            finally:
+                env.close()
+            log_path = episode_log_path(log_dir, index) if log_dir is not None else None
+            row = episode_row(record, index=index, scenario=scenario.name, planner=planner.kind,
+                              guardrails=guard.mode, log=log_path)
+            if log_path is not None:
+                header = dataclasses.replace(base_header, episode=index, seed=ep_seed)
+                write_episode_log(log_path, header, record, _json_row(row))
+            rows.append(row)
+            advance(row)
+    frame = pd.DataFrame(rows)
+    if log_dir is not None:
+        write_dataframe(Path(log_dir) / EPISODES_TABLE, frame)
+        write_json(Path(log_dir) / RUN_SUMMARY, {
+            "scenario": scenario.name, "scenario_source": scenario.source, "seed": seed, "episodes": episodes,
+            "planner": to_mapping(planner), "guardrails": to_mapping(guard),
+            "checkpoint": base_header.checkpoint_path, "checkpoint_sha256": ckpt_hash, "device": agent_device,
+            "versions": base_header.versions, "summary": summarize(frame)})
+    return frame
+
+
+def episode_row(record: EpisodeRecord, *, index: int, scenario: str = "", planner: str = "",
+                guardrails: str = "", log: Path | None = None) -> dict[str, Any]:
+    """One row of the results table.
+
+    ``violations``: steps with at least one real violation; ``violations_<name>``: steps on which
+    that flag was set; ``violation``: at least one violating step; ``plan_ms``: mean agent-reported
+    planning time per step; ``act_ms``: mean wall time of ``agent.act`` measured by the runner
+    (what tables report as planning ms per step); ``model_evals``: predictor evaluations spent in
+    the episode; ``final_geodesic``: shortest-path distance to the goal at the end (maps only).
+    """
+    row: dict[str, Any] = {
+        "scenario": scenario, "planner": planner, "guardrails": guardrails, "episode": index,
+        "seed": record.seed, "success": record.success, "steps": record.num_steps,
+        "violations": record.violation_steps, "violation": record.violation_steps > 0,
+    }
+    for name, count in record.violations_by_kind().items():
+        row[f"violations_{name}"] = count
+    row.update({
+        "plan_ms": record.mean("plan_ms"),
+        "act_ms": float(np.mean([s.act_ms for s in record.steps])) if record.steps else float("nan"),
+        "model_evals": int(record.total("model_evals")),
+        "return": record.total_return,
+        "start_geodesic": _nan(record.start_geodesic),
+        "start_geodesic_steps": -1 if record.start_geodesic_steps is None else int(record.start_geodesic_steps),
+        "final_geodesic": _nan(record.final_geodesic),
+        "log": "" if log is None else str(log),
+    })
+    return row
+
+
+def _json_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The row as the log's summary line stores it (NaN → None: JSON has no NaN)."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _wrapper_spec(wrap_env: Callable[[Any], Any] | None) -> str | None:
+    if wrap_env is None:
+        return None
+    spec = getattr(wrap_env, "replay_spec", None)
+    if spec is not None:
+        import json
+
+        return json.dumps(spec, sort_keys=True)
+    return f"unreplayable:{getattr(wrap_env, '__qualname__', type(wrap_env).__name__)}"
+
+
+def _device_name(model: Any, requested: str) -> str:
+    from hplan.device import resolve_device
+
+    try:
+        return str(resolve_device(requested))
+    except Exception:  # a fake model in tests may not care about devices
+        return str(getattr(model, "device", requested))
+
+
+def _default_make_env(scenario: ScenarioConfig, **overrides: Any) -> Any:
+    from hplan.envs.factory import make_env
+
+    return make_env(scenario, **overrides)
+
+
+def _default_make_agent(model: Any, planner: Any, guardrails: Any, seed: int, device: Any) -> Any:
+    from hplan.planning.agent import make_agent
+
+    return make_agent(model, planner, guardrails, seed, device)
+
+
+class _progress:
+    """A rich progress bar with running success / violation counts (a no-op when disabled)."""
+
+    def __init__(self, enabled: bool, total: int, label: str) -> None:
+        self.enabled, self.total, self.label = enabled, total, label
+        self.successes = self.violations = self.done = 0
+
+    def __enter__(self) -> Callable[[dict[str, Any]], None]:
+        if not self.enabled:
+            return lambda row: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), transient=False)
+        self.bar.__enter__()
+        self.task = self.bar.add_task(self.label, total=self.total, stats="")
+        return self._advance
+
+    def _advance(self, row: dict[str, Any]) -> None:
+        self.done += 1
+        self.successes += int(bool(row["success"]))
+        self.violations += int(bool(row["violation"]))
+        self.bar.update(self.task, advance=1,
+                        stats=f"success {self.successes}/{self.done}  violating {self.violations}/{self.done}")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self.bar.__exit__(*exc)

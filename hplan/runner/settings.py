@@ -1,0 +1,66 @@
+"""Resolving what an evaluation run uses: planner and guardrail settings, checkpoint identity.
+
+Command-line choices (``--planner flat|hier``, ``--guardrails on|off|penalty|hard|lagrangian``)
+override the scenario file's ``[planner]``/``[guardrails]`` sections here, in one place, so the
+CLI, the stress suite and the benchmark scripts resolve them identically and the episode log
+records exactly what the agent was built with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+from hplan.errors import CheckpointError, HplanError
+from hplan.planning.config import GuardrailConfig, PlannerConfig
+
+GuardrailChoice = Literal["on", "off", "penalty", "hard", "lagrangian"]
+GUARDRAIL_CHOICES: tuple[str, ...] = ("on", "off", "penalty", "hard", "lagrangian")
+PLANNER_CHOICES: tuple[str, ...] = ("flat", "hier")
+MODEL_FILE = "model.pt"
+
+
+def resolve_planner(base: PlannerConfig, kind: str | None = None, device: str | None = None) -> PlannerConfig:
+    """The scenario's planner settings with ``kind`` (flat/hier) and ``device`` overridden."""
+    changes: dict[str, str] = {}
+    if kind is not None:
+        if kind not in PLANNER_CHOICES:
+            raise HplanError(f"unknown planner {kind!r}: use one of {', '.join(PLANNER_CHOICES)}")
+        changes["kind"] = kind
+    if device is not None:
+        changes["device"] = device
+    return dataclasses.replace(base, **changes) if changes else base
+
+
+def resolve_guardrails(base: GuardrailConfig, choice: str | GuardrailConfig | None) -> GuardrailConfig:
+    """``on`` keeps the scenario's mode (``penalty`` when the file says ``off``); ``off`` disables
+    the guardrail cost; a mode name selects that mode with the file's weights and thresholds."""
+    if choice is None:
+        return base
+    if isinstance(choice, GuardrailConfig):
+        return choice
+    if choice not in GUARDRAIL_CHOICES:
+        raise HplanError(f"unknown guardrail setting {choice!r}: use one of {', '.join(GUARDRAIL_CHOICES)}")
+    if choice == "on":
+        return base if base.mode != "off" else dataclasses.replace(base, mode="penalty")
+    return dataclasses.replace(base, mode=choice)
+
+
+def model_file(checkpoint: str | Path) -> Path:
+    """``model.pt`` of a run directory (or the file itself when a file is given)."""
+    path = Path(checkpoint)
+    return path / MODEL_FILE if path.is_dir() else path
+
+
+def checkpoint_sha256(checkpoint: str | Path) -> str:
+    """sha256 of the checkpoint's ``model.pt``: what a replay checks before trusting the model."""
+    path = model_file(checkpoint)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

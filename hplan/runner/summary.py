@@ -1,0 +1,63 @@
+"""Aggregate metrics over an episodes table, with the definitions the product documents.
+
+* ``success_rate``: fraction of episodes whose last step reached the goal within tolerance.
+* ``violation_rate``: fraction of episodes with at least one real violation.
+* ``violations_per_1000_steps``: violating steps per 1,000 steps taken, over all episodes.
+* ``ms_per_step``: wall time of ``agent.act`` per step (encode + plan), averaged over all steps
+  of all episodes (step-weighted, so long episodes count for what they cost).
+* ``model_evals_per_step``: predictor evaluations per step (the planners' compute budget).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+from rich.table import Table
+
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    # (key, heading, format)
+    ("episodes", "episodes", "{:d}"),
+    ("success_rate", "success", "{:.0%}"),
+    ("mean_steps", "mean steps", "{:.1f}"),
+    ("violation_rate", "violation rate", "{:.0%}"),
+    ("violations_per_1000_steps", "viol./1k steps", "{:.1f}"),
+    ("ms_per_step", "plan ms/step", "{:.1f}"),
+    ("model_evals_per_step", "evals/step", "{:.0f}"),
+)
+
+
+def summarize(frame: pd.DataFrame) -> dict[str, Any]:
+    """Aggregate one run's episodes table (columns as written by ``episode_row``)."""
+    if frame.empty:
+        raise ValueError("cannot summarise an empty episodes table")
+    steps = frame["steps"].astype(float)
+    total_steps = float(steps.sum())
+    weighted_ms = float((frame["act_ms"].fillna(0.0) * steps).sum())
+    return {
+        "episodes": int(len(frame)),
+        "success_rate": float(frame["success"].mean()),
+        "mean_steps": float(steps.mean()),
+        "violation_rate": float(frame["violation"].mean()),
+        "violations_per_1000_steps": 1000.0 * float(frame["violations"].sum()) / total_steps if total_steps else 0.0,
+        "ms_per_step": weighted_ms / total_steps if total_steps else math.nan,
+        "model_evals_per_step": float(frame["model_evals"].sum()) / total_steps if total_steps else math.nan,
+    }
+
+
+def summary_table(summaries: list[tuple[str, dict[str, Any]]], title: str = "") -> Table:
+    """A rich table, one row per labelled summary."""
+    table = Table(title=title or None)
+    table.add_column("run")
+    for _, heading, _ in COLUMNS:
+        table.add_column(heading, justify="right")
+    for label, summary in summaries:
+        table.add_row(label, *(_fmt(fmt, summary.get(key)) for key, _, fmt in COLUMNS))
+    return table
+
+
+def _fmt(fmt: str, value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return fmt.format(value)

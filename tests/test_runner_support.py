@@ -1,0 +1,100 @@
+"""Test doubles shared by the runner and replay tests (no tests here).
+
+``GreedyAgent`` satisfies the agent contract on state observations: it steers towards the goal
+observation's position with seeded noise, so episodes depend on the seed and on observations only.
+``tiny_checkpoint`` writes an untrained but real ``LatentWorldModel`` run directory, so the real
+agent, checkpoint loader and replay can be exercised end to end in seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hplan.config import ScenarioConfig, load_scenario
+
+
+@dataclass
+class FakePlanInfo:
+    guardrail_probs: dict[str, float]
+    predicted_cost: float
+    subgoal_latent: list[float] | None
+    subgoal_index: int
+    plan_ms: float
+    model_evals: int
+    replanned_high: bool
+    surprise: float
+
+
+@dataclass
+class GreedyAgent:
+    """Proportional controller towards the goal position, plus seeded noise."""
+
+    gain: float = 2.0
+    noise: float = 0.3
+    calls: list[str] = field(default_factory=list)
+    goals: list[Any] = field(default_factory=list)
+
+    def reset(self, goal_obs: Any, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.goal = np.asarray(goal_obs, dtype=np.float64)
+        self.t = 0
+        self.calls.append("reset")
+        self.goals.append(self.goal.copy())
+
+    def set_goal(self, goal_obs: Any) -> None:
+        self.goal = np.asarray(goal_obs, dtype=np.float64)
+        self.calls.append("set_goal")
+        self.goals.append(self.goal.copy())
+
+    def act(self, obs: Any) -> tuple[np.ndarray, FakePlanInfo]:
+        obs = np.asarray(obs, dtype=np.float64)
+        direction = self.goal[:2] - obs[:2]
+        action = np.clip(self.gain * direction + self.noise * self.rng.standard_normal(2), -1, 1).astype(np.float32)
+        self.t += 1
+        self.calls.append("act")
+        info = FakePlanInfo(guardrail_probs={"wall_contact": float(self.rng.uniform()), "restricted_zone": 0.01},
+                            predicted_cost=float(np.linalg.norm(direction)), subgoal_latent=[0.5, -0.25],
+                            subgoal_index=self.t // 4, plan_ms=0.1, model_evals=64, replanned_high=self.t % 4 == 1,
+                            surprise=0.0)
+        return action, info
+
+
+def make_greedy_agent(model: Any, planner: Any, guardrails: Any, seed: int, device: Any) -> GreedyAgent:
+    return GreedyAgent()
+
+
+def two_rooms(max_steps: int = 25, **extra: Any) -> ScenarioConfig:
+    """The built-in two-room scenario with state observations and a short step budget."""
+    overrides = {"env": {"max_steps": max_steps, "obs_mode": "state"}, **extra}
+    return load_scenario("point_two_rooms", overrides=overrides)
+
+
+def tiny_checkpoint(run_dir: Path, scenario: ScenarioConfig) -> Path:
+    """An untrained LatentWorldModel for ``scenario``'s env saved as ``run_dir/model.pt``."""
+    import torch
+
+    from hplan.envs.factory import make_env
+    from hplan.models.checkpoint import save_world_model
+    from hplan.models.world_model import LatentWorldModel
+    from hplan.planning.protocol import ActionSpec
+
+    torch.manual_seed(0)
+    env = make_env(scenario)
+    try:
+        shape = tuple(env.observation_space.shape)
+        names = tuple(env.unwrapped.violation_names)
+    finally:
+        env.close()
+    model = LatentWorldModel(scenario.model, obs_kind="state", obs_shape=shape, action_spec=ActionSpec(dim=2),
+                             guardrail_names=names, env_id=scenario.env.id)
+    save_world_model(model, Path(run_dir) / "model.pt")
+    return Path(run_dir)
+
+
+TINY_PLANNER = {"population": 16, "elites": 4, "iterations": 1, "horizon": 4, "high_population": 16,
+                "high_elites": 4, "high_iterations": 1, "high_horizon": 2, "device": "cpu"}
+"""A planner small enough for tests (one step well under 10 ms on CPU)."""
