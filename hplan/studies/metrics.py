@@ -73,8 +73,20 @@ def mean_steps(frame: pd.DataFrame) -> float:
 
 
 def plan_ms(frame: pd.DataFrame) -> float:
-    """Mean wall-clock planning time per step in milliseconds (contended CPUs inflate it)."""
-    return float(_column(frame, "plan_ms", "mean_plan_ms", "act_ms").astype(float).mean()) if len(frame) else math.nan
+    """Wall-clock time of ``agent.act`` per step in milliseconds, step-weighted (contended CPUs inflate it)."""
+    if not len(frame):
+        return math.nan
+    per_step = _column(frame, "act_ms", "plan_ms").astype(float).fillna(0.0).to_numpy()
+    steps = _steps(frame)
+    return float((per_step * steps).sum() / steps.sum()) if steps.sum() else math.nan
+
+
+def model_evals_per_step(frame: pd.DataFrame) -> float:
+    """Predictor evaluations spent per executed step (the planner's compute budget)."""
+    if not len(frame):
+        return math.nan
+    steps = _steps(frame)
+    return float(_column(frame, "model_evals").astype(float).sum() / steps.sum()) if steps.sum() else math.nan
 
 
 def success_rate_seed_std(frame: pd.DataFrame) -> float:
@@ -90,7 +102,7 @@ def _train(key: str, *aliases: str) -> Callable[[Mapping[str, float]], float]:
         for name in (key, *aliases):
             if name in values and values[name] is not None:
                 return float(values[name])
-        return math.nan
+        raise KeyError(key)
 
     compute.__doc__ = f"``{key}`` in the last row of the run's metrics.csv (mean over seeds)."
     return compute
@@ -103,6 +115,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            violations_per_1k_steps),
     Metric("mean_steps", "episodes", "minimize", mean_steps.__doc__ or "", mean_steps),
     Metric("plan_ms", "episodes", "minimize", plan_ms.__doc__ or "", plan_ms),
+    Metric("model_evals_per_step", "episodes", "minimize", model_evals_per_step.__doc__ or "",
+           model_evals_per_step),
     Metric("success_rate_seed_std", "episodes", "minimize", success_rate_seed_std.__doc__ or "",
            success_rate_seed_std),
     Metric("val_loss", "train", "minimize", "final validation loss of the world model",

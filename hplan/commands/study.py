@@ -1,0 +1,135 @@
+"""``hplan study run|show|export|plots|metrics``: Optuna studies over the whole pipeline.
+
+The storage defaults to ``<study dir>/study.db`` (SQLite, no set-up); ``--storage`` takes any
+Optuna RDB URL (e.g. ``postgresql+psycopg2://user@host/db`` shared by workers on many machines)
+or ``journal:PATH``. optuna-dashboard opens the same storage: ``optuna-dashboard sqlite:///…``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+study_app = typer.Typer(help="Optuna studies: search and ablate the pipeline (SQLite by default, any RDB URL).",
+                        no_args_is_help=True)
+
+STUDY_ARG = typer.Argument(..., help="study name under studies/ or path to a study TOML file")
+STORAGE_OPT = typer.Option(None, "--storage", help="Optuna storage URL (default: sqlite in the study dir)")
+DIR_OPT = typer.Option(None, "--study-dir", help="study output folder (default: runs/studies/<name>)")
+
+
+def _study_dir(config_name: str, given: Optional[Path]) -> Path:
+    return given if given is not None else Path("runs") / "studies" / config_name
+
+
+def _storage(storage: Optional[str], study_dir: Path) -> str:
+    from hplan.studies.storage import default_storage_url
+
+    return storage or default_storage_url(study_dir)
+
+
+@study_app.command("run")
+def run_command(
+    study: str = STUDY_ARG,
+    storage: Optional[str] = STORAGE_OPT,
+    n_trials: Optional[int] = typer.Option(None, "--n-trials", min=1, help="trials in the study (default: the file's)"),
+    workers: int = typer.Option(1, "--workers", min=1, help="local worker processes sharing the storage"),
+    out: Optional[Path] = typer.Option(None, "--out", help="study output folder (default: runs/studies/<name>)"),
+) -> None:
+    """Run (or resume) a study until it has its budget of trials; prints the best trial(s)."""
+    from hplan.studies.config import load_study
+    from hplan.studies.report import render_table
+    from hplan.studies.storage import redact
+    from hplan.studies.workers import run_study
+
+    config = load_study(study)
+    study_dir = _study_dir(config.name, out)
+    url = _storage(storage, study_dir)
+    console = Console()
+    console.print(f"study [bold]{config.name}[/] → {redact(url)}  (trials in {study_dir}/trials)", highlight=False)
+    handle = run_study(config, url, study_dir, n_trials=n_trials, workers=workers)
+    console.print(render_table(handle, [o.metric for o in config.objectives], limit=30))
+
+
+@study_app.command("show")
+def show_command(
+    study: str = STUDY_ARG,
+    storage: Optional[str] = STORAGE_OPT,
+    study_dir: Optional[Path] = DIR_OPT,
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="show only the last N trials"),
+) -> None:
+    """A table of the study's trials; ★ marks the best feasible trial or the Pareto front."""
+    from hplan.studies.config import load_study
+    from hplan.studies.report import best_trials, render_table
+    from hplan.studies.workers import load
+
+    config = load_study(study, check_scenario=False)
+    handle = load(config, _storage(storage, _study_dir(config.name, study_dir)))
+    console = Console()
+    console.print(render_table(handle, [o.metric for o in config.objectives], limit=limit))
+    best = best_trials(handle)
+    label = "best trial" if len(config.objectives) == 1 else "Pareto front"
+    if not best:
+        console.print(f"{label}: none yet (no complete feasible trial)")
+    for trial in best:
+        values = ", ".join(f"{o.metric}={v:.4g}" for o, v in zip(config.objectives, trial.values))
+        console.print(f"{label}: #{trial.number} {values} {trial.params} run_dir={trial.user_attrs.get('run_dir')}",
+                      highlight=False, soft_wrap=True)
+
+
+@study_app.command("export")
+def export_command(
+    study: str = STUDY_ARG,
+    out: Path = typer.Option(..., "--out", help="trials table: .parquet or .csv"),
+    storage: Optional[str] = STORAGE_OPT,
+    study_dir: Optional[Path] = DIR_OPT,
+) -> None:
+    """Export every trial (params, values, metrics, constraints, run dirs) as a table."""
+    from hplan.studies.config import load_study
+    from hplan.studies.report import export
+    from hplan.studies.workers import load
+
+    config = load_study(study, check_scenario=False)
+    handle = load(config, _storage(storage, _study_dir(config.name, study_dir)))
+    path = export(handle, out)
+    Console().print(f"wrote {path} ({len(handle.trials)} trials)", highlight=False)
+
+
+@study_app.command("plots")
+def plots_command(
+    study: str = STUDY_ARG,
+    out: Path = typer.Option(..., "--out", help="folder for the PNG files"),
+    storage: Optional[str] = STORAGE_OPT,
+    study_dir: Optional[Path] = DIR_OPT,
+) -> None:
+    """Optimisation history, Pareto front and parameter importances as PNG files."""
+    from hplan.studies.config import load_study
+    from hplan.studies.report import plots
+    from hplan.studies.workers import load
+
+    config = load_study(study, check_scenario=False)
+    handle = load(config, _storage(storage, _study_dir(config.name, study_dir)))
+    for path in plots(handle, config, out):
+        Console().print(f"wrote {path}", highlight=False)
+
+
+@study_app.command("metrics")
+def metrics_command() -> None:
+    """The metric table: names usable as objectives and constraints, with their definitions."""
+    from rich.table import Table
+
+    from hplan.studies.metrics import METRICS
+
+    table = Table(title="study metrics")
+    for col in ("name", "source", "better", "definition"):
+        table.add_column(col)
+    for m in METRICS.values():
+        table.add_row(m.name, m.source, m.direction, " ".join(m.doc.split()))
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(study_app, name="study")
