@@ -24,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 
 from hplan.config import ScenarioConfig
+from hplan.data.policies import MINIGRID_PICKUP, MINIGRID_TOGGLE
 
 POINT_ROOMS_ID = "hplan/PointRooms-v0"
 START_MARGIN = 0.1
@@ -214,33 +215,35 @@ def _num_rooms(env: Any) -> int | None:
 
 
 def interaction_probe(env: Any) -> Callable[[Any], int] | None:
-    """For MiniGrid envs: a function giving the action that interacts with the cell in front
-    (pickup for a key when the hands are free, toggle for a closed door), else -1."""
-    base = _minigrid_base(env)
-    if base is None:
+    """For MiniGrid adapters whose action set has pickup/toggle (DoorKey): a function giving the
+    adapter action that interacts with the cell in front — pickup for a key when the hands are
+    free, toggle for a closed door — or -1. None for every other env.
+
+    The exploration policy may look at the simulator (it is a data-collection heuristic, not an
+    agent); planners never do.
+    """
+    from hplan.envs.minigrid_adapters import MiniGridAdapter
+
+    if not isinstance(env, MiniGridAdapter):
+        return None
+    actions = list(env.actions)
+    pickup = actions.index(MINIGRID_PICKUP) if MINIGRID_PICKUP in actions else -1
+    toggle = actions.index(MINIGRID_TOGGLE) if MINIGRID_TOGGLE in actions else -1
+    if pickup < 0 and toggle < 0:
         return None
 
-    def probe(unwrapped: Any) -> int:
-        grid_env = _minigrid_base(unwrapped)
+    def probe(adapter: Any) -> int:
+        grid_env = adapter._env  # the wrapped minigrid env
         cell = grid_env.grid.get(*grid_env.front_pos)
         if cell is None:
             return -1
         if cell.type == "key" and grid_env.carrying is None:
-            return 3  # pickup
+            return pickup
         if cell.type == "door" and not cell.is_open:
-            return 5  # toggle
+            return toggle
         return -1
 
     return probe
-
-
-def _minigrid_base(env: Any) -> Any:
-    """The MiniGridEnv inside an adapter (itself, or the env it wraps), or None for other envs."""
-    for candidate in (env, getattr(env, "minigrid", None), getattr(env, "env", None)):
-        candidate = getattr(candidate, "unwrapped", candidate)
-        if candidate is not None and all(hasattr(candidate, a) for a in ("grid", "front_pos", "carrying")):
-            return candidate
-    return None
 
 
 VECTOR_BACKENDS: dict[str, Callable[[ScenarioConfig, int], BatchSource]] = {
