@@ -68,7 +68,7 @@ FACTORS: dict[str, tuple[Factor, ...]] = {
         Factor("block_mass", 0.2, 0.05, 2.0, "float", "mass of the pushed block, kg"),
         Factor("block_friction", 0.5, 0.05, 1.5, "float", "lateral friction of the block on the floor"),
         Factor("pusher_speed", 0.5, 0.1, 1.5, "float", "pusher velocity at full action, m/s"),
-        Factor("force_limit", 20.0, 1.0, 200.0, "float", "contact normal force above which contact_force fires, N"),
+        Factor("force_limit", 3.0, 0.5, 50.0, "float", "contact normal force above which contact_force fires, N"),
         Factor("forbidden_zone", (0.05, -0.35, 0.25, -0.15), -0.5, 0.5, "rect",
                "forbidden rectangle for the block [x0, y0, x1, y1], m"),
     ),

@@ -205,9 +205,16 @@ class PointRoomsEnv(gym.Env):
             "cost": 1.0 if any(violations.values()) else 0.0,
             "violations": violations,
             "success": success,
-            "goal_obs": self._goal_obs,
+            "goal_obs": _copy(self._goal_obs),
             "room": int(room),
         }
+
+
+def _copy(obs: Any) -> Any:
+    """A fresh copy per info dict: callers may keep or mutate what an env returns."""
+    if isinstance(obs, dict):
+        return {key: value.copy() for key, value in obs.items()}
+    return obs.copy()
 
 
 def _first(obs: Any) -> Any:

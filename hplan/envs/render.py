@@ -38,7 +38,7 @@ class PointRenderer:
         self.offset = np.array([(self.image_size - width * self.scale) / 2.0,
                                 (self.image_size - height * self.scale) / 2.0])
         self.background = self._background(wall, restricted, palette)
-        radius = max(1.0, 0.4 * self.scale)
+        radius = max(1.0, 0.5 * self.scale)
         span = int(np.ceil(radius))
         dy, dx = np.mgrid[-span:span + 1, -span:span + 1]
         inside = dx * dx + dy * dy <= radius * radius + 1e-9

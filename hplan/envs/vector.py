@@ -9,7 +9,9 @@ env ``i`` reset with seed ``s_i`` follows exactly the trajectory of a single env
 Differences from the single env, on purpose: observations, rewards and ``info`` entries are
 batched arrays (``info["violations"][name]`` is ``(N,)`` bool); there is no auto-reset — a
 terminated env keeps being simulated until the next :meth:`reset` (collectors mark those steps
-invalid), because fixed-length episode blocks are what the shard format stores.
+invalid), because fixed-length episode blocks are what the shard format stores. ``info["goal_obs"]``
+is the same read-only array on every step until the goals change (copying ``N`` goal images per
+step would halve image throughput).
 """
 
 from __future__ import annotations
@@ -107,7 +109,10 @@ class PointRoomsVec:
     def set_goals(self, goals: np.ndarray) -> None:
         """Move every env's goal (``(N, 2)`` free points) and re-render the goal observations."""
         self._goal = self._free_points(goals, "goal")
-        self._goal_obs = self.world.observe(self._goal, np.zeros((self.num_envs, 2)))
+        goal_obs = self.world.observe(self._goal, np.zeros((self.num_envs, 2)))
+        for array in goal_obs.values() if isinstance(goal_obs, dict) else (goal_obs,):
+            array.setflags(write=False)
+        self._goal_obs = goal_obs
 
     def rooms_of(self, pos: np.ndarray) -> np.ndarray:
         """Room index of each point (``-1`` on walls)."""
