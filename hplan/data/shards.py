@@ -15,7 +15,23 @@ cost            (E, T)                    float32, 1.0 on a violating step
 violations      (E, T, K)                 bool, names in manifest["violation_names"]
 true_state      (E, T+1, P)               float32 ground truth (names in manifest["state_names"])
 valid           (E, T)                    bool, False after an episode terminated early
+pos             (E, T+1, 2)               float32 ``info["pos"]`` (optional: envs that report it)
+room            (E, T+1)                  int16 room index of ``pos``, -1 off-room (optional: PointRooms)
+episode_seed    (E,)                      int64 ``env.reset`` seed of each episode (collection)
 ==============  ========================  ==============================================
+
+After an early termination (MiniGrid goal or lava, CartPole) the remaining steps repeat the last
+observation/state with zero reward, cost and violations, and ``valid`` is False there.
+
+The manifest (written by :mod:`hplan.data.collect`) records, besides ``shards`` (``file``,
+``index``, ``first_episode``, ``episodes``, ``transitions`` and per-shard counts): ``format``,
+``settings`` (the fingerprint a resume must match), ``env_id``, ``env_kwargs``, ``obs_mode``,
+``obs_shape``, ``obs_dtype``, ``state_obs_shape`` (obs_mode both), ``action_spec`` (``discrete``,
+``dim``, ``n``/``start`` or ``low``/``high``; matches ``ActionSpec``), ``violation_names``,
+``state_names``, ``steps_per_episode``, ``seed``, ``policy``, ``episodes``, ``transitions``,
+``violation_rate`` (episodes with >= 1 violation), ``violations_per_1000_steps``,
+``violation_step_rates``, ``room_visits`` / ``room_coverage`` / ``rooms_visited`` / ``num_rooms``
+(envs with rooms), ``complete`` and ``versions``.
 
 Shards are written atomically (temp file + rename) and listed in the manifest only once
 complete, so an interrupted collection never exposes a half-written shard and resumes by
