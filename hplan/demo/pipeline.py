@@ -1,0 +1,160 @@
+"""The demo pipeline: collect → train → evaluate (flat vs hier, guardrails off/on) → stress → report.
+
+Every stage caches its output in the demo folder and is reused on the next run (collection and
+training resume where they stopped; a finished model is loaded, not retrained), so re-running the
+demo after an interruption or to look at the report again is cheap. ``fresh=True`` starts over.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+from rich.console import Console
+
+from hplan.config import ScenarioConfig, load_scenario
+from hplan.configio import meta
+from hplan.errors import HplanError
+from hplan.io import write_dataframe, write_json
+
+DEFAULT_SCENARIO = "point_four_rooms"
+
+# (label, planner kind, guardrail mode): the comparison the demo makes. "on" = the scenario's mode.
+EVAL_MATRIX: tuple[tuple[str, str, str], ...] = (
+    ("flat, guardrails off", "flat", "off"),
+    ("flat, guardrails on", "flat", "on"),
+    ("hier, guardrails off", "hier", "off"),
+    ("hier, guardrails on", "hier", "on"),
+)
+
+
+@dataclass(frozen=True)
+class DemoProfile:
+    """How much work the demo does (the quick profile is for a first look in about two minutes)."""
+
+    collect_episodes: int = field(metadata=meta("episodes of exploration data", ge=1))
+    max_epochs: int = field(metadata=meta("world-model training epochs", ge=1))
+    eval_episodes: int = field(metadata=meta("seeded episodes per planner configuration", ge=1))
+    stress_suite: str = field(metadata=meta("stress suite file run against the trained model"))
+    stress_seeds: int | None = field(default=None, metadata=meta("override the suite's seeds per cell", ge=1))
+
+
+PROFILES: dict[str, DemoProfile] = {
+    "full": DemoProfile(collect_episodes=400, max_epochs=8, eval_episodes=20, stress_suite="stress/smoke.toml"),
+    "quick": DemoProfile(collect_episodes=60, max_epochs=2, eval_episodes=3, stress_suite="stress/smoke.toml",
+                         stress_seeds=1),
+}
+
+
+@dataclass
+class DemoResult:
+    out_dir: Path
+    evaluation: pd.DataFrame
+    stress_summary: pd.DataFrame | None
+    report: Path
+    seconds: dict[str, float]
+
+
+def run_demo(*, scenario: str = DEFAULT_SCENARIO, out_dir: str | Path | None = None, quick: bool = False,
+             fresh: bool = False, device: str = "auto", console: Console | None = None) -> DemoResult:
+    """Run every stage, print a summary table, write ``report.html``; returns what it produced."""
+    console = console or Console()
+    profile = PROFILES["quick" if quick else "full"]
+    config = load_scenario(scenario)
+    out = Path(out_dir) if out_dir is not None else Path("runs") / ("demo-quick" if quick else "demo")
+    if fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+
+    def stage(name: str, fn: Callable[[], Any]) -> Any:
+        console.rule(f"[bold]{name}")
+        start = time.perf_counter()
+        value = fn()
+        seconds[name] = round(time.perf_counter() - start, 1)
+        console.print(f"[dim]{name}: {seconds[name]:.1f} s[/]")
+        return value
+
+    data_dir = stage("collect", lambda: _collect(config, out / "data", profile, console))
+    run_dir = stage("train", lambda: _train(config, data_dir, out / "model", profile, device))
+    evaluation = stage("evaluate", lambda: _evaluate(config, run_dir, out / "eval", profile, device))
+    stress_summary = stage("stress", lambda: _stress(run_dir, out / "stress", profile, console))
+
+    from hplan.demo.report import write_demo_report
+
+    report = write_demo_report(out, config, run_dir, evaluation, stress_summary, seconds)
+    write_dataframe(out / "summary.csv", evaluation)
+    write_json(out / "timings.json", seconds)
+    _print_summary(console, config, evaluation, stress_summary, report, seconds)
+    return DemoResult(out_dir=out, evaluation=evaluation, stress_summary=stress_summary, report=report,
+                      seconds=seconds)
+
+
+def _collect(config: ScenarioConfig, data_dir: Path, profile: DemoProfile, console: Console) -> Path:
+    from hplan.data.collect import collect
+
+    result = collect(config, data_dir, episodes=profile.collect_episodes)
+    console.print(f"dataset: {data_dir}  ({result.shards_written} shards written, "
+                  f"{result.shards_skipped} reused)")
+    return data_dir
+
+
+def _train(config: ScenarioConfig, data_dir: Path, run_dir: Path, profile: DemoProfile, device: str) -> Path:
+    from hplan.models.checkpoint import MODEL_FILE
+    from hplan.models.training import train_world_model
+
+    if (run_dir / MODEL_FILE).exists():
+        return run_dir  # finished earlier: reuse (use --fresh to retrain)
+    return train_world_model(config, data_dir, run_dir, progress=True, max_epochs=profile.max_epochs,
+                             device=device)
+
+
+def _evaluate(config: ScenarioConfig, run_dir: Path, eval_dir: Path, profile: DemoProfile,
+              device: str) -> pd.DataFrame:
+    from hplan.device import resolve_device
+    from hplan.models.checkpoint import load_world_model
+    from hplan.runner import run_episodes, summarize
+    from hplan.runner.settings import resolve_guardrails, resolve_planner
+
+    torch_device = resolve_device(device)
+    model = load_world_model(run_dir, device=torch_device, expect_env_id=config.env.id)
+    rows = []
+    for label, kind, guard in EVAL_MATRIX:
+        planner_cfg = resolve_planner(config.planner, kind, str(torch_device))
+        guard_cfg = resolve_guardrails(config.guardrails, guard)
+        log_dir = eval_dir / f"{kind}-{guard_cfg.mode}"
+        frame = run_episodes(config, model, planner_kind=kind, guardrails=guard_cfg,
+                             episodes=profile.eval_episodes, seed=config.seed, log_dir=log_dir,
+                             checkpoint=run_dir, device=str(torch_device), progress=True)
+        rows.append({"run": label, "planner": kind, "guardrails": guard_cfg.mode, "log_dir": str(log_dir),
+                     **summarize(frame)})
+    return pd.DataFrame(rows)
+
+
+def _stress(run_dir: Path, stress_dir: Path, profile: DemoProfile, console: Console) -> pd.DataFrame | None:
+    from hplan.stress.api import run_suite
+
+    suite_path = Path(profile.stress_suite)
+    if not suite_path.exists():
+        raise HplanError(f"{suite_path}: stress suite not found (run the demo from the repository root)")
+    result = run_suite(suite_path, out_dir=stress_dir, checkpoint=run_dir, seeds=profile.stress_seeds,
+                       console=console)
+    return result.summary
+
+
+def _print_summary(console: Console, config: ScenarioConfig, evaluation: pd.DataFrame,
+                   stress_summary: pd.DataFrame | None, report: Path, seconds: dict[str, float]) -> None:
+    from hplan.runner import summary_table
+
+    console.rule("[bold]hplan demo: results")
+    console.print(summary_table([(row["run"], row) for row in evaluation.to_dict("records")],
+                                title=f"{config.name}: {config.description}"))
+    if stress_summary is not None and not stress_summary.empty:
+        console.print(f"stress suite: {len(stress_summary)} shift × severity cells summarised")
+    total = sum(seconds.values())
+    console.print(f"total {total:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in seconds.items())})")
+    console.print(f"[bold green]report:[/] {report}")
