@@ -1,0 +1,165 @@
+"""Cells: the unit of stress-suite work — one scenario × shift × severity × block of seeds.
+
+A cell runs its episodes with the library's own loop (``hplan.runner.run_episode``) in a fresh,
+shifted environment per episode, and returns two tables: one row per episode and one row per
+step (the :class:`~hplan.stress.recorder.StressRecorder` columns). Episode ``i`` uses the seed
+``episode_seed(suite.seed, i)`` in *every* cell, so the same seeds meet every shift and severity 0
+reproduces the nominal episodes exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from hplan.config import ScenarioConfig
+from hplan.stress.geometry import SeparationPlacement, has_map
+from hplan.stress.metrics import recovery_time
+from hplan.stress.recorder import StressRecorder, agent_plan
+from hplan.stress.shifts import Onset, get_shift
+from hplan.stress.suite import ResolvedScenario, SuiteConfig
+
+AgentFactory = Callable[[ScenarioConfig, int], Any]
+"""``(scenario, episode_seed) -> agent``; the default loads the checkpoint and calls ``make_agent``."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One scenario × shift × severity × seed block."""
+
+    scenario: str
+    shift: str
+    severity: int
+    block: int
+    episodes: tuple[int, ...]
+
+    @property
+    def id(self) -> str:
+        return f"{_safe(self.scenario)}__{self.shift}__s{self.severity}__b{self.block:03d}"
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """Everything a worker process needs to run a cell (picklable)."""
+
+    cell: Cell
+    scenario: ScenarioConfig
+    checkpoint: str
+    suite: SuiteConfig
+
+
+@dataclass
+class CellResult:
+    episodes: pd.DataFrame
+    steps: pd.DataFrame
+
+
+def plan_cells(suite: SuiteConfig, scenarios: tuple[ResolvedScenario, ...]) -> list[CellJob]:
+    """All cells of a suite, in a stable order (scenario, shift, severity, block)."""
+    jobs = []
+    for item in scenarios:
+        for shift in suite.shifts:
+            for severity in shift.severities:
+                for block in range(suite.blocks):
+                    first = block * suite.episodes_per_cell
+                    episodes = tuple(range(first, min(first + suite.episodes_per_cell, suite.episodes)))
+                    cell = Cell(item.label, shift.name, int(severity), block, episodes)
+                    jobs.append(CellJob(cell, item.config, str(item.checkpoint), suite))
+    return jobs
+
+
+_MODELS: dict[tuple[str, str], Any] = {}
+
+
+def checkpoint_agent_factory(job: CellJob) -> AgentFactory:
+    """Load the cell's checkpoint once per process and build a fresh ``LatentAgent`` per episode."""
+    from hplan.models.checkpoint import load_world_model
+    from hplan.planning.agent import make_agent
+
+    key = (job.checkpoint, job.scenario.planner.device)
+    if key not in _MODELS:
+        _MODELS[key] = load_world_model(job.checkpoint, device=job.scenario.planner.device,
+                                        expect_env_id=job.scenario.env.id)
+    model = _MODELS[key]
+
+    def factory(scenario: ScenarioConfig, seed: int) -> Any:
+        return make_agent(model, scenario.planner, scenario.guardrails, seed, scenario.planner.device)
+
+    return factory
+
+
+def run_cell(job: CellJob, make_agent: AgentFactory | None = None) -> CellResult:
+    """Run every episode of a cell; see the module docstring."""
+    from hplan.envs.factory import make_env
+    from hplan.runner import episode_row, episode_seed, run_episode
+
+    cell, scenario, suite = job.cell, job.scenario, job.suite
+    make_agent = make_agent or checkpoint_agent_factory(job)
+    spec = get_shift(cell.shift)
+    overrides = spec.env_overrides(scenario, cell.severity)
+    onset = Onset(suite.recovery.onset_min, suite.recovery.onset_max)
+    episode_rows, step_frames = [], []
+    for index in cell.episodes:
+        seed = episode_seed(suite.seed, index)
+        env = make_env(scenario, **overrides)
+        placement = None
+        if suite.h50.enabled and has_map(env):
+            placement = SeparationPlacement(env, suite.h50.separations)
+            placement.target = index
+            env = placement
+        env = spec.make(env, cell.severity, np.random.default_rng(seed), onset)
+        agent = make_agent(scenario, seed)
+        recorder = StressRecorder(plan_source=agent_plan(agent), branch=suite.guardrail_eval.branch,
+                                  branch_every=suite.guardrail_eval.branch_every)
+        try:
+            record = run_episode(env, agent, seed, max_steps=scenario.env.max_steps, hooks=[recorder])
+        finally:
+            env.close()
+        steps = recorder.frame()
+        row = episode_row(record, index=index, scenario=cell.scenario, planner=scenario.planner.kind,
+                          guardrails=scenario.guardrails.mode)
+        row.pop("log", None)
+        onset_step = int(steps["perturbation_onset"].max()) if len(steps) else -1
+        row.update({
+            "shift": cell.shift, "severity": cell.severity, "block": cell.block, "cell": cell.id,
+            "guardrail_threshold": scenario.guardrails.threshold,
+            "separation_bin": (index % placement.bins) if placement is not None else -1,
+            "perturbation_onset": onset_step,
+            "recovery_time": (recovery_time(steps["distance"].to_numpy(), onset_step, recorder.reset_distance)
+                              if onset_step >= 0 else float("nan")),
+            "impossible_steps": int(steps["impossible"].sum()) if len(steps) else 0,
+            "trajectory_sha256": _trajectory_digest(record),
+        })
+        episode_rows.append(row)
+        if len(steps):
+            steps.insert(0, "episode", index)
+            steps.insert(0, "severity", cell.severity)
+            steps.insert(0, "shift", cell.shift)
+            steps.insert(0, "scenario", cell.scenario)
+            step_frames.append(steps)
+    return CellResult(pd.DataFrame(episode_rows),
+                      pd.concat(step_frames, ignore_index=True) if step_frames else pd.DataFrame())
+
+
+def _trajectory_digest(record: Any) -> str:
+    """One hash over every observation and action of the episode (severity-0 reproduction checks)."""
+    digest = hashlib.sha256(record.reset_obs_sha256.encode())
+    for step in record.steps:
+        digest.update(step.obs_sha256.encode())
+        digest.update(repr(step.action).encode())
+    return digest.hexdigest()
+
+
+def _safe(label: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in label)
+
+
+def cell_paths(out_dir: Path, cell: Cell) -> tuple[Path, Path]:
+    """``cells/<id>.parquet`` (episodes; its presence marks the cell done) and ``cells/<id>.steps.parquet``."""
+    base = Path(out_dir) / "cells"
+    return base / f"{cell.id}.parquet", base / f"{cell.id}.steps.parquet"

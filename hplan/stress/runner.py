@@ -1,0 +1,177 @@
+"""The suite runner: cells in parallel worker processes, resumable, every output written atomically.
+
+Layout of an output directory::
+
+    DIR/suite.json                  the suite (resolved) and its fingerprint: a resume must match it
+    DIR/cells/<cell-id>.parquet     one finished cell's episodes — its presence marks the cell done
+    DIR/cells/<cell-id>.steps.parquet  the cell's per-step rows (written first)
+    DIR/results.parquet             one row per episode, all cells
+    DIR/steps.parquet               one row per step, all cells
+    DIR/summary.csv                 metrics per scenario × shift × severity
+    DIR/thresholds.csv              pass/fail per threshold
+    DIR/report.html                 the self-contained report
+
+Why this shape: an interrupted suite (killed, a crashing cell, a lost machine) resumes by
+skipping every cell whose episode file exists; the steps file is written before it, and both by
+``os.replace`` of a complete temporary, so a cell is either fully there or not at all.
+
+Workers are ``spawn``-ed processes (``fork`` and torch threads do not mix) with
+``torch.set_num_threads(1)`` each: cells are the parallelism, not intra-op threads. The parent
+writes every file, so workers never race on the directory.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pandas as pd
+
+from hplan.configio import to_mapping
+from hplan.errors import HplanError
+from hplan.io import write_dataframe, write_json
+from hplan.stress.cells import CellJob, CellResult, cell_paths, plan_cells, run_cell
+from hplan.stress.suite import ResolvedScenario, SuiteConfig
+from hplan.stress.summary import Verdict, evaluate_thresholds, summary_table, verdict_table
+
+CellFn = Callable[[CellJob], CellResult]
+
+
+@dataclass
+class SuiteOutcome:
+    """What a finished suite produced (the files are on disk as well)."""
+
+    out_dir: Path
+    episodes: pd.DataFrame
+    steps: pd.DataFrame
+    summary: pd.DataFrame
+    verdicts: list[Verdict]
+    ran: list[str]
+    skipped: list[str]
+
+    @property
+    def failures(self) -> list[Verdict]:
+        return [v for v in self.verdicts if not v.passed]
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def prepare_out_dir(out_dir: Path, suite: SuiteConfig, scenarios: Sequence[ResolvedScenario]) -> None:
+    """Create ``out_dir`` or check that it holds a run of the *same* suite (resume)."""
+    import json
+
+    marker = out_dir / "suite.json"
+    fingerprint = suite.fingerprint()
+    if marker.exists():
+        try:
+            previous = json.loads(marker.read_text()).get("fingerprint")
+        except (OSError, ValueError):
+            previous = None
+        if previous != fingerprint:
+            raise HplanError(f"{out_dir}: holds results of a different suite (fingerprint {previous} != {fingerprint}); "
+                             "use a fresh --out directory")
+    write_json(marker, {"fingerprint": fingerprint, "suite": to_mapping(suite),
+                        "checkpoints": {s.label: str(s.checkpoint) for s in scenarios}})
+
+
+def run_cells(jobs: Sequence[CellJob], out_dir: Path, *, workers: int = 1, cell_fn: CellFn = run_cell,
+              progress: bool = True) -> tuple[list[str], list[str]]:
+    """Run the unfinished cells; return (ran, skipped) cell ids. A failing cell stops the suite
+    after the cells already finished have been saved (they are skipped on the next run)."""
+    todo, skipped = [], []
+    for job in jobs:
+        done_path, _ = cell_paths(out_dir, job.cell)
+        (skipped if done_path.exists() else todo).append(job)
+    ran: list[str] = []
+    with _Progress(progress, len(jobs), len(skipped)) as bar:
+        def save(job: CellJob, result: CellResult) -> None:
+            done_path, steps_path = cell_paths(out_dir, job.cell)
+            write_dataframe(steps_path, result.steps)
+            write_dataframe(done_path, result.episodes)
+            ran.append(job.cell.id)
+            bar.advance(job.cell.id)
+
+        if workers <= 1 or len(todo) <= 1:
+            for job in todo:
+                save(job, cell_fn(job))
+        else:
+            context = multiprocessing.get_context("spawn")
+            with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
+                futures = {pool.submit(cell_fn, job): job for job in todo}
+                try:
+                    for future in cf.as_completed(futures):
+                        save(futures[future], future.result())
+                except BaseException:
+                    for future in futures:
+                        future.cancel()
+                    raise
+    return ran, [job.cell.id for job in skipped]
+
+
+def collect(out_dir: Path, jobs: Sequence[CellJob]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Concatenate the cells' tables in cell order."""
+    episodes, steps = [], []
+    for job in jobs:
+        done_path, steps_path = cell_paths(out_dir, job.cell)
+        episodes.append(pd.read_parquet(done_path))
+        if steps_path.exists():
+            frame = pd.read_parquet(steps_path)
+            if len(frame):
+                steps.append(frame)
+    return (pd.concat(episodes, ignore_index=True),
+            pd.concat(steps, ignore_index=True) if steps else pd.DataFrame())
+
+
+def run_suite(suite: SuiteConfig, scenarios: Sequence[ResolvedScenario], out_dir: str | Path, *,
+              workers: int = 1, cell_fn: CellFn = run_cell, progress: bool = True, report: bool = True) -> SuiteOutcome:
+    """Run (or resume) a whole suite and write results, summary, thresholds and the report."""
+    out = Path(out_dir)
+    prepare_out_dir(out, suite, scenarios)
+    jobs = plan_cells(suite, tuple(scenarios))
+    ran, skipped = run_cells(jobs, out, workers=workers, cell_fn=cell_fn, progress=progress)
+    episodes, steps = collect(out, jobs)
+    summary = summary_table(episodes, steps, suite)
+    verdicts = evaluate_thresholds(summary, suite.thresholds)
+    write_dataframe(out / "results.parquet", episodes)
+    if len(steps):
+        write_dataframe(out / "steps.parquet", steps)
+    write_dataframe(out / "summary.csv", summary)
+    write_dataframe(out / "thresholds.csv", verdict_table(verdicts))
+    outcome = SuiteOutcome(out, episodes, steps, summary, verdicts, ran, skipped)
+    if report:
+        from hplan.stress.report import write_report
+
+        write_report(outcome, suite, out / "report.html")
+    return outcome
+
+
+class _Progress:
+    """A rich progress bar over cells (a no-op when disabled)."""
+
+    def __init__(self, enabled: bool, total: int, done: int) -> None:
+        self.enabled, self.total, self.done = enabled, total, done
+
+    def __enter__(self) -> "_Progress":
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("stress cells"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                TimeRemainingColumn(), TextColumn("{task.description}"), transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task("", total=self.total, completed=self.done)
+        return self
+
+    def advance(self, label: str) -> None:
+        if self.enabled:
+            self.bar.update(self.task, advance=1, description=label)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.bar.stop()
