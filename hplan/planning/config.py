@@ -47,7 +47,7 @@ class PlannerConfig:
     # --- energy -----------------------------------------------------------------------------------
     task_cost: Literal["temporal", "l2"] = field(default="temporal", metadata=meta(
         "distance to the goal/subgoal: learned temporal distance or latent L2"))
-    running_weight: float = field(default=0.1, metadata=meta(
+    running_weight: float = field(default=1.0, metadata=meta(
         "weight of the mean per-step distance added to the terminal distance (0 = terminal only)", ge=0.0))
     # --- hierarchical planner -------------------------------------------------------------------
     high_optimizer: Literal["cem", "mppi"] = field(default="cem", metadata=meta("optimiser over subgoal codes"))
@@ -58,6 +58,9 @@ class PlannerConfig:
     high_elites: int = field(default=32, metadata=meta("high-level elites", ge=1))
     code_bound: float = field(default=3.0, metadata=meta(
         "subgoal codes are searched in [-code_bound, code_bound]^code_dim", gt=0.0))
+    high_running_weight: float = field(default=0.5, metadata=meta(
+        "high level: weight of the mean distance of the predicted subgoals to the goal (rewards early progress)",
+        ge=0.0))
     reach_weight: float = field(default=1.0, metadata=meta(
         "weight of the per-step reachability cost relu(d(z_l, z_l+1) - k) in the high-level energy", ge=0.0))
     replan_every: int = field(default=8, metadata=meta(

@@ -64,12 +64,13 @@ class Energy:
             return (z - goal).norm(dim=-1)
         return self.model.temporal_distance(z, goal.expand_as(z))
 
-    def task_cost(self, z: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+    def task_cost(self, z: torch.Tensor, goal: torch.Tensor, running_weight: float | None = None) -> torch.Tensor:
         """``(N, T, D)`` predicted latents → ``(N,)`` terminal + running distance to ``goal``."""
+        weight = self.planner.running_weight if running_weight is None else running_weight
         per_step = self.distance(z, goal)
         cost = per_step[:, -1]
-        if self.planner.running_weight > 0:
-            cost = cost + self.planner.running_weight * per_step.mean(1)
+        if weight > 0:
+            cost = cost + weight * per_step.mean(1)
         return cost
 
     def guardrail(self, probs: torch.Tensor, task: torch.Tensor, n_evals: int) -> Evaluation:
@@ -112,7 +113,8 @@ class Energy:
     def high_objective(self, z0: torch.Tensor, goal: torch.Tensor, max_batch: int | None = None) -> Objective:
         """Objective over subgoal-code sequences ``(N, L, M)``.
 
-        Energy = distance(last predicted latent, goal) (+ running term) + ``reach_weight`` ×
+        Energy = distance(last predicted latent, goal) + ``high_running_weight`` × mean distance of
+        the predicted latents to the goal + ``reach_weight`` ×
         Σ_l relu(d(z_{l-1}, z_l) − k) — a jump the temporal distance says needs more than ``k``
         low-level steps is one the low level probably cannot execute — + the guardrail cost of
         the predicted subgoal latents (heads without actions).
@@ -124,7 +126,7 @@ class Energy:
             n, length = codes.shape[:2]
             start = z0.expand(n, -1)
             z = model.predict_high(start, codes)
-            task = self.task_cost(z, goal)
+            task = self.task_cost(z, goal, self.planner.high_running_weight)
             if self.planner.reach_weight > 0:
                 before = torch.cat([start[:, None], z[:, :-1]], dim=1)
                 if self.planner.task_cost == "l2":

@@ -92,9 +92,12 @@ class HierarchicalPlanner:
             return "lost"
         return None
 
-    def _plan_high(self, z: torch.Tensor, goal: torch.Tensor, generator: torch.Generator) -> int:
+    def _plan_high(self, z: torch.Tensor, goal: torch.Tensor, generator: torch.Generator, reason: str) -> int:
+        # warm start: drop the high-level steps already executed (at least the reached subgoal)
         interval = max(1, self.model.subgoal_interval)
         shift = round(self.steps_since_high / interval) if self.subgoal is not None else 0
+        if reason == "reached":
+            shift = max(shift, 1)
         result = self.high.plan(self.energy.high_objective(z, goal), generator, shift=shift)
         latents = self.model.predict_high(z[None], result.actions[None])[0]
         self.high_latents = latents
@@ -111,7 +114,7 @@ class HierarchicalPlanner:
         else:
             why = self._replan_reason(z)
             if why is not None:
-                evals += self._plan_high(z, goal, generator)
+                evals += self._plan_high(z, goal, generator, why)
                 replanned, reason = True, why
             assert self.subgoal is not None
             target = self.subgoal

@@ -122,7 +122,7 @@ def sort_key(ev: Evaluation, index: int) -> tuple[int, float, float]:
     cost = float(ev.cost[index].detach())
     if cost != cost:  # NaN
         cost = float("inf")
-    return (0 if feasible else 1, 0.0 if feasible else float(ev.risk[index]), cost)
+    return (0 if feasible else 1, 0.0 if feasible else float(ev.risk[index].detach()), cost)
 
 
 class BestTracker:
@@ -138,7 +138,8 @@ class BestTracker:
         if self.key is None or key < self.key:
             self.key = key
             self.actions = candidates[index].detach().clone()
-            self.values = (float(ev.cost[index].detach()), float(ev.risk[index]), float(ev.mean_risk[index]),
+            self.values = (float(ev.cost[index].detach()), float(ev.risk[index].detach()),
+                           float(ev.mean_risk[index].detach()),
                            bool(ev.feasible[index]))
 
     def result(self, mean: torch.Tensor, n_evals: int, **info: Any) -> PlanResult:
