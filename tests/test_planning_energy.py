@@ -63,7 +63,7 @@ def test_l2_task_cost_uses_latent_distance():
 
 def test_high_level_energy_charges_unreachable_jumps():
     model = PointMassModel(subgoal_interval=4)
-    energy = Energy(model, PlannerConfig(running_weight=0.0, reach_weight=2.0), GuardrailConfig(mode="off"))
+    energy = Energy(model, PlannerConfig(running_weight=0.0, high_running_weight=0.0, reach_weight=2.0), GuardrailConfig(mode="off"))
     codes = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
     ev = energy.high_objective(torch.zeros(2), torch.tensor([0.4, 0.0]))(codes)
     # two jumps of 4 steps at full speed each land exactly on the goal; each jump is exactly k steps
@@ -74,7 +74,7 @@ def test_high_level_energy_charges_unreachable_jumps():
         def temporal_distance(self, z, z_goal):
             return 2 * super().temporal_distance(z, z_goal)
 
-    far = Energy(Stretchy(subgoal_interval=4), PlannerConfig(running_weight=0.0, reach_weight=2.0),
+    far = Energy(Stretchy(subgoal_interval=4), PlannerConfig(running_weight=0.0, high_running_weight=0.0, reach_weight=2.0),
                  GuardrailConfig(mode="off")).high_objective(torch.zeros(2), torch.tensor([0.4, 0.0]))(codes)
     assert far.cost[0] == pytest.approx(2.0 * 2 * 4.0, rel=1e-4)
 
