@@ -55,6 +55,9 @@ class CollectConfig:
     turn_prob: float = field(default=0.05, metadata=meta(
         "momentum policy: chance per step of picking a new heading (mean run = 1/turn_prob steps)",
         ge=0.0, le=1.0))
+    seek_prob: float = field(default=0.0, metadata=meta(
+        "momentum policy: chance that a new heading points at the object to manipulate (pusher's block), "
+        "so the data contains pushes", ge=0.0, le=1.0))
     interact_prob: float = field(default=0.8, metadata=meta(
         "minigrid_explore policy: chance of picking up a key / toggling a door when facing one",
         ge=0.0, le=1.0))

@@ -310,6 +310,19 @@ def test_doorkey_exploration_picks_up_keys_and_opens_doors(tmp_path: Path) -> No
     assert results[0.8][0] >= 0.5 and results[0.8][1] >= 0.25
 
 
+def test_seeking_exploration_pushes_the_block() -> None:
+    moved = {}
+    for prob in (0.0, 0.5):
+        config = load_scenario("pusher", overrides={"collect": {"seek_prob": prob, "steps_per_episode": 50}})
+        source = open_source(config, 6, 50)
+        state = run_batch(config, source, 0, 6)["true_state"]
+        source.close()
+        block = state[..., 2:4]
+        moved[prob] = np.linalg.norm(block[:, -1] - block[:, 0], axis=1)
+    assert (moved[0.5] > 0.05).mean() >= 0.5  # most episodes push the block somewhere
+    assert moved[0.5].mean() > 3 * moved[0.0].mean()
+
+
 def test_episode_seeds_are_derived_per_episode() -> None:
     seeds_a, _ = episode_seeds(0, 0, 6)
     seeds_b, _ = episode_seeds(0, 4, 2)

@@ -51,6 +51,8 @@ SEMANTIC_CASES = [
      "task.min_rooms_apart", "does not support"),
     ("policy that does not fit the actions", "hplan/PointRooms-v0", "", "", "policy = 'minigrid_explore'",
      "collect.policy", "discrete actions"),
+    ("seeking without an object", "hplan/PointRooms-v0", "", "", "seek_prob = 0.5", "collect.seek_prob",
+     "object to push"),
     ("start anywhere without a map", "hplan/MiniGridDoorKey-v0", "", "", "start = 'anywhere'", "collect.start",
      "needs a PointRooms map"),
 ]
@@ -68,6 +70,7 @@ STRUCTURAL_CASES = [  # (case, file text, field)
 def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     """Run ``hplan.cli.main`` in-process (as the console script does); returns exit code, stdout, stderr."""
     monkeypatch.setattr(sys, "argv", ["hplan", *args])
+    monkeypatch.setenv("COLUMNS", "200")  # rich wraps at 80 columns when not on a terminal
     code = 0
     try:
         cli.main()
@@ -209,13 +212,15 @@ def test_check_prints_a_summary_of_a_valid_file(monkeypatch: pytest.MonkeyPatch,
     code, out, err = run_cli(monkeypatch, capsys, "scenario", "check", str(SCENARIO_DIR / "point_four_rooms.toml"))
     assert code == 0 and err == ""
     assert "ok" in out and "point_four_rooms" in out
-    assert "four_rooms (17×17 cells, 4 rooms" in out
+    from hplan.envs.layouts import load_layout
+
+    layout = load_layout("four_rooms")
+    assert f"four_rooms ({layout.width}×{layout.height} cells, 4 rooms, 0 restricted cells)" in out
     assert "Box(64, 64, 3) uint8" in out
 
 
 def test_list_prints_every_built_in_with_its_description(monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("COLUMNS", "250")
     code, out, _ = run_cli(monkeypatch, capsys, "scenario", "list")
     assert code == 0
     for name in BUILTINS:

@@ -35,7 +35,7 @@ import numpy as np
 from hplan.config import ScenarioConfig
 from hplan.configio import to_mapping
 from hplan.data.manifest import FORMAT, open_existing, remove_temporaries, settings_fingerprint
-from hplan.data.policies import PolicyContext, make_policy
+from hplan.data.policies import PolicyContext, policy_for
 from hplan.data.shards import write_manifest, write_shard
 from hplan.data.sources import BatchSource, open_source
 from hplan.data.stats import aggregate, shard_counts
@@ -106,7 +106,7 @@ def collect(scenario: ScenarioConfig, out_dir: str | Path, *, episodes: int | No
 
     source = open_source(scenario, min(cfg.num_envs, max(p.episodes for p in plans)), cfg.steps_per_episode)
     try:
-        check_collect_fits(scenario, source.action_space)
+        check_collect_fits(scenario, source.action_space, source.state_names)
         manifest = _new_manifest(scenario, source, settings) if existing is None else dict(existing)
         manifest["versions"] = package_versions()
         done = {int(e["index"]): e for e in manifest.get("shards", [])
@@ -162,7 +162,7 @@ def run_batch(scenario: ScenarioConfig, source: BatchSource, first: int, count: 
     steps = cfg.steps_per_episode
     env_seeds, rngs = episode_seeds(scenario.seed, first, count)
     starts = np.stack([source.sample_anywhere(rng) for rng in rngs]) if cfg.start == "anywhere" else None
-    policy = make_policy(cfg.policy, source.action_space, turn_prob=cfg.turn_prob, interact_prob=cfg.interact_prob)
+    policy = policy_for(cfg, source.action_space)
     policy.begin(rngs, steps)
 
     first_batch = source.reset(env_seeds, starts)
@@ -170,7 +170,8 @@ def run_batch(scenario: ScenarioConfig, source: BatchSource, first: int, count: 
     active = np.ones(count, dtype=bool)
     batch = first_batch
     for t in range(steps):
-        ctx = PolicyContext(t=t, blocked=batch.blocked(source.violation_names), interact=batch.interact)
+        ctx = PolicyContext(t=t, blocked=batch.blocked(source.violation_names), interact=batch.interact,
+                            seek=source.seek_vector(batch))
         actions = policy.act(ctx)
         buf.valid[:, t] = active
         batch = source.step(actions, active)
@@ -207,8 +208,8 @@ class _Buffers:
             if target is None:
                 continue
             value = getattr(batch, name)
-            if index == 0:
-                target[:, 0] = value
+            if index == 0 or rows.all():
+                target[:, index] = value
             else:
                 target[:, index] = np.where(rows.reshape(-1, *([1] * (value.ndim - 1))), value, target[:, index - 1])
 

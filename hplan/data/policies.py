@@ -7,7 +7,10 @@ A world model can only learn what the data shows, so the policies are chosen for
 * ``momentum``: a persistent heading with occasional turns (a run-and-tumble walk): each step a
   new heading is drawn with probability ``turn_prob`` or when the last step hit a wall. Straight
   runs of ~``1/turn_prob`` steps carry the agent across rooms and through doorways. For discrete
-  actions it repeats the last action and switches with probability ``turn_prob``.
+  actions it repeats the last action and switches with probability ``turn_prob``. Where the env
+  has an object to manipulate (the pusher's block), a new heading points at it with probability
+  ``seek_prob``: a uniform walk would almost never touch a small block, so the data would hold
+  no pushes (and no contact-force violations) for the model to learn from.
 * ``minigrid_explore``: a forward-biased random walk over MiniGrid's turn/forward actions that
   picks up a key or toggles a door when it faces one (with probability ``interact_prob``), so
   DoorKey data contains opened doors and the rooms behind them.
@@ -23,6 +26,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -40,11 +44,14 @@ class PolicyContext:
     ``blocked``: the last step hit a wall (``wall_contact``), or None when the env has no such flag.
     ``interact``: per env, the action that interacts with the object in front (MiniGrid pickup /
     toggle), or -1 when there is nothing useful to interact with; None when not applicable.
+    ``seek``: per env, the action-space direction from the agent to the object it should
+    manipulate (pusher: block minus pusher position); None when the env has no such object.
     """
 
     t: int
     blocked: np.ndarray | None = None
     interact: np.ndarray | None = None
+    seek: np.ndarray | None = None
 
 
 class ExplorationPolicy(ABC):
@@ -52,10 +59,12 @@ class ExplorationPolicy(ABC):
 
     name: str = ""
 
-    def __init__(self, space: gym.Space, *, turn_prob: float = 0.05, interact_prob: float = 0.8) -> None:
+    def __init__(self, space: gym.Space, *, turn_prob: float = 0.05, interact_prob: float = 0.8,
+                 seek_prob: float = 0.0) -> None:
         self.space = space
         self.turn_prob = float(turn_prob)
         self.interact_prob = float(interact_prob)
+        self.seek_prob = float(seek_prob)
         self.discrete = isinstance(space, gym.spaces.Discrete)
         if not self.discrete and not isinstance(space, gym.spaces.Box):
             raise HplanError(f"policy {self.name!r}: unsupported action space {space}")
@@ -122,11 +131,14 @@ class MomentumWalk(ExplorationPolicy):
     """Persistent heading, re-drawn with probability ``turn_prob`` per step or after hitting a wall.
 
     Continuous: the action is ``centre + half_range · strength · heading`` with a unit ``heading``
-    (uniform on the sphere) and ``strength`` uniform in [0.5, 1], clipped to the box. Discrete: the
+    (uniform on the sphere; with probability ``seek_prob`` the direction of ``ctx.seek`` plus a
+    little noise instead) and ``strength`` uniform in [0.5, 1], clipped to the box. Discrete: the
     previous action is repeated; a turn picks a uniformly random action.
     """
 
     name = "momentum"
+    SEEK_NOISE = 0.3
+    """Scale of the random part added to a seeking heading (so pushes hit the block off-centre too)."""
 
     def _draw(self, rng: np.random.Generator, steps: int) -> dict[str, np.ndarray]:
         noise = {"turn": rng.random(steps)}
@@ -136,11 +148,14 @@ class MomentumWalk(ExplorationPolicy):
             dim = int(np.prod(self.space.shape))
             noise["heading"] = rng.standard_normal((steps, dim))
             noise["strength"] = rng.uniform(0.5, 1.0, steps)
+            noise["seek"] = rng.random(steps)
         return noise
 
     def _start(self, n: int) -> None:
-        self._current = np.zeros(n, dtype=np.int64) if self.discrete else None
-        self._heading_step = np.zeros(n, dtype=np.int64)
+        self._current = np.zeros(n, dtype=np.int64)
+        dim = 1 if self.discrete else int(np.prod(self.space.shape))
+        self._heading = np.zeros((n, dim))
+        self._strength = np.zeros(n)
 
     def _turns(self, ctx: PolicyContext) -> np.ndarray:
         turn = self._noise["turn"][:, ctx.t] < self.turn_prob
@@ -156,14 +171,21 @@ class MomentumWalk(ExplorationPolicy):
             fresh = self._discrete_from_uniform(self._noise["choice"][:, ctx.t])
             self._current = np.where(turn, fresh, self._current)
             return self._current.copy()
-        self._heading_step = np.where(turn, ctx.t, self._heading_step)
-        rows = np.arange(len(turn))
-        heading = self._noise["heading"][rows, self._heading_step]
-        heading = heading / np.maximum(np.linalg.norm(heading, axis=1, keepdims=True), 1e-12)
-        strength = self._noise["strength"][rows, self._heading_step][:, None]
+        heading = self._noise["heading"][:, ctx.t]
+        if ctx.seek is not None and self.seek_prob > 0:
+            seek = np.asarray(ctx.seek, dtype=np.float64).reshape(len(turn), -1)
+            toward = seek / np.maximum(np.linalg.norm(seek, axis=1, keepdims=True), 1e-9)
+            use = (self._noise["seek"][:, ctx.t] < self.seek_prob)[:, None]
+            heading = np.where(use, toward + self.SEEK_NOISE * _unit(heading), heading)
+        self._heading = np.where(turn[:, None], _unit(heading), self._heading)
+        self._strength = np.where(turn, self._noise["strength"][:, ctx.t], self._strength)
         low, high = (b.reshape(-1) for b in self._box_bounds())
-        action = np.clip((low + high) / 2 + (high - low) / 2 * strength * heading, low, high)
+        action = np.clip((low + high) / 2 + (high - low) / 2 * self._strength[:, None] * self._heading, low, high)
         return action.reshape(len(turn), *self.space.shape).astype(np.float32)
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 class MiniGridExplore(ExplorationPolicy):
@@ -204,10 +226,17 @@ POLICIES: dict[str, Callable[..., ExplorationPolicy]] = {
 """Registry: the names a scenario's ``[collect] policy`` may use."""
 
 
-def make_policy(name: str, space: gym.Space, *, turn_prob: float = 0.05, interact_prob: float = 0.8) -> ExplorationPolicy:
+def make_policy(name: str, space: gym.Space, *, turn_prob: float = 0.05, interact_prob: float = 0.8,
+                seek_prob: float = 0.0) -> ExplorationPolicy:
     """Build a registered policy for ``space``; unknown names and unsupported spaces raise HplanError."""
     try:
         cls = POLICIES[name]
     except KeyError:
         raise HplanError(f"unknown exploration policy {name!r} (known: {', '.join(POLICIES)})") from None
-    return cls(space, turn_prob=turn_prob, interact_prob=interact_prob)
+    return cls(space, turn_prob=turn_prob, interact_prob=interact_prob, seek_prob=seek_prob)
+
+
+def policy_for(collect: Any, space: gym.Space) -> ExplorationPolicy:
+    """The policy a scenario's ``[collect]`` section asks for (a :class:`hplan.config.CollectConfig`)."""
+    return make_policy(collect.policy, space, turn_prob=collect.turn_prob, interact_prob=collect.interact_prob,
+                       seek_prob=collect.seek_prob)

@@ -76,6 +76,15 @@ class BatchSource(ABC):
         """A uniformly random start on the free (non-restricted) floor of the whole map."""
         raise NotImplementedError(f"{type(self).__name__} cannot place starts anywhere")
 
+    def seek_vector(self, batch: StepBatch) -> np.ndarray | None:
+        """Direction from the agent to the object it manipulates, from the true state (see
+        :data:`SEEK_TARGETS`); None for envs without such an object."""
+        indices = seek_indices(self.state_names)
+        if indices is None:
+            return None
+        agent, target = indices
+        return batch.true_state[:, target] - batch.true_state[:, agent]
+
     def close(self) -> None:
         """Release simulator resources (PyBullet clients)."""
 
@@ -244,6 +253,21 @@ def interaction_probe(env: Any) -> Callable[[Any], int] | None:
         return -1
 
     return probe
+
+
+SEEK_TARGETS: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("pusher_x", "pusher_y"): ("block_x", "block_y"),
+}
+"""Agent state names → the state names of the object a seeking exploration heads for."""
+
+
+def seek_indices(state_names: Sequence[str]) -> tuple[list[int], list[int]] | None:
+    """Indices into the true state of (agent position, object position), or None."""
+    names = list(state_names)
+    for agent, target in SEEK_TARGETS.items():
+        if set(agent) <= set(names) and set(target) <= set(names):
+            return [names.index(n) for n in agent], [names.index(n) for n in target]
+    return None
 
 
 VECTOR_BACKENDS: dict[str, Callable[[ScenarioConfig, int], BatchSource]] = {

@@ -9,14 +9,15 @@ collection settings against the env actually built (policy vs. action space, sta
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 
 from hplan.config import ScenarioConfig, load_scenario
-from hplan.data.policies import make_policy
-from hplan.data.sources import VECTOR_BACKENDS
+from hplan.data.policies import policy_for
+from hplan.data.sources import VECTOR_BACKENDS, seek_indices
 from hplan.errors import ConfigError, HplanError
 
 
@@ -59,7 +60,7 @@ def validate_scenario(name_or_path: str | Path) -> ScenarioReport:
     validate_scenario_env(scenario)
     env = make_env(scenario)
     try:
-        check_collect_fits(scenario, env.action_space)
+        check_collect_fits(scenario, env.action_space, tuple(getattr(env.unwrapped, "state_names", ())))
         unwrapped: Any = env.unwrapped
         world = getattr(unwrapped, "world", None)
         layout = getattr(world, "layout", None)
@@ -74,15 +75,19 @@ def validate_scenario(name_or_path: str | Path) -> ScenarioReport:
         env.close()
 
 
-def check_collect_fits(scenario: ScenarioConfig, action_space: gym.Space) -> None:
+def check_collect_fits(scenario: ScenarioConfig, action_space: gym.Space, state_names: Sequence[str]) -> None:
     """``[collect]`` settings that parse but do not fit the env raise a ConfigError naming the field."""
     collect = scenario.collect
+    if collect.seek_prob > 0 and (collect.policy != "momentum" or seek_indices(state_names) is None):
+        raise ConfigError(scenario.source, "collect.seek_prob",
+                          f"seeking needs the momentum policy and an env with an object to push "
+                          f"({scenario.env.id} with policy {collect.policy!r} has none); set it to 0")
     if collect.start == "anywhere" and scenario.env.id not in VECTOR_BACKENDS:
         raise ConfigError(scenario.source, "collect.start",
                           f"'anywhere' needs a PointRooms map; {scenario.env.id} places its own starts "
                           "(use start = \"task\")")
     try:
-        make_policy(collect.policy, action_space, turn_prob=collect.turn_prob, interact_prob=collect.interact_prob)
+        policy_for(collect, action_space)
     except HplanError as err:
         raise ConfigError(scenario.source, "collect.policy", str(err)) from None
 
