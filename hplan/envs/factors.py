@@ -41,14 +41,15 @@ _POINT_ROOMS = (
     Factor("mass", 1.0, 0.25, 4.0, "float", "point mass; acceleration = action_gain * action / mass"),
     Factor("action_gain", 0.12, 0.0, 0.5, "float", "force per unit action"),
     Factor("max_speed", 0.4, 0.05, 0.95, "float", "speed limit, cells per step (< 1 keeps collisions exact)"),
-    Factor("layout", "four_rooms", None, None, "layout", "ASCII map: built-in name or inline map"),
+    Factor("layout", "four_rooms", None, None, "layout",
+           "ASCII map: a built-in name (two_rooms, four_rooms, four_rooms_zones, maze3x3) or an inline map"),
     Factor("zones", (), None, None, "rects", "extra restricted-zone rectangles [col, row, width, height] in cells"),
-    Factor("colors", {}, None, None, "color", "image colours to replace (parts in choices)",
+    Factor("colors", {}, None, None, "color", "image colours to replace, {part = [r, g, b]}; parts",
            ("floor", "wall", "restricted", "agent", "outside")),
 )
 
 _MINIGRID_COMMON = (
-    Factor("colors", {}, None, None, "color", "image colours to replace (parts in choices)",
+    Factor("colors", {}, None, None, "color", "image colours to replace, {part = [r, g, b]}; parts",
            ("floor", "wall", "goal", "agent", "key", "door", "lava")),
 )
 
