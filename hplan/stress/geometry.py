@@ -57,10 +57,18 @@ def nominal_steps(env: gym.Env, distance: np.ndarray) -> np.ndarray:
     return np.ceil(np.asarray(distance) / env.unwrapped.world.nominal_max_speed - 1e-9)
 
 
-def far_point(env: gym.Env, origin: np.ndarray, lo: int, hi: int, rng: np.random.Generator) -> np.ndarray:
-    """A free cell centre ``lo..hi`` nominal steps (geodesic) from ``origin``; the farthest if none is."""
+def far_point(env: gym.Env, origin: np.ndarray, lo: int, hi: int, rng: np.random.Generator,
+              away_from: np.ndarray | None = None) -> np.ndarray:
+    """A free cell centre ``lo..hi`` nominal steps (geodesic) from ``origin``; the farthest if none is.
+
+    With ``away_from`` (the goal), only points farther from it than ``origin`` qualify: a kidnap
+    that carries the agent towards its goal would not stress anything.
+    """
     points = free_points(env)
     steps = nominal_steps(env, distances_from(env, origin, points))
+    if away_from is not None:
+        to_goal = distances_from(env, away_from, np.vstack([points, np.asarray(origin)[None]]))
+        steps = np.where(to_goal[:-1] > to_goal[-1], steps, -np.inf)
     band = np.nonzero((steps >= lo) & (steps <= hi))[0]
     if band.size == 0:
         finite = np.where(np.isfinite(steps), steps, -1.0)
