@@ -19,12 +19,13 @@ re-executed on CPU for the actions check only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import numpy as np
 
@@ -37,8 +38,8 @@ from hplan.runner.loop import EpisodeRecord, StepRecord, obs_digest, obs_equal, 
 from hplan.runner.settings import checkpoint_sha256, model_file
 
 ReplayMode = Literal["auto", "actions", "agent"]
-FrameHook = Callable[[Any, dict[str, Any], StepRecord | None], None]
-"""Called as ``frame(env, info, step)`` after reset (``step=None``) and after every replayed step."""
+FrameHook = Callable[[Any, Any, dict[str, Any], StepRecord | None], None]
+"""Called as ``frame(env, obs, info, step)`` after reset (``step=None``) and after every replayed step."""
 
 ENV_FIELDS: tuple[str, ...] = ("true_state", "obs_sha256", "reward", "cost", "violations", "success",
                                "terminated", "truncated", "goal_changed")
@@ -88,7 +89,7 @@ def replay_actions(log: EpisodeLog, *, make_env: Callable[..., Any] | None = Non
         record = log.record
         problem = _compare_reset(log, obs, info)
         if frame is not None:
-            frame(env, info, None)
+            frame(env, obs, info, None)
         goal_obs = info.get("goal_obs")
         for step in record.steps:
             if problem:
@@ -111,7 +112,7 @@ def replay_actions(log: EpisodeLog, *, make_env: Callable[..., Any] | None = Non
                                           hint="the logged action does not reproduce the logged outcome")
                     break
             if frame is not None and not problem:
-                frame(env, info, step)
+                frame(env, obs, info, step)
         if not problem:
             problem = _check_ending(log)
     finally:
@@ -157,8 +158,9 @@ def replay_agent(log: EpisodeLog, *, device: str = "cpu", make_env: Callable[...
     model = load_model(header.checkpoint_path, device=device)
     env = _build_env(log, make_env, wrap_env)
     try:
-        agent = make_agent(model, planner, guardrails, header.seed, device)
-        rerun = run_episode(env, agent, header.seed, max_steps=header.max_steps)
+        with _torch_threads(header.torch_threads):  # CPU reductions are exact only at the same thread count
+            agent = make_agent(model, planner, guardrails, header.seed, device)
+            rerun = run_episode(env, agent, header.seed, max_steps=header.max_steps)
     finally:
         env.close()
     problem = compare_records(log, rerun)
@@ -321,6 +323,19 @@ def _close(a: Any, b: Any, tol: float = 2e-4) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return math.isclose(float(a), float(b), rel_tol=tol, abs_tol=tol)
     return a == b
+
+
+@contextlib.contextmanager
+def _torch_threads(count: int | None) -> Iterator[None]:
+    import torch
+
+    previous = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(int(count))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _default_load_model(checkpoint: str, device: str = "cpu") -> Any:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+import pytest
 
 import numpy as np
 
@@ -93,6 +95,17 @@ def tiny_checkpoint(run_dir: Path, scenario: ScenarioConfig) -> Path:
                              guardrail_names=names, env_id=scenario.env.id)
     save_world_model(model, Path(run_dir) / "model.pt")
     return Path(run_dir)
+
+
+@pytest.fixture(autouse=False)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models on a shared 2-core machine run ~8x faster on one thread (no spin-waiting)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 TINY_PLANNER = {"population": 16, "elites": 4, "iterations": 1, "horizon": 4, "high_population": 16,

@@ -200,6 +200,8 @@ def _geodesic(env: Any, info: Mapping[str, Any], *, steps: bool) -> tuple[float 
         return None, None
     pos, goal = np.asarray(info["pos"]), np.asarray(info["goal"])
     distance = float(measure(pos, goal))
+    if not np.isfinite(distance):  # a point off the floor (e.g. a shifted goal): no distance to report
+        return None, None
     count = None
     if steps and getattr(base, "geodesic_steps", None) is not None:
         count = int(base.geodesic_steps(pos, goal))
