@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import random
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where used: data collection needs seeds, not torch (1-2 s import)
+    import torch
 
 
 def derive_seed(base: int, *labels: object) -> int:
@@ -21,12 +24,16 @@ def derive_seed(base: int, *labels: object) -> int:
 
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch global RNGs (libraries that use them: Lightning, samplers)."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
 
 
 def torch_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    import torch
+
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     return gen
