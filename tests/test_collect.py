@@ -227,6 +227,39 @@ def test_interrupted_collection_resumes_to_the_uninterrupted_result(tmp_path: Pa
     assert cut["complete"] and cut["room_visits"] == full["room_visits"] and cut["episodes"] == 9
 
 
+def test_a_killed_collect_process_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    """SIGKILL the real command mid-run (no clean-up code runs), then re-run it."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    path = tmp_path / "s.toml"
+    text = Path(load_scenario("point_four_rooms").source).read_text()
+    path.write_text(text.replace("episodes_per_shard = 50", "episodes_per_shard = 2")
+                        .replace("num_envs = 64", "num_envs = 2").replace("steps_per_episode = 100", "steps_per_episode = 40"))
+    args = [sys.executable, "-m", "hplan", "collect", str(path), "--episodes", "30", "--out"]
+    proc = subprocess.Popen([*args, str(tmp_path / "cut")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    manifest_path = tmp_path / "cut" / MANIFEST
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if manifest_path.exists() and json.loads(manifest_path.read_text() or "{}").get("shards"):
+            break
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the collection finished before it could be killed"
+    listed = read_manifest(tmp_path / "cut")
+    assert not listed["complete"] and 1 <= len(listed["shards"]) < 15
+    for entry in listed["shards"]:  # everything listed is a complete, loadable shard
+        with np.load(tmp_path / "cut" / entry["file"]) as shard:
+            assert shard["obs"].shape[:2] == (entry["episodes"], 41) and entry["episodes"] == 2
+    subprocess.run([*args, str(tmp_path / "cut")], check=True, capture_output=True, timeout=300)
+    subprocess.run([*args, str(tmp_path / "full")], check=True, capture_output=True, timeout=300)
+    assert_same_shards(tmp_path / "full", tmp_path / "cut")
+    assert not list((tmp_path / "cut" / "shards").glob(".*"))  # no temp files left behind
+
+
 def test_a_crash_while_writing_leaves_no_visible_shard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = scenario(episodes=4, steps_per_episode=10, episodes_per_shard=2, num_envs=2)
     real_savez = np.savez
