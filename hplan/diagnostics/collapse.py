@@ -104,7 +104,7 @@ def collapse_verdict(history: Sequence[Mapping[str, Any]], latent_dim: int,
     r2 = _num(final.get("val/probe_r2"))
     if r2 is not None and r2 < rule.probe_floor:
         signs.append(f"probe R² {r2:.3f} < {rule.probe_floor:g}")
-    loss_fell = len(rows) >= 2 and last < first or len(rows) == 1 and bool(signs)
+    loss_fell = len(rows) >= 2 and last < first
     if signs and loss_fell:
         return CollapseVerdict(True, (f"loss fell {first:.4g} → {last:.4g}", *signs))
     if signs:

@@ -59,10 +59,11 @@ class Energy:
 
     # -- pieces ---------------------------------------------------------------------------------
     def distance(self, z: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-        """Task distance from latents ``(..., D)`` to a goal latent (broadcast)."""
+        """Task distance from latents ``(..., D)`` to a goal latent (broadcast, so a learned distance
+        embeds the goal once rather than once per candidate and step)."""
         if self.planner.task_cost == "l2":
             return (z - goal).norm(dim=-1)
-        return self.model.temporal_distance(z, goal.expand_as(z))
+        return self.model.temporal_distance(z, goal)
 
     def task_cost(self, z: torch.Tensor, goal: torch.Tensor, running_weight: float | None = None) -> torch.Tensor:
         """``(N, T, D)`` predicted latents → ``(N,)`` terminal + running distance to ``goal``."""

@@ -51,6 +51,14 @@ class CellJob:
     scenario: ScenarioConfig
     checkpoint: str
     suite: SuiteConfig
+    alias_of: Cell | None = None
+    """Set for a severity-0 cell served by relabelling the nominal cell (``suite.reuse_nominal``)."""
+
+    def source(self) -> "CellJob":
+        """The job that actually runs for this cell (itself, or the nominal cell it copies)."""
+        if self.alias_of is None:
+            return self
+        return CellJob(self.alias_of, self.scenario, self.checkpoint, self.suite)
 
 
 @dataclass
@@ -69,7 +77,10 @@ def plan_cells(suite: SuiteConfig, scenarios: tuple[ResolvedScenario, ...]) -> l
                     first = block * suite.episodes_per_cell
                     episodes = tuple(range(first, min(first + suite.episodes_per_cell, suite.episodes)))
                     cell = Cell(item.label, shift.name, int(severity), block, episodes)
-                    jobs.append(CellJob(cell, item.config, str(item.checkpoint), suite))
+                    alias = None
+                    if suite.reuse_nominal and severity == 0 and shift.name != "none":
+                        alias = Cell(item.label, "none", 0, block, episodes)
+                    jobs.append(CellJob(cell, item.config, str(item.checkpoint), suite, alias))
     return jobs
 
 
@@ -144,6 +155,17 @@ def run_cell(job: CellJob, make_agent: AgentFactory | None = None) -> CellResult
             step_frames.append(steps)
     return CellResult(pd.DataFrame(episode_rows),
                       pd.concat(step_frames, ignore_index=True) if step_frames else pd.DataFrame())
+
+
+def relabel(result: CellResult, cell: Cell) -> CellResult:
+    """A nominal cell's tables presented as ``cell`` (a severity-0 cell of another shift)."""
+    episodes = result.episodes.copy()
+    episodes["shift"] = cell.shift
+    episodes["cell"] = cell.id
+    steps = result.steps.copy()
+    if len(steps):
+        steps["shift"] = cell.shift
+    return CellResult(episodes, steps)
 
 
 def _trajectory_digest(record: Any) -> str:

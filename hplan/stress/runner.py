@@ -33,7 +33,7 @@ import pandas as pd
 from hplan.configio import to_mapping
 from hplan.errors import HplanError
 from hplan.io import write_dataframe, write_json
-from hplan.stress.cells import CellJob, CellResult, cell_paths, plan_cells, run_cell
+from hplan.stress.cells import CellJob, CellResult, cell_paths, plan_cells, relabel, run_cell
 from hplan.stress.suite import ResolvedScenario, SuiteConfig
 from hplan.stress.summary import Verdict, evaluate_thresholds, summary_table, verdict_table
 
@@ -84,11 +84,19 @@ def prepare_out_dir(out_dir: Path, suite: SuiteConfig, scenarios: Sequence[Resol
 def run_cells(jobs: Sequence[CellJob], out_dir: Path, *, workers: int = 1, cell_fn: CellFn = run_cell,
               progress: bool = True) -> tuple[list[str], list[str]]:
     """Run the unfinished cells; return (ran, skipped) cell ids. A failing cell stops the suite
-    after the cells already finished have been saved (they are skipped on the next run)."""
+    after the cells already finished have been saved (they are skipped on the next run).
+
+    Severity-0 alias cells (``CellJob.alias_of``) are written by relabelling their nominal cell,
+    which runs once (even when the suite does not list shift ``none`` itself)."""
     todo, skipped = [], []
     for job in jobs:
         done_path, _ = cell_paths(out_dir, job.cell)
         (skipped if done_path.exists() else todo).append(job)
+    sources: dict[str, CellJob] = {}
+    for job in todo:
+        source = job.source()
+        if not cell_paths(out_dir, source.cell)[0].exists():
+            sources.setdefault(source.cell.id, source)
     ran: list[str] = []
     with _Progress(progress, len(jobs), len(skipped)) as bar:
         def save(job: CellJob, result: CellResult) -> None:
@@ -96,15 +104,17 @@ def run_cells(jobs: Sequence[CellJob], out_dir: Path, *, workers: int = 1, cell_
             write_dataframe(steps_path, result.steps)
             write_dataframe(done_path, result.episodes)
             ran.append(job.cell.id)
-            bar.advance(job.cell.id)
+            if job.cell.id in {j.cell.id for j in todo}:
+                bar.advance(job.cell.id)
 
-        if workers <= 1 or len(todo) <= 1:
-            for job in todo:
+        run_list = list(sources.values())
+        if workers <= 1 or len(run_list) <= 1:
+            for job in run_list:
                 save(job, cell_fn(job))
         else:
             context = multiprocessing.get_context("spawn")
             with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
-                futures = {pool.submit(cell_fn, job): job for job in todo}
+                futures = {pool.submit(cell_fn, job): job for job in run_list}
                 try:
                     for future in cf.as_completed(futures):
                         save(futures[future], future.result())
@@ -112,6 +122,11 @@ def run_cells(jobs: Sequence[CellJob], out_dir: Path, *, workers: int = 1, cell_
                     for future in futures:
                         future.cancel()
                     raise
+        for job in todo:
+            if job.alias_of is not None:
+                done_path, steps_path = cell_paths(out_dir, job.alias_of)
+                steps = pd.read_parquet(steps_path) if steps_path.exists() else pd.DataFrame()
+                save(job, relabel(CellResult(pd.read_parquet(done_path), steps), job.cell))
     return ran, [job.cell.id for job in skipped]
 
 

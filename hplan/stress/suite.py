@@ -178,6 +178,9 @@ class SuiteConfig:
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig, metadata=meta("[recovery] perturbation timing"))
     guardrail_eval: GuardrailEvalConfig = field(default_factory=GuardrailEvalConfig, metadata=meta(
         "[guardrail_eval] how heads are judged"))
+    reuse_nominal: bool = field(default=True, metadata=meta(
+        "severity-0 cells of every shift are relabelled copies of the nominal (shift none) cell, since severity 0 "
+        "is the identity (a tested property); false runs them anyway"))
     source: str = field(default="<memory>", metadata=meta("file the suite was read from (set by the loader)"))
 
     @property

@@ -15,6 +15,8 @@ over budget, never under it, and no trial is run twice.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import multiprocessing
 import time
 import warnings
@@ -134,7 +136,7 @@ def run_worker(study: StudyConfig, storage_url: str, out_dir: str | Path, *, n_t
     target = budget(study, n_trials)
     handle = load(study, storage_url, worker_index=worker_index)
     objective = StudyObjective(study, out_dir, pipeline or get_pipeline(study.pipeline),
-                               worker=f"worker-{worker_index}")
+                               worker=f"{socket.gethostname()}:{os.getpid()}/{worker_index}")
     heartbeat = _heartbeat_enabled(handle)
     ran: list[int] = []
 

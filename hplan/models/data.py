@@ -1,0 +1,237 @@
+"""Training data for the world model: windows of episodes, far frames, and the labelled subset.
+
+One training example is a *window* of ``W = max(rollout_horizon, subgoal_interval) + 1``
+consecutive observations of one episode (for the multi-step JEPA loss and the k-step subgoal
+pair), a *far frame* ``gap ∈ [1, distance_max_gap]`` steps after the window start (a temporal-
+distance pair), and — once per batch — ``guardrail_batch`` transitions drawn from the fixed
+labelled subset of ``label_budget`` transitions (the only violation labels the heads ever see).
+
+Batches are gathered with one numpy fancy-index per array (no per-item Python), and the batch
+plan of each epoch is a pure function of ``(seed, epoch)``, so a resumed run sees exactly the
+batches the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from hplan.data.shards import load_episodes
+from hplan.errors import HplanError
+from hplan.models.config import ModelConfig, TrainConfig
+from hplan.models.encoders import obs_kind_of
+from hplan.planning.protocol import ActionSpec
+from hplan.seeding import derive_seed
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the model must know about the data to be built (shapes, names, normalisation)."""
+
+    env_id: str
+    obs_kind: str
+    obs_shape: tuple[int, ...]
+    action_spec: ActionSpec
+    guardrail_names: tuple[str, ...]
+    state_mean: np.ndarray | None
+    state_std: np.ndarray | None
+    label_positive_rate: np.ndarray  # (K,), in the labelled subset
+    train_transitions: int
+    val_transitions: int
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Indices of one batch: window starts, far-frame gaps, labelled-transition rows."""
+
+    episode: np.ndarray
+    start: np.ndarray
+    gap: np.ndarray
+    labels: np.ndarray
+
+
+def action_spec_from_manifest(manifest: dict[str, Any], action: np.ndarray, source: str) -> tuple[ActionSpec, int]:
+    """ActionSpec (+ discrete index offset) from the manifest's ``action_spec`` (or the array)."""
+    spec = manifest.get("action_spec")
+    if spec is None:
+        return ActionSpec(dim=int(action.shape[-1])), 0
+    try:
+        if spec.get("discrete"):
+            return ActionSpec(dim=int(spec["dim"]), discrete=True, low=0.0, high=1.0), int(spec.get("start", 0))
+        return ActionSpec(dim=int(spec["dim"]), low=float(spec.get("low", -1.0)), high=float(spec.get("high", 1.0))), 0
+    except (KeyError, TypeError, ValueError) as err:
+        raise HplanError(f"{source}: action_spec: malformed ({err})") from None
+
+
+class WindowData(Dataset):
+    """In-memory episode arrays; ``__getitems__(BatchPlan)`` gathers one batch of tensors."""
+
+    def __init__(self, obs: np.ndarray, action: np.ndarray, violations: np.ndarray, pos: np.ndarray,
+                 window: int, labelled: tuple[np.ndarray, np.ndarray] | None) -> None:
+        self.obs, self.action, self.violations, self.pos = obs, action, violations, pos
+        self.window = window
+        self.labelled = labelled  # (episode, t) rows of the labelled subset
+
+    def __len__(self) -> int:
+        return int(self.action.shape[0])
+
+    def __getitems__(self, plan: BatchPlan) -> dict[str, torch.Tensor]:
+        steps = plan.start[:, None] + np.arange(self.window)[None, :]
+        ep = plan.episode[:, None]
+        batch = {
+            "obs": torch.from_numpy(self.obs[ep, steps]),
+            "action": torch.from_numpy(self.action[ep, steps[:, :-1]]),
+            "violations": torch.from_numpy(self.violations[ep, steps[:, :-1]].astype(np.float32)),
+            "pos": torch.from_numpy(self.pos[ep, steps]),
+            "far_obs": torch.from_numpy(self.obs[plan.episode, plan.start + plan.gap]),
+            "far_pos": torch.from_numpy(self.pos[plan.episode, plan.start + plan.gap]),
+            "gap": torch.from_numpy(plan.gap.astype(np.float32)),
+            "episode": torch.from_numpy(plan.episode.astype(np.int64)),
+        }
+        if self.labelled is not None and len(plan.labels):
+            le, lt = self.labelled[0][plan.labels], self.labelled[1][plan.labels]
+            batch["lab_obs"] = torch.from_numpy(self.obs[le, lt])
+            batch["lab_action"] = torch.from_numpy(self.action[le, lt])
+            batch["lab_violations"] = torch.from_numpy(self.violations[le, lt].astype(np.float32))
+        return batch
+
+    def __getitem__(self, index: int) -> Any:  # pragma: no cover - batches only
+        raise TypeError("WindowData is indexed by BatchPlan through __getitems__")
+
+
+class WindowPlanner(Sampler[BatchPlan]):
+    """Yields the :class:`BatchPlan` s of one epoch; a pure function of ``(seed, epoch)``."""
+
+    def __init__(self, episodes: np.ndarray, num_valid: np.ndarray, window: int, stride: int, max_gap: int,
+                 batch_size: int, seed: int, label_count: int = 0, label_batch: int = 0,
+                 shuffle: bool = True, drop_last: bool = True) -> None:
+        self.episodes, self.num_valid = episodes, num_valid
+        self.window, self.stride, self.max_gap = window, stride, max_gap
+        self.batch_size, self.seed = batch_size, seed
+        self.label_count, self.label_batch = label_count, label_batch
+        self.shuffle, self.drop_last = shuffle, drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _starts(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        eps, starts = [], []
+        for ep in self.episodes:
+            last = int(self.num_valid[ep]) - (self.window - 1)  # starts 0 .. last-1 fit a full window
+            if last <= 0:
+                continue
+            phase = int(rng.integers(self.stride)) if self.shuffle else 0
+            s = np.arange(phase % last, last, self.stride)
+            eps.append(np.full(len(s), ep))
+            starts.append(s)
+        if not eps:
+            raise HplanError(f"no episode has {self.window} valid observations in a row: "
+                             f"lower train.rollout_horizon / model.subgoal_interval or collect longer episodes")
+        ep_all, st_all = np.concatenate(eps), np.concatenate(starts)
+        room = np.minimum(self.num_valid[ep_all] - st_all, self.max_gap)  # far frame index ≤ num_valid
+        gap = 1 + np.floor(rng.random(len(st_all)) * room).astype(np.int64)
+        return ep_all, st_all, gap
+
+    def _plans(self) -> list[BatchPlan]:
+        rng = np.random.default_rng(derive_seed(self.seed, "epoch", self.epoch if self.shuffle else 0))
+        ep, st, gap = self._starts(rng)
+        order = rng.permutation(len(ep)) if self.shuffle else np.arange(len(ep))
+        plans = []
+        for i in range(0, len(order), self.batch_size):
+            idx = order[i:i + self.batch_size]
+            if self.drop_last and len(idx) < self.batch_size and i > 0:
+                break
+            labels = (rng.integers(0, self.label_count, self.label_batch) if self.label_count and self.label_batch
+                      else np.zeros(0, dtype=np.int64))
+            plans.append(BatchPlan(ep[idx], st[idx], gap[idx], labels))
+        return plans
+
+    def __iter__(self) -> Iterator[BatchPlan]:
+        return iter(self._plans())
+
+    def __len__(self) -> int:
+        return len(self._plans())
+
+
+def _identity(batch: Any) -> Any:
+    return batch
+
+
+class EpisodeDataModule(pl.LightningDataModule):
+    """Loads a dataset directory once; splits episodes into train / validation by a seeded permutation."""
+
+    def __init__(self, data_dir: str | Path, model_cfg: ModelConfig, train_cfg: TrainConfig, seed: int) -> None:
+        super().__init__()
+        self.data_dir = Path(data_dir)
+        self.model_cfg, self.train_cfg, self.seed = model_cfg, train_cfg, seed
+        self.window = max(train_cfg.rollout_horizon, model_cfg.subgoal_interval) + 1
+        self.info: DatasetInfo | None = None
+        self._loaded = False
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._loaded:
+            return
+        data = load_episodes(self.data_dir)
+        manifest, source = data.manifest, str(self.data_dir / "manifest.json")
+        obs = data["obs"]
+        spec, offset = action_spec_from_manifest(manifest, data["action"], source)
+        action = data["action"].astype(np.float32)
+        if spec.discrete:
+            index = np.clip(action[..., 0].astype(np.int64) - offset, 0, spec.dim - 1)
+            action = np.eye(spec.dim, dtype=np.float32)[index]
+        valid = data["valid"].astype(bool)
+        num_valid = np.where(valid.all(1), valid.shape[1], np.argmin(valid, axis=1)).astype(np.int64)
+        pos = data["true_state"][..., :2].astype(np.float32)
+        violations = data["violations"].astype(bool)
+        names = tuple(manifest.get("violation_names", [f"violation_{i}" for i in range(violations.shape[-1])]))
+
+        n_ep = data.num_episodes
+        if n_ep < 2:
+            raise HplanError(f"{source}: need at least 2 episodes (one held out for validation), got {n_ep}")
+        order = np.random.default_rng(derive_seed(self.seed, "split")).permutation(n_ep)
+        n_val = min(max(1, int(round(self.train_cfg.val_fraction * n_ep))), n_ep - 1)
+        self.val_episodes, self.train_episodes = np.sort(order[:n_val]), np.sort(order[n_val:])
+
+        # The labelled subset: label_budget valid transitions of training episodes, fixed by the seed.
+        cand_e, cand_t = np.nonzero(valid[self.train_episodes])
+        cand_e = self.train_episodes[cand_e]
+        budget = min(self.train_cfg.label_budget, len(cand_e))
+        pick = np.random.default_rng(derive_seed(self.seed, "labels")).choice(len(cand_e), budget, replace=False)
+        labelled = (cand_e[pick], cand_t[pick])
+        rate = violations[labelled].mean(0) if budget else np.zeros(len(names))
+
+        kind = obs_kind_of(tuple(obs.shape[2:]), str(obs.dtype))
+        mean = std = None
+        if kind == "state":
+            flat = obs[self.train_episodes].reshape(-1, obs.shape[-1]).astype(np.float64)
+            mean, std = flat.mean(0).astype(np.float32), flat.std(0).astype(np.float32)
+        self.num_valid = num_valid
+        self.dataset = WindowData(obs, action, violations, pos, self.window, labelled)
+        self.info = DatasetInfo(
+            env_id=str(manifest.get("env_id", "")), obs_kind=kind, obs_shape=tuple(obs.shape[2:]),
+            action_spec=spec, guardrail_names=names, state_mean=mean, state_std=std,
+            label_positive_rate=np.asarray(rate, dtype=np.float64),
+            train_transitions=int(valid[self.train_episodes].sum()), val_transitions=int(valid[self.val_episodes].sum()))
+        self._loaded = True
+
+    def _loader(self, episodes: np.ndarray, train: bool) -> DataLoader:
+        cfg = self.train_cfg
+        planner = WindowPlanner(
+            episodes, self.num_valid, self.window, cfg.window_stride if train else self.window,
+            cfg.distance_max_gap, cfg.batch_size, derive_seed(self.seed, "train" if train else "val"),
+            label_count=len(self.dataset.labelled[0]) if train else 0,
+            label_batch=cfg.guardrail_batch if train else 0, shuffle=train, drop_last=train)
+        return DataLoader(self.dataset, batch_sampler=planner, collate_fn=_identity, num_workers=0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_episodes, True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_episodes, False)

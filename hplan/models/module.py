@@ -1,0 +1,238 @@
+"""The Lightning module: one training step = JEPA rollout loss + regulariser + high level + heads.
+
+Loss of one batch (window ``o_0 … o_{W-1}``, actions ``a_0 … a_{W-2}``)::
+
+    z_t      = E(o_t)                                  online encoder, all frames at once
+    ẑ_{1..H} = P_lo rolled open-loop from z_0           multi-step JEPA loss vs targets z̄_{1..H}
+    z̄_t      = z_t | sg(z_t) | EMA-encoder(o_t)        per regulariser (see regularizers.py)
+    jepa     = pred_weight · mean ‖ẑ − z̄‖² + penalty (+ recon for the baseline)
+    high     = subgoal ELBO on (sg z_0, sg z_k, a_{0:k})
+    distance = expectile regression of step gaps on within-episode pairs (sg latents)
+    guard    = BCE of guardrail heads on the labelled subset (sg latents, class-balanced)
+
+``train/jepa_loss`` is the representation loss the collapse rule watches. Per epoch the module
+logs ``val/loss`` (total validation loss: the metric for early stopping and Optuna pruning) and
+the diagnostics ``val/<collapse metric>``, ``val/probe_r2``, ``val/probe_r2_pred`` (the probe on
+latents predicted ``rollout_horizon`` steps ahead), ``val/auroc_<guardrail>``,
+``val/distance_spearman`` and ``val/surprise_*``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hplan.diagnostics.collapse import collapse_metrics
+from hplan.diagnostics.probes import fit_linear_probe, r2_score
+from hplan.diagnostics.scores import auroc, spearman
+from hplan.models.config import ModelConfig, TrainConfig
+from hplan.models.data import DatasetInfo
+from hplan.models.predictor import mlp
+from hplan.models.regularizers import REGULARIZERS, ema_update
+from hplan.models.world_model import LatentWorldModel
+from hplan.seeding import derive_seed
+
+DIAGNOSTIC_SAMPLES = 2048
+"""Latents used for the collapse metrics (subsampled from the validation windows)."""
+
+
+def expectile_loss(pred: torch.Tensor, target: torch.Tensor, tau: float) -> torch.Tensor:
+    """Asymmetric squared loss: under-estimates weigh ``tau``, over-estimates ``1 - tau``."""
+    diff = target - pred
+    weight = torch.where(diff > 0, tau, 1.0 - tau)
+    return (weight * diff.pow(2)).mean()
+
+
+class WorldModelModule(pl.LightningModule):
+    """Trains a :class:`LatentWorldModel`; ``self.model`` is what gets saved to ``model.pt``."""
+
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, info: DatasetInfo, seed: int) -> None:
+        super().__init__()
+        self.model_cfg, self.train_cfg, self.seed = model_cfg, train_cfg, seed
+        self.model = LatentWorldModel(model_cfg, obs_kind=info.obs_kind, obs_shape=info.obs_shape,
+                                      action_spec=info.action_spec, guardrail_names=info.guardrail_names,
+                                      env_id=info.env_id, distance_max_gap=train_cfg.distance_max_gap)
+        if info.state_mean is not None:
+            stats = torch.as_tensor(info.state_mean), torch.as_tensor(info.state_std)
+            self.model.encoder.set_stats(*stats)
+            if self.model.decoder is not None:
+                self.model.decoder.set_stats(*stats)
+        self.reg = REGULARIZERS[model_cfg.regularizer]
+        self.target_encoder = None
+        if self.reg.targets == "ema":
+            self.target_encoder = copy.deepcopy(self.model.encoder).requires_grad_(False)
+        self.idm = None
+        if model_cfg.regularizer == "vicreg" and train_cfg.vicreg_idm > 0:
+            self.idm = mlp(2 * model_cfg.latent_dim, model_cfg.hidden_dim, info.action_spec.dim, 1)
+        rate = np.clip(info.label_positive_rate, 1e-3, 1.0)
+        self.register_buffer("pos_weight", torch.as_tensor(np.clip((1 - rate) / rate, 1.0, 100.0), dtype=torch.float32))
+        self._val: dict[str, list[Any]] = {}
+
+    # ------------------------------------------------------------------ losses
+    def _generator(self, tag: str) -> torch.Generator:
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(derive_seed(self.seed, tag, self.global_step))
+        return gen
+
+    def _losses(self, batch: dict[str, torch.Tensor], tag: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        cfg, mcfg = self.train_cfg, self.model_cfg
+        model = self.model
+        obs, action = batch["obs"], batch["action"]
+        b, w = obs.shape[:2]
+        horizon, k = cfg.rollout_horizon, mcfg.subgoal_interval
+        frames = torch.cat([obs.flatten(0, 1), batch["far_obs"]] + ([batch["lab_obs"]] if "lab_obs" in batch else []))
+        z_all = model.encoder(frames)
+        z_seq = z_all[: b * w].view(b, w, -1)
+        z_far = z_all[b * w: b * w + b]
+        z_lab = z_all[b * w + b:]
+
+        if self.reg.targets == "ema":
+            with torch.no_grad():
+                targets = self.target_encoder(obs[:, 1:horizon + 1].flatten(0, 1)).view(b, horizon, -1)
+        elif self.reg.targets == "stopgrad":
+            targets = z_seq[:, 1:horizon + 1].detach()
+        else:
+            targets = z_seq[:, 1:horizon + 1]
+        pred = model.predictor.rollout(z_seq[:, 0], action[:, :horizon])
+        losses: dict[str, torch.Tensor] = {"pred": cfg.pred_weight * (pred - targets).pow(2).mean()}
+        gen = self._generator(tag)
+        losses.update(self.reg.penalty(z_seq.flatten(0, 1), cfg, gen))
+        if mcfg.regularizer == "vicreg" and cfg.vicreg_smooth > 0:
+            losses["smooth"] = cfg.vicreg_smooth * (z_seq[:, 1:] - z_seq[:, :-1]).pow(2).mean()
+        if self.idm is not None:
+            guess = self.idm(torch.cat([z_seq[:, :-1], z_seq[:, 1:]], dim=-1))
+            losses["idm"] = cfg.vicreg_idm * F.mse_loss(guess, action)
+        if model.decoder is not None:
+            flat = obs.flatten(0, 1)
+            losses["recon"] = cfg.recon_weight * F.mse_loss(model.decoder(z_seq.flatten(0, 1)), model.decoder.target(flat))
+        jepa = sum(losses.values())
+
+        zd = z_seq.detach()
+        high = model.subgoal.loss(zd[:, 0], zd[:, k], action[:, :k], cfg.subgoal_beta, gen)
+        # Temporal distance: every in-window pair (i < j) plus the far frame.
+        ii, jj = torch.triu_indices(w, w, offset=1, device=zd.device)
+        d_win = model.distance(zd[:, ii], zd[:, jj])
+        gaps_win = (jj - ii).to(zd.dtype).expand(b, -1)
+        d_far = model.distance(zd[:, 0], z_far.detach())
+        scale = float(cfg.distance_max_gap)
+        dist = expectile_loss(torch.cat([d_win.flatten(), d_far]) / scale,
+                              torch.cat([gaps_win.flatten(), batch["gap"]]) / scale, cfg.distance_expectile)
+        total = jepa + high["loss"] + dist
+        out = {"jepa_loss": jepa, "pred_loss": losses["pred"], "subgoal_loss": high["loss"], "subgoal_kl": high["kl"],
+               "distance_loss": dist, **{f"reg_{name}": v for name, v in losses.items() if name != "pred"}}
+        if len(z_lab):
+            guard = self.guardrail_loss(z_lab.detach(), batch["lab_action"], batch["lab_violations"])
+            total = total + guard
+            out["guardrail_loss"] = guard
+        out["loss"] = total
+        extras = {"z_seq": zd, "pred": pred.detach(), "z_far": z_far.detach(), "d_far": d_far.detach()}
+        return out, extras
+
+    def guardrail_loss(self, z: torch.Tensor, action: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Class-balanced BCE of both guardrail heads: state-action and state-only (action-marginal)."""
+        heads = self.model.guardrail
+        return (F.binary_cross_entropy_with_logits(heads.logits(z, action), labels, pos_weight=self.pos_weight)
+                + F.binary_cross_entropy_with_logits(heads.logits(z), labels, pos_weight=self.pos_weight))
+
+    def fit_guardrails(self) -> None:
+        """Refit the guardrail heads on the whole labelled subset, on the current frozen latent.
+
+        The per-step joint updates see each label only a few times per epoch and chase a latent that
+        is still moving; this full-batch pass (``guardrail_fit_steps`` Adam steps on ≤ label_budget
+        rows, a few ms each) makes the heads match the latent the epoch ends with.
+        """
+        data = getattr(self.trainer, "datamodule", None)
+        labelled = getattr(getattr(data, "dataset", None), "labelled", None)
+        steps = self.train_cfg.guardrail_fit_steps
+        if labelled is None or not len(labelled[0]) or steps == 0 or not self.model.guardrail_names:
+            return
+        ds = data.dataset
+        rows_e, rows_t = labelled
+        with torch.no_grad():
+            obs = torch.from_numpy(ds.obs[rows_e, rows_t]).to(self.device)
+            z = torch.cat([self.model.encoder(chunk) for chunk in obs.split(512)])
+        action = torch.from_numpy(ds.action[rows_e, rows_t]).to(self.device)
+        labels = torch.from_numpy(ds.violations[rows_e, rows_t].astype("float32")).to(self.device)
+        optim = torch.optim.Adam(self.model.guardrail.parameters(), lr=self.train_cfg.lr, weight_decay=1e-4)
+        with torch.enable_grad():
+            for _ in range(steps):
+                loss = self.guardrail_loss(z, action, labels)
+                optim.zero_grad(set_to_none=True)
+                loss.backward()
+                optim.step()
+
+    # ------------------------------------------------------------------ hooks
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        out, _ = self._losses(batch, "train")
+        self.log("loss", out["loss"], prog_bar=True, on_step=True, on_epoch=False, batch_size=len(batch["obs"]))
+        self.log_dict({f"train/{k}": v.detach() for k, v in out.items()}, on_step=False, on_epoch=True,
+                      batch_size=len(batch["obs"]))
+        return out["loss"]
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.target_encoder is not None:
+            ema_update(self.target_encoder, self.model.encoder, self.model_cfg.ema_momentum)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val = {}
+        if not self.trainer.sanity_checking:
+            self.fit_guardrails()
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        out, ex = self._losses(batch, "val")
+        self.log_dict({f"val/{k}": v for k, v in out.items() if k != "loss"}, on_epoch=True, batch_size=len(batch["obs"]))
+        self.log("val/loss", out["loss"], on_epoch=True, prog_bar=True, batch_size=len(batch["obs"]))
+        z_seq, horizon = ex["z_seq"], self.train_cfg.rollout_horizon
+        b, w = z_seq.shape[:2]
+        z_steps = z_seq[:, :-1]
+        probs = torch.sigmoid(self.model.guardrail.logits(z_steps, batch["action"]))
+        one_step = self.model.predictor.step(z_steps, batch["action"])
+        store = {
+            "z": z_seq, "pos": batch["pos"], "episode": batch["episode"],
+            "pred_h": ex["pred"][:, horizon - 1], "pos_h": batch["pos"][:, horizon],
+            "guard_p": probs.flatten(0, 1), "guard_y": batch["violations"].flatten(0, 1),
+            "d_far": ex["d_far"], "gap": batch["gap"],
+            "err1": (one_step - z_seq[:, 1:]).pow(2).mean(-1).flatten(),
+        }
+        for key, value in store.items():
+            self._val.setdefault(key, []).append(value.detach().cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking or not self._val:
+            return
+        for key, value in self.validation_diagnostics({k: torch.cat(v) for k, v in self._val.items()}).items():
+            if np.isfinite(value):
+                self.log(key, value)
+        self._val = {}
+
+    def validation_diagnostics(self, v: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Collapse metrics, probes, guardrail AUROC, distance rank correlation, surprise calibration."""
+        z, pos = v["z"], v["pos"]
+        flat_z, flat_pos = z.flatten(0, 1), pos.flatten(0, 1)
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, "diagnostics"))
+        pick = torch.randperm(len(flat_z), generator=gen)[:DIAGNOSTIC_SAMPLES]
+        metrics = {f"val/{k}": x for k, x in collapse_metrics(flat_z[pick]).items()}
+        # Probe: fit on even validation episodes, score on odd ones (held out from the probe too).
+        fit = v["episode"] % 2 == 0
+        if fit.all() or not fit.any():
+            fit = torch.arange(len(fit)) % 2 == 0
+        probe = fit_linear_probe(z[fit].flatten(0, 1), pos[fit].flatten(0, 1))
+        metrics["val/probe_r2"] = r2_score(probe(z[~fit].flatten(0, 1)), pos[~fit].flatten(0, 1))
+        metrics["val/probe_r2_pred"] = r2_score(probe(v["pred_h"][~fit]), v["pos_h"][~fit])
+        for i, name in enumerate(self.model.guardrail_names):
+            metrics[f"val/auroc_{name}"] = auroc(v["guard_p"][:, i].numpy(), v["guard_y"][:, i].numpy() > 0.5)
+        metrics["val/distance_spearman"] = spearman(v["d_far"].numpy(), v["gap"].numpy())
+        err = v["err1"]
+        mean, std = float(err.mean()), float(err.std()) if len(err) > 1 else 1.0
+        self.model.surprise_stats.copy_(torch.tensor([mean, max(std, 1e-12)]))
+        metrics["val/surprise_mean"], metrics["val/surprise_std"] = mean, std
+        return metrics
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [p for n, p in self.named_parameters() if not n.startswith("target_encoder.")]
+        return torch.optim.AdamW(params, lr=self.train_cfg.lr, weight_decay=self.train_cfg.weight_decay)

@@ -1,0 +1,207 @@
+"""``train_world_model``: Lightning training that writes a complete, resumable run directory.
+
+Run directory (docs/architecture.md)::
+
+    config.json          resolved scenario (overrides applied)
+    seed                 the master seed, one line
+    versions.json        package versions (hplan.provenance)
+    model.pt             final weights + spec (hplan.models.checkpoint)
+    checkpoints/last.ckpt  Lightning checkpoint of the last finished epoch (resume)
+    metrics.csv          one row per epoch: train/* and val/* losses and diagnostics
+    logs/                Lightning's CSVLogger (and TensorBoard when installed)
+
+Re-running with the same ``out_dir`` resumes from ``checkpoints/last.ckpt``; a different model,
+training or environment configuration in an existing run directory is refused (only
+``max_epochs`` may grow, to train a finished run longer). The validation metric for pruning and
+early stopping is ``val/loss`` (see :mod:`hplan.models.module`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import lightning.pytorch as pl
+import pandas as pd
+import torch
+
+from hplan.config import ScenarioConfig, load_scenario
+from hplan.configio import from_mapping, to_mapping
+from hplan.device import resolve_device
+from hplan.errors import CheckpointError, HplanError
+from hplan.io import write_dataframe, write_json, write_text
+from hplan.models.checkpoint import MODEL_FILE, save_world_model
+from hplan.models.config import ModelConfig, TrainConfig
+from hplan.models.data import EpisodeDataModule
+from hplan.models.module import WorldModelModule
+from hplan.provenance import package_versions
+from hplan.seeding import seed_everything
+
+VALIDATION_METRIC = "val/loss"
+"""Logged once per epoch; monitor it for pruning (optuna_integration) and early stopping."""
+
+METRICS_FILE = "metrics.csv"
+LAST_CKPT = Path("checkpoints") / "last.ckpt"
+_RESUMABLE_KEYS = {("train", "max_epochs"), ("train", "device"), ("source",)}
+
+
+class EpochTable(pl.Callback):
+    """Writes ``metrics.csv`` (one row per finished epoch) atomically; its rows travel in checkpoints."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        row: dict[str, float] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        for key, value in trainer.callback_metrics.items():
+            if key.startswith(("train/", "val/")):
+                row[key] = float(value)
+        self.rows = [r for r in self.rows if r["epoch"] < trainer.current_epoch] + [row]
+        write_dataframe(self.path, pd.DataFrame(self.rows))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = list(state_dict.get("rows", []))
+
+
+def apply_overrides(scenario: ScenarioConfig, overrides: Mapping[str, Any]) -> ScenarioConfig:
+    """Route flat overrides (``regularizer=…``, ``max_epochs=…``, ``seed=…``) to [model] / [train]."""
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    model_upd, train_upd, seed = {}, {}, scenario.seed
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key in model_fields:
+            model_upd[key] = value
+        elif key in train_fields:
+            train_upd[key] = value
+        elif key == "seed":
+            seed = value
+        else:
+            raise HplanError(f"train_world_model: unknown override {key!r} (expected a [model] or [train] field or seed)")
+    model = from_mapping(ModelConfig, {**to_mapping(scenario.model), **model_upd}, source="overrides", section="model")
+    train = from_mapping(TrainConfig, {**to_mapping(scenario.train), **train_upd}, source="overrides", section="train")
+    return dataclasses.replace(scenario, model=model, train=train, seed=int(seed))
+
+
+def _check_existing_run(out_dir: Path, config: dict[str, Any]) -> None:
+    path = out_dir / "config.json"
+    if not path.exists():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: corrupt run config: {err}") from None
+    for section in ("env", "model", "train"):
+        for key in sorted(set(old.get(section, {})) | set(config.get(section, {}))):
+            if (section, key) in _RESUMABLE_KEYS:
+                continue
+            if old.get(section, {}).get(key) != config.get(section, {}).get(key):
+                raise CheckpointError(
+                    f"{path}: {section}.{key} is {old.get(section, {}).get(key)!r} in this run directory but "
+                    f"{config.get(section, {}).get(key)!r} now; use a new --out or the same settings to resume")
+
+
+def _accelerator(device: torch.device) -> tuple[str, Any]:
+    kind = {"cpu": "cpu", "cuda": "gpu", "mps": "mps"}.get(device.type)
+    if kind is None:
+        raise HplanError(f"train.device: unsupported device type {device.type!r}")
+    if device.type == "cuda" and device.index is not None:
+        return kind, [device.index]
+    return kind, 1
+
+
+def train_world_model(scenario: ScenarioConfig | str | Path, data_dir: str | Path, out_dir: str | Path, *,
+                      callbacks: Iterable[pl.Callback] = (), progress: bool = False,
+                      **overrides: Any) -> Path:
+    """Train (or resume) a world model on ``data_dir``; returns ``out_dir`` holding the run directory.
+
+    ``overrides`` are [model] / [train] field names (``regularizer="sigreg"``, ``max_epochs=3``,
+    ``latent_dim=16``, ``device="cpu"``) or ``seed``. ``callbacks`` are extra Lightning callbacks
+    (e.g. optuna_integration's ``PyTorchLightningPruningCallback(trial, monitor="val/loss")``).
+    """
+    if not isinstance(scenario, ScenarioConfig):
+        scenario = load_scenario(scenario)
+    scenario = apply_overrides(scenario, overrides)
+    out_dir = Path(out_dir)
+    config = to_mapping(scenario)
+    _check_existing_run(out_dir, config)
+    device = resolve_device(scenario.train.device)
+    accelerator, devices = _accelerator(device)
+
+    seed_everything(scenario.seed)
+    data = EpisodeDataModule(data_dir, scenario.model, scenario.train, scenario.seed)
+    data.setup("fit")
+    if data.info.env_id and data.info.env_id != scenario.env.id:
+        raise HplanError(f"{Path(data_dir) / 'manifest.json'}: env_id: dataset was collected on "
+                         f"{data.info.env_id!r} but scenario {scenario.name!r} uses {scenario.env.id!r}")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "config.json", config)
+    write_text(out_dir / "seed", f"{scenario.seed}\n")
+    write_json(out_dir / "versions.json", package_versions())
+
+    pl.seed_everything(scenario.seed, workers=True, verbose=False)
+    module = WorldModelModule(scenario.model, scenario.train, data.info, scenario.seed)
+    all_callbacks: list[pl.Callback] = [
+        EpochTable(out_dir / METRICS_FILE),
+        pl.callbacks.ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="epoch{epoch:03d}", save_top_k=0,
+                                     save_last=True, every_n_epochs=1, save_on_train_epoch_end=True,
+                                     auto_insert_metric_name=False),
+        *callbacks,
+    ]
+    if progress:
+        all_callbacks.append(pl.callbacks.RichProgressBar())
+    loggers: list[Any] = [pl.loggers.CSVLogger(out_dir, name="logs", version=0)]
+    try:
+        import tensorboard  # noqa: F401
+
+        loggers.append(pl.loggers.TensorBoardLogger(out_dir, name="logs", version=0))
+    except ImportError:
+        pass
+    trainer = pl.Trainer(
+        accelerator=accelerator, devices=devices, max_epochs=scenario.train.max_epochs, logger=loggers,
+        callbacks=all_callbacks, enable_progress_bar=progress, enable_model_summary=False,
+        num_sanity_val_steps=0, log_every_n_steps=10, use_distributed_sampler=False,
+        default_root_dir=out_dir, deterministic=False, inference_mode=False)
+    ckpt = out_dir / LAST_CKPT
+    with _quiet_lightning():
+        trainer.fit(module, datamodule=data, ckpt_path=str(ckpt) if ckpt.exists() else None)
+    if trainer.interrupted:
+        raise HplanError(f"{out_dir}: training interrupted; re-run the same command to resume from {LAST_CKPT}")
+    save_world_model(module.model.cpu(), out_dir / MODEL_FILE,
+                     extra={"scenario": scenario.name, "epochs": trainer.current_epoch,
+                            "train_transitions": data.info.train_transitions})
+    return out_dir
+
+
+class _quiet_lightning:
+    """Silence Lightning's chatty info lines and known-harmless warnings for the duration of a fit."""
+
+    def __enter__(self) -> None:
+        self._levels = {}
+        for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+            logger = logging.getLogger(name)
+            self._levels[name] = logger.level
+            logger.setLevel(logging.WARNING)
+        self._warn = warnings.catch_warnings()
+        self._warn.__enter__()
+        for pattern in (".*does not have many workers.*", ".*Checkpoint directory.*exists and is not empty.*",
+                        ".*Experiment logs directory.*exists.*", ".*GPU available but not used.*",
+                        ".*The number of training batches.*is smaller than the logging interval.*"):
+            warnings.filterwarnings("ignore", message=pattern)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._warn.__exit__(*exc)
+        for name, level in self._levels.items():
+            logging.getLogger(name).setLevel(level)

@@ -1,0 +1,58 @@
+"""One call for other packages (demo, studies): validate a suite file, run it, return the outcome.
+
+Same checks and same outputs as ``hplan stress SUITE --out DIR``; threshold failures are returned
+in ``outcome.failures`` rather than raised, so a caller decides what a failed threshold means to it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from rich.console import Console
+
+from hplan.stress.runner import SuiteOutcome
+from hplan.stress.suite import ResolvedScenario, SuiteConfig
+
+
+def validate_suite(suite_path: str | Path, checkpoint: str | Path | None = None) -> tuple[SuiteConfig, tuple[ResolvedScenario, ...]]:
+    """Parse and fully check a suite; runs nothing.
+
+    Beyond :func:`~hplan.stress.suite.resolve_suite` (file structure, scenarios, shifts, severities,
+    thresholds, checkpoint directories) this loads every checkpoint once (corrupt or trained on
+    another env: one line) and builds every shifted environment once (a factor pushed out of its
+    valid range, a held-out layout the task cannot use).
+    """
+    from hplan.envs.factory import make_env
+    from hplan.models.checkpoint import load_world_model
+    from hplan.stress.shifts import get_shift
+    from hplan.stress.suite import load_suite, resolve_suite
+
+    suite = load_suite(suite_path)
+    scenarios = resolve_suite(suite, checkpoint)
+    for item in scenarios:
+        load_world_model(item.checkpoint, device="cpu", expect_env_id=item.config.env.id)
+        for shift in suite.shifts:
+            spec = get_shift(shift.name)
+            for severity in shift.severities:
+                make_env(item.config, **spec.env_overrides(item.config, severity)).close()
+    return suite, scenarios
+
+
+def run_suite(suite: str | Path, *, out_dir: str | Path, checkpoint: str | Path | None = None,
+              seeds: int | None = None, workers: int = 1, console: Console | None = None,
+              report: bool = True) -> SuiteOutcome:
+    """Run ``suite`` (file or built-in name) into ``out_dir``.
+
+    ``seeds`` overrides the suite's episodes per scenario × shift × severity (a quick demo runs
+    one); ``checkpoint`` overrides every scenario's run directory.
+    """
+    from hplan.stress.runner import run_suite as run
+
+    config, scenarios = validate_suite(suite, checkpoint)
+    if seeds is not None:
+        config = dataclasses.replace(config, episodes=int(seeds), episodes_per_cell=min(config.episodes_per_cell, int(seeds)))
+    if console is not None:
+        console.print(f"stress suite {config.name}: {len(scenarios)} scenario(s), {len(config.shifts)} shift(s), "
+                      f"{config.episodes} episode(s) per cell group → {out_dir}", highlight=False)
+    return run(config, scenarios, out_dir, workers=workers, report=report, progress=console is not None)
