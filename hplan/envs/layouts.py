@@ -206,9 +206,11 @@ def parse_layout(text: str, *, name: str = "custom") -> Layout:
     if (room_distance < 0).any():
         raise HplanError(f"layout {name!r}: the floor is split into unconnected parts "
                          "(every free cell must be reachable from every other)")
-    return Layout(name=name, text="\n".join(lines), wall=wall, restricted=grid == "x",
-                  start_cells=np.argwhere(grid == "S"), goal_cells=np.argwhere(grid == "G"),
-                  room_grid=room_grid, room_distance=room_distance)
+    arrays = {"wall": wall, "restricted": grid == "x", "start_cells": np.argwhere(grid == "S"),
+              "goal_cells": np.argwhere(grid == "G"), "room_grid": room_grid, "room_distance": room_distance}
+    for array in arrays.values():
+        array.setflags(write=False)  # layouts are cached and shared between envs
+    return Layout(name=name, text="\n".join(lines), **arrays)
 
 
 def _gaps(free: np.ndarray) -> np.ndarray:

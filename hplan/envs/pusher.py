@@ -45,6 +45,8 @@ CAMERA_HEIGHT = 1.2
 ZONE_COLOR = (0.85, 0.15, 0.15, 1.0)
 BLOCK_COLOR = (0.2, 0.4, 0.9, 1.0)
 PUSHER_COLOR = (0.15, 0.15, 0.15, 1.0)
+STATE_HIGH = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 5.0, 5.0], dtype=np.float32)
+"""Bounds of the state observation (m, m/s); the pusher is confined to ±WORKSPACE."""
 
 
 @contextlib.contextmanager
@@ -97,8 +99,7 @@ class PusherEnv(gym.Env):
             self._goal_client = bullet_client.BulletClient(connection_mode=pybullet.DIRECT)
         self._goal_bodies = self._build(self._goal_client, (0.0, 0.0), (0.3, 0.0), 0.0)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
-        high = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 5.0, 5.0], dtype=np.float32)
-        state = gym.spaces.Box(-high, high, dtype=np.float32)
+        state = gym.spaces.Box(-STATE_HIGH, STATE_HIGH, dtype=np.float32)
         image = gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), dtype=np.uint8)
         self.observation_space = {"state": state, "image": image,
                                   "both": gym.spaces.Dict({"state": state, "image": image})}[obs_mode]
@@ -223,11 +224,7 @@ class PusherEnv(gym.Env):
         (bx, by, _), quat = p.getBasePositionAndOrientation(block)
         (bvx, bvy, _), _ = p.getBaseVelocity(block)
         yaw = p.getEulerFromQuaternion(quat)[2]
-        state = np.array([px, py, bx, by, np.cos(yaw), np.sin(yaw), bvx, bvy], dtype=np.float32)
-        return np.clip(state, self.observation_space_state_low, self.observation_space_state_high)
-
-    observation_space_state_low = np.array([-1, -1, -1, -1, -1, -1, -5, -5], dtype=np.float32)
-    observation_space_state_high = -observation_space_state_low
+        return np.array([px, py, bx, by, np.cos(yaw), np.sin(yaw), bvx, bvy], dtype=np.float32)
 
     def _compose(self, state: np.ndarray, image: Any) -> Any:
         if self.obs_mode == "state":
@@ -237,7 +234,9 @@ class PusherEnv(gym.Env):
         return {"state": state, "image": image()}
 
     def _obs(self) -> Any:
-        return self._compose(self._true_state(), lambda: self._camera(self._p, self.image_size))
+        # The observation is clipped to its space (a block knocked far off the table); true_state is not.
+        state = np.clip(self._true_state(), -STATE_HIGH, STATE_HIGH)
+        return self._compose(state, lambda: self._camera(self._p, self.image_size))
 
     def _camera(self, client: Any, size: int) -> np.ndarray:
         view = client.computeViewMatrix([0, 0, CAMERA_HEIGHT], [0, 0, 0], [0, 1, 0])
