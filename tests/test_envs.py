@@ -122,6 +122,8 @@ def test_structured_factors_reject_malformed_values():
     ({"goal_tolerance": 1.0}, None, "env.kwargs.goal_tolerance"),
     ({}, TaskConfig(min_rooms_apart=3), "task.min_rooms_apart"),
     ({}, TaskConfig(start_room=7), "task.start_room"),
+    ({"zones": [[15, 15, 6, 6]]}, None, "env.kwargs.zones"),
+    ({"colors": {"wall": [1, 2, 3, 4]}}, None, "env.kwargs.colors"),
 ])
 def test_factory_errors_name_file_and_field(kwargs, task, field):
     with pytest.raises(ConfigError) as err:

@@ -65,7 +65,7 @@ def validate_scenario_env(scenario: ScenarioConfig) -> None:
 def make_env(scenario: ScenarioConfig, **overrides: Any) -> gym.Env:
     """The scenario's env, wrapped in ``TimeLimit(max_steps)``; bad input raises ConfigError."""
     build = resolve_env(scenario, **overrides)
-    env = _construct(scenario, lambda: gym.make(build.entry.id, **build.kwargs, disable_env_checker=True))
+    env = _construct(scenario, build, lambda: gym.make(build.entry.id, **build.kwargs, disable_env_checker=True))
     return TimeLimit(env.unwrapped, max_episode_steps=build.max_steps)
 
 
@@ -78,7 +78,7 @@ def make_vec_env(scenario: ScenarioConfig, num_envs: int, **overrides: Any):  # 
         raise HplanError(f"{scenario.source}: vectorised stepping exists for {POINT_ROOMS_ID} only, "
                          f"not {build.entry.id}")
     kwargs = {k: v for k, v in build.kwargs.items() if k not in ("render_mode", "render_size")}
-    return _construct(scenario, lambda: PointRoomsVec(num_envs, **kwargs))
+    return _construct(scenario, build, lambda: PointRoomsVec(num_envs, **kwargs))
 
 
 def _check_kwarg(entry: EnvEntry, name: str, value: Any, source: str, field: str) -> Any:
@@ -108,10 +108,16 @@ def _task_values(task: TaskConfig) -> dict[str, Any]:
     return values
 
 
-def _construct(scenario: ScenarioConfig, build: Any) -> Any:
+def _construct(scenario: ScenarioConfig, build: EnvBuild, construct: Any) -> Any:
+    """Run ``construct``; a constructor's HplanError (checks that need the parsed layout, e.g. a zone
+    outside the map or rooms too close for ``min_rooms_apart``) becomes a ConfigError on the field
+    its message starts with or names."""
     try:
-        return build()
+        return construct()
     except HplanError as err:
         message = str(err)
-        field = next((f"task.{f.name}" for f in dataclasses.fields(TaskConfig) if f.name in message), "env.kwargs")
+        task_names = tuple(f.name for f in dataclasses.fields(TaskConfig))
+        field = next((f"task.{name}" if name in task_names else f"env.kwargs.{name}"
+                      for name in build.kwargs if message.startswith(name)), None)
+        field = field or next((f"task.{name}" for name in task_names if name in message), "env.kwargs")
         raise ConfigError(scenario.source, field, message) from None
