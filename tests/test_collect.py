@@ -66,6 +66,30 @@ def test_shard_plan_covers_every_episode_once(episodes: int, per_shard: int) -> 
     assert all(p.episodes == per_shard for p in plans[:-1])
 
 
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), episodes=st.integers(1, 30), steps=st.integers(1, 12),
+       cuts=st.lists(st.integers(1, 29), max_size=4))
+def test_dataset_statistics_do_not_depend_on_how_episodes_are_sharded(seed: int, episodes: int, steps: int,
+                                                                       cuts: list[int]) -> None:
+    from hplan.data.stats import aggregate, shard_counts
+
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(0, steps + 1, episodes)
+    valid = np.arange(steps)[None, :] < lengths[:, None]
+    violations = rng.random((episodes, steps, 2)) < 0.2
+    arrays = {"valid": valid, "violations": violations, "cost": violations.any(axis=2).astype(np.float32),
+              "room": rng.integers(-1, 3, (episodes, steps + 1))}
+    bounds = sorted({0, episodes, *[c for c in cuts if c < episodes]})
+    parts = [shard_counts({k: v[a:b] for k, v in arrays.items()}, ["a", "b"], 3) for a, b in zip(bounds, bounds[1:])]
+    whole = aggregate([shard_counts(arrays, ["a", "b"], 3)], ["a", "b"], 3)
+    assert aggregate(parts, ["a", "b"], 3) == whole
+    assert whole["transitions"] == int(valid.sum())
+    bad = (violations.any(axis=2) & valid).any(axis=1)
+    assert whole["violation_rate"] == pytest.approx(bad.mean())
+    reached = arrays["room"][:, 1:][valid]
+    assert whole["room_visits"] == [int((reached == r).sum()) for r in range(3)]
+
+
 # ----------------------------------------------------------------------------- policies
 spaces = st.one_of(
     st.builds(lambda n: gym.spaces.Discrete(n), st.integers(3, 9)),
