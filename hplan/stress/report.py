@@ -93,6 +93,9 @@ def guardrail_plots(steps: pd.DataFrame, suite: SuiteConfig, threshold_by_scenar
             auc = m.auroc(probs, labels)
             if np.all(np.isfinite(tpr)):
                 roc_ax.plot(fpr, tpr, color=color, label=f"{label} (AUROC {auc:.2f}, n={probs.size}, pos={int(labels.sum())})")
+            else:
+                roc_ax.plot([], [], color=color, label=f"{label}: AUROC undefined ({int(labels.sum())} violations "
+                                                      f"in {probs.size} predictions)")
             rel = m.reliability(probs, labels, suite.guardrail_eval.bins)
             used = rel.count > 0
             rel_ax.plot(rel.mean_prob[used], rel.frequency[used], "o-", color=color, label=f"{label} (ECE {rel.ece:.3f})")
@@ -142,7 +145,8 @@ def recovery_plot(episodes: pd.DataFrame) -> str:
         severities = sorted(group["severity"].unique())
         data = [group.loc[group["severity"] == s, "recovery_time"].dropna().to_numpy() for s in severities]
         shown = [d if d.size else np.array([np.nan]) for d in data]
-        ax.boxplot(shown, labels=[str(s) for s in severities])
+        ax.boxplot(shown)
+        ax.set_xticks(range(1, len(severities) + 1), [str(s) for s in severities])
         rates = [f"{np.mean(np.isfinite(group.loc[group['severity'] == s, 'recovery_time'])):.0%}" for s in severities]
         ax.set_title(f"{shift} (recovered: {', '.join(rates)})", fontsize=9)
         ax.set_xlabel("severity")
