@@ -23,8 +23,8 @@ def list_scenarios() -> None:
     from hplan.config import builtin_scenarios, load_scenario
 
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    table.add_column("name")
-    table.add_column("env")
+    table.add_column("name", no_wrap=True)
+    table.add_column("env", no_wrap=True)
     table.add_column("description")
     for name in builtin_scenarios():
         scenario = load_scenario(name)
