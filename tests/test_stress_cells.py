@@ -138,3 +138,24 @@ def test_branches_label_the_planned_action_not_the_executed_one():
     # but the branch label must follow the *plan*
     assert not steps["yb:wall_contact"].any()
     assert not steps["plan_violation"].any()
+
+
+def test_branch_copies_are_independent_and_bullet_worlds_are_refused():
+    import gymnasium as gym
+
+    import hplan.envs  # noqa: F401
+    from hplan.stress.recorder import branch_copy
+
+    env = gym.make("hplan/PointRooms-v0")
+    env.reset(seed=0)
+    before = env.unwrapped.pos
+    copy = branch_copy(env)
+    assert copy.world is env.unwrapped.world  # the static map is shared, not copied
+    for _ in range(5):
+        copy.step(np.array([1.0, 0.0], dtype=np.float32))
+    assert not np.allclose(copy.pos, before)
+    np.testing.assert_array_equal(env.unwrapped.pos, before)  # stepping the branch leaves the real env alone
+    pusher = gym.make("hplan/Pusher-v0")
+    pusher.reset(seed=0)
+    assert branch_copy(pusher) is None  # a deepcopy would share the Bullet physics server
+    pusher.close()

@@ -34,6 +34,10 @@ def branch_copy(env: Any) -> Any | None:
     """A deep copy of the unwrapped env sharing its static world; None when it cannot be copied
     (PyBullet worlds live in a physics server and are not copyable)."""
     base = env.unwrapped
+    if any(type(value).__module__.split(".")[0] == "pybullet_utils" or type(value).__module__ == "pybullet"
+           for value in vars(base).values()):
+        # deepcopy "succeeds" but the copy shares the physics server: stepping it would move the real world
+        return None
     memo: dict[int, Any] = {}
     world = getattr(base, "world", None)
     if world is not None:
