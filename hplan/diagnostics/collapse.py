@@ -68,7 +68,7 @@ class CollapseRule:
     """Thresholds of the collapse flag (see the module docstring)."""
 
     rank_fraction: float = field(default=0.1, metadata=meta("collapsed if effective rank < this · latent_dim", gt=0, le=1))
-    std_floor: float = field(default=1e-2, metadata=meta("collapsed if mean per-dim std < this", ge=0))
+    std_floor: float = field(default=5e-2, metadata=meta("collapsed if mean per-dim std < this", ge=0))
     probe_floor: float = field(default=0.5, metadata=meta("collapsed if held-out probe R² < this", le=1))
     loss_key: str = field(default="train/jepa_loss", metadata=meta("the representation loss that must have fallen"))
 

@@ -9,7 +9,10 @@ name       targets         penalty
 vicreg     online encoder  variance hinge (std ≥ 1) + off-diagonal covariance, optional
                            temporal smoothness and inverse dynamics (PLDM's terms)
 sigreg     online encoder  Epps–Pulley statistic of fresh random 1-D projections vs N(0, 1)
-ema        EMA encoder     none: the stop-gradient EMA target (BYOL) is the asymmetry
+ema        EMA encoder     none: the stop-gradient EMA target (BYOL) is the asymmetry; the
+                           encoder ends in a parameter-free LayerNorm, because with an MSE
+                           loss the EMA pair can otherwise shrink the latent's scale towards
+                           0 (BYOL normalises for the same reason)
 none       online encoder  none — collapses on purpose (the loss is minimised by a constant z)
 recon      stop-gradient   none: a decoder reconstructs the observation from z (baseline)
 =========  ==============  ===========================================================
@@ -79,12 +82,13 @@ class RegularizerSpec:
     targets: Literal["online", "stopgrad", "ema"]
     penalty: Penalty
     decoder: bool = False
+    normalize_latent: bool = False
 
 
 REGULARIZERS: dict[str, RegularizerSpec] = {
     "vicreg": RegularizerSpec("vicreg", "online", vicreg_terms),
     "sigreg": RegularizerSpec("sigreg", "online", sigreg_terms),
-    "ema": RegularizerSpec("ema", "ema", no_terms),
+    "ema": RegularizerSpec("ema", "ema", no_terms, normalize_latent=True),
     "none": RegularizerSpec("none", "online", no_terms),
     "recon": RegularizerSpec("recon", "stopgrad", no_terms, decoder=True),
 }

@@ -26,6 +26,21 @@ from hplan.models.subgoal import SUBGOAL_MODELS
 from hplan.planning.protocol import ActionSpec
 
 
+class NormalizedEncoder(nn.Module):
+    """An encoder followed by a parameter-free LayerNorm (fixes the latent's scale)."""
+
+    def __init__(self, encoder: nn.Module, latent_dim: int) -> None:
+        super().__init__()
+        self.inner = encoder
+        self.norm = nn.LayerNorm(latent_dim, elementwise_affine=False)
+
+    def set_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.inner.set_stats(mean, std)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.inner(obs))
+
+
 class LatentWorldModel(nn.Module):
     """Two-level latent world model (see DESIGN.md, "The idea in one paragraph")."""
 
@@ -43,6 +58,8 @@ class LatentWorldModel(nn.Module):
         self.subgoal_interval = cfg.subgoal_interval
         self.distance_max_gap = int(distance_max_gap)
         self.encoder = build_encoder(obs_kind, self.obs_shape, cfg)
+        if REGULARIZERS[cfg.regularizer].normalize_latent:
+            self.encoder = NormalizedEncoder(self.encoder, cfg.latent_dim)
         self.predictor = ResidualPredictor(cfg.latent_dim, action_spec.dim, cfg.hidden_dim, cfg.predictor_layers)
         self.subgoal = SUBGOAL_MODELS[cfg.subgoal_model](cfg, action_spec.dim)
         self.guardrail = GuardrailHeads(cfg.latent_dim, action_spec.dim, cfg.hidden_dim, len(self.guardrail_names))
