@@ -367,6 +367,17 @@ def test_doorkey_exploration_picks_up_keys_and_opens_doors(tmp_path: Path) -> No
     assert results[0.8][0] >= 0.5 and results[0.8][1] >= 0.25
 
 
+def test_minigrid_fourrooms_data_reports_room_coverage(tmp_path: Path) -> None:
+    config = scenario("minigrid_fourrooms", obs_mode="state", episodes=8, steps_per_episode=40, num_envs=4)
+    collect(config, tmp_path)
+    data, manifest = load_episodes(tmp_path), read_manifest(tmp_path)
+    x, y = data["pos"][..., 0], data["pos"][..., 1]
+    inside = (x != 9) & (y != 9)  # FourRooms: 19x19, walls through the middle row and column
+    np.testing.assert_array_equal(data["room"][inside], ((x > 9) + 2 * (y > 9))[inside])
+    assert manifest["num_rooms"] == 4 and manifest["rooms_visited"] >= 2
+    assert sum(manifest["room_visits"]) == manifest["transitions"]
+
+
 def test_seeking_exploration_pushes_the_block() -> None:
     moved = {}
     for prob in (0.0, 0.5):

@@ -16,7 +16,7 @@ violations      (E, T, K)                 bool, names in manifest["violation_nam
 true_state      (E, T+1, P)               float32 ground truth (names in manifest["state_names"])
 valid           (E, T)                    bool, False after an episode terminated early
 pos             (E, T+1, 2)               float32 ``info["pos"]`` (optional: envs that report it)
-room            (E, T+1)                  int16 room index of ``pos``, -1 off-room (optional: PointRooms)
+room            (E, T+1)                  int16 room of ``pos``, -1 off-room (PointRooms, MiniGrid FourRooms)
 episode_seed    (E,)                      int64 ``env.reset`` seed of each episode (collection)
 ==============  ========================  ==============================================
 

@@ -24,7 +24,7 @@ import gymnasium as gym
 import numpy as np
 
 from hplan.config import ScenarioConfig
-from hplan.data.policies import MINIGRID_PICKUP, MINIGRID_TOGGLE
+from hplan.data.minigrid_probes import ROOM_MAPS, interaction_probe
 
 POINT_ROOMS_ID = "hplan/PointRooms-v0"
 START_MARGIN = 0.1
@@ -157,7 +157,9 @@ class GymLoopSource(BatchSource):
         self.action_space = self.envs[0].action_space
         self.violation_names = tuple(getattr(first, "violation_names", ()))
         self.state_names = tuple(getattr(first, "state_names", ()))
-        self.num_rooms = _num_rooms(first)
+        room_map = ROOM_MAPS.get(scenario.env.id)
+        self._room_grid_of, self.num_rooms = (room_map if room_map is not None else (None, _num_rooms(first)))
+        self._room_grids: list[np.ndarray | None] = []
         self._interaction = interaction_probe(first)
         self._last: list[dict[str, Any]] = []
         self._n = 0
@@ -167,9 +169,11 @@ class GymLoopSource(BatchSource):
             raise NotImplementedError("GymLoopSource places starts through the env's own task sampling")
         self._n = len(seeds)
         self._last = []
+        self._room_grids = []
         for env, seed in zip(self.envs, seeds):
             obs, info = env.reset(seed=int(seed))
             self._last.append({"obs": obs, "reward": 0.0, "done": False, "info": info})
+            self._room_grids.append(None if self._room_grid_of is None else self._room_grid_of(env.unwrapped))
         return self._batch()
 
     def step(self, actions: np.ndarray, active: np.ndarray) -> StepBatch:
@@ -193,6 +197,8 @@ class GymLoopSource(BatchSource):
                                for info in infos], dtype=bool).reshape(self._n, len(self.violation_names))
         pos = [info.get("pos") for info in infos]
         room = [info.get("room") for info in infos]
+        if room[0] is None and self._room_grid_of is not None:
+            room = [int(grid[int(p[1]), int(p[0])]) for grid, p in zip(self._room_grids, pos)]
         return StepBatch(
             obs=np.stack(images), state_obs=None if states[0] is None else np.stack(states),
             reward=np.array([r["reward"] for r in rows], np.float32),
@@ -221,38 +227,6 @@ def _num_rooms(env: Any) -> int | None:
         return int(layout.num_rooms)
     count = getattr(env, "num_rooms", None)
     return int(count) if count is not None else None
-
-
-def interaction_probe(env: Any) -> Callable[[Any], int] | None:
-    """For MiniGrid adapters whose action set has pickup/toggle (DoorKey): a function giving the
-    adapter action that interacts with the cell in front — pickup for a key when the hands are
-    free, toggle for a closed door — or -1. None for every other env.
-
-    The exploration policy may look at the simulator (it is a data-collection heuristic, not an
-    agent); planners never do.
-    """
-    from hplan.envs.minigrid_adapters import MiniGridAdapter
-
-    if not isinstance(env, MiniGridAdapter):
-        return None
-    actions = list(env.actions)
-    pickup = actions.index(MINIGRID_PICKUP) if MINIGRID_PICKUP in actions else -1
-    toggle = actions.index(MINIGRID_TOGGLE) if MINIGRID_TOGGLE in actions else -1
-    if pickup < 0 and toggle < 0:
-        return None
-
-    def probe(adapter: Any) -> int:
-        grid_env = adapter._env  # the wrapped minigrid env
-        cell = grid_env.grid.get(*grid_env.front_pos)
-        if cell is None:
-            return -1
-        if cell.type == "key" and grid_env.carrying is None:
-            return pickup
-        if cell.type == "door" and not cell.is_open:
-            return toggle
-        return -1
-
-    return probe
 
 
 SEEK_TARGETS: dict[tuple[str, ...], tuple[str, ...]] = {
