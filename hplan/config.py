@@ -59,7 +59,8 @@ class CollectConfig:
         "momentum policy: chance that a new heading points at the object to manipulate (pusher's block), "
         "so the data contains pushes", ge=0.0, le=1.0))
     interact_prob: float = field(default=0.8, metadata=meta(
-        "minigrid_explore policy: chance of picking up a key / toggling a door when facing one",
+        "minigrid_explore policy: chance of acting on what the agent faces: pick up a key, open a door, "
+        "turn away from lava",
         ge=0.0, le=1.0))
 
 

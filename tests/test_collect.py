@@ -367,6 +367,17 @@ def test_doorkey_exploration_picks_up_keys_and_opens_doors(tmp_path: Path) -> No
     assert results[0.8][0] >= 0.5 and results[0.8][1] >= 0.25
 
 
+def test_lavacrossing_exploration_turns_away_from_lava_but_not_always() -> None:
+    lava, valid = {}, {}
+    for prob in (0.0, 0.8):
+        config = load_scenario("minigrid_lavacrossing", overrides={"collect": {"interact_prob": prob}})
+        source = open_source(config, 24, config.collect.steps_per_episode)
+        arrays = run_batch(config, source, 0, 24)
+        lava[prob], valid[prob] = arrays["cost"].any(axis=1).mean(), arrays["valid"].mean()
+    assert lava[0.8] < lava[0.0] and valid[0.8] > valid[0.0] + 0.15
+    assert lava[0.8] > 0.1  # the guardrail heads still get lava examples
+
+
 def test_minigrid_fourrooms_data_reports_room_coverage(tmp_path: Path) -> None:
     config = scenario("minigrid_fourrooms", obs_mode="state", episodes=8, steps_per_episode=40, num_envs=4)
     collect(config, tmp_path)

@@ -12,8 +12,9 @@ A world model can only learn what the data shows, so the policies are chosen for
   ``seek_prob``: a uniform walk would almost never touch a small block, so the data would hold
   no pushes (and no contact-force violations) for the model to learn from.
 * ``minigrid_explore``: a forward-biased random walk over MiniGrid's turn/forward actions that
-  picks up a key or toggles a door when it faces one (with probability ``interact_prob``), so
-  DoorKey data contains opened doors and the rooms behind them.
+  picks up a key or toggles a door when it faces one, and turns away from lava (each with
+  probability ``interact_prob``), so DoorKey data contains opened doors and the rooms behind
+  them, and LavaCrossing walks reach the far side of a river as well as falling in.
 
 Determinism: every episode owns a ``numpy.random.Generator`` seeded from its episode seed, and all
 the randomness a policy needs for that episode is drawn from it up front (:meth:`begin`). An
