@@ -166,17 +166,18 @@ def test_lagrangian_agent_reports_its_multiplier_and_it_adapts():
 
 
 @pytest.mark.parametrize("low", ["cem", "mppi", "grad"])
-@pytest.mark.parametrize("budget", [3000, 12_000])
+@pytest.mark.parametrize("budget", [3000, 12_345])
 def test_eval_budget_sizes_flat_and_hier_so_neither_exceeds_it(low, budget):
     flat = resolve_budget(PlannerConfig(kind="flat", low=low, eval_budget=budget))
     hier_cfg = PlannerConfig(kind="hier", low=low, eval_budget=budget)
     hier = resolve_budget(hier_cfg)
-    flat_cost = plan_cost(low, flat.low, 12)
-    hier_cost = plan_cost(low, hier.low, 12) + plan_cost("cem", hier.high, hier_cfg.high_horizon)
+    horizon = hier_cfg.horizon
+    flat_cost = plan_cost(low, flat.low, horizon)
+    hier_cost = plan_cost(low, hier.low, horizon) + plan_cost("cem", hier.high, hier_cfg.high_horizon)
     assert flat_cost <= budget and hier_cost <= budget
     # and the budget is used: one more candidate would not fit
     bigger = dataclasses.replace(flat.low, population=flat.low.population + 1)
-    assert plan_cost(low, bigger, 12) > budget
+    assert plan_cost(low, bigger, horizon) > budget
 
 
 def test_too_small_a_budget_is_a_one_line_user_error():
@@ -191,3 +192,63 @@ def test_planner_config_validation_names_file_and_field():
         from_mapping(GuardrailConfig, {"threshold": 1.5}, source="s.toml", section="guardrails")
     with pytest.raises(HplanError, match="cannot plan continuous actions"):
         make_agent(PointMassModel(), PlannerConfig(low="cem_discrete"), GuardrailConfig(), 0, "cpu")
+
+
+class TinyLearnedModel(torch.nn.Module):
+    """A learnable residual MLP behind the protocol (parameters require grad, like a trained model)."""
+
+    latent_dim, code_dim, subgoal_interval, guardrail_names = 4, 2, 4, ("zone",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        from hplan.planning.protocol import ActionSpec
+
+        torch.manual_seed(0)
+        self.action_spec = ActionSpec(2)
+        self.net = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))
+        self.guard = torch.nn.Linear(6, 1)
+
+    def encode(self, obs):
+        return obs.float()
+
+    def predict(self, z, actions):
+        out = []
+        for t in range(actions.shape[1]):
+            z = z + 0.1 * self.net(torch.cat([z, actions[:, t]], -1))
+            out.append(z)
+        return torch.stack(out, 1)
+
+    def predict_high(self, z, codes):
+        return self.predict(z, codes)
+
+    def heads(self, z, actions=None):
+        a = torch.zeros(*z.shape[:-1], 2) if actions is None else actions
+        return torch.sigmoid(self.guard(torch.cat([z, a], -1)))
+
+    def temporal_distance(self, z, z_goal):
+        return (z - z_goal).norm(dim=-1) * 10
+
+
+def test_gradient_planner_leaves_model_parameters_untouched_and_improves_the_plan():
+    model = TinyLearnedModel()
+    cfg = PlannerConfig(kind="flat", low="grad", grad_restarts=3, grad_steps=15, horizon=5)
+    agent = make_agent(model, cfg, GuardrailConfig(mode="penalty"), 0, "cpu")
+    agent.reset([1.0, -1.0, 0.5, 0.0], 0)
+    agent.act([0.0, 0.0, 0.0, 0.0])
+    assert all(p.grad is None for p in model.parameters())
+    objective = agent.energy.low_objective(torch.zeros(4), torch.tensor([1.0, -1.0, 0.5, 0.0]))
+    zero_plan = objective(torch.zeros(1, 5, 2)).cost[0]
+    assert agent.last_step.result.cost < float(zero_plan)
+
+
+@pytest.mark.parametrize("mode", ["penalty", "hard"])
+def test_chunking_a_learned_model_matches_one_batch(mode):
+    model = TinyLearnedModel()
+    energy = Energy(model, PlannerConfig(), GuardrailConfig(mode=mode))
+    z0, goal = torch.zeros(4), torch.ones(4)
+    acts = torch.rand((37, 5, 2), generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        whole = energy.low_objective(z0, goal, max_batch=1000)(acts)
+        parts = energy.low_objective(z0, goal, max_batch=8)(acts)
+    assert torch.allclose(whole.cost, parts.cost, atol=1e-5)
+    assert torch.equal(whole.feasible, parts.feasible) and whole.n_evals == parts.n_evals == 37 * 5

@@ -14,6 +14,7 @@ deterministic on CPU: all randomness comes from one ``torch.Generator`` seeded i
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -86,7 +87,9 @@ class LatentAgent:
         if planner.kind == "hier":
             assert budget.high is not None
             high_space = SearchSpace(planner.high_horizon, model.code_dim, -planner.code_bound, planner.code_bound)
-            high = RecedingHorizon(make_optimizer(planner.high_optimizer, high_space, planner, budget.high), device,
+            high_cfg = dataclasses.replace(planner, init_std=planner.high_init_std / planner.code_bound,
+                                           min_std=min(planner.min_std, planner.high_init_std / planner.code_bound))
+            high = RecedingHorizon(make_optimizer(planner.high_optimizer, high_space, high_cfg, budget.high), device,
                                    warm_start=planner.warm_start)
             self.planner: FlatPlanner | HierarchicalPlanner = HierarchicalPlanner(self.energy, low, high, planner)
         else:
@@ -145,7 +148,8 @@ class LatentAgent:
         start = time.perf_counter()
         z = self.encode(obs)
         surprise = self._score_surprise(z)
-        step = self.planner.step(z, self.goal, self.generator)
+        with torch.no_grad():  # the gradient planner re-enables grad for its action sequence only
+            step = self.planner.step(z, self.goal, self.generator)
         result: PlanResult = step.result
         first = result.actions[0].detach()
         with torch.no_grad():
@@ -185,11 +189,6 @@ def make_agent(model: WorldModel, planner: PlannerConfig, guardrails: GuardrailC
     ``cem``/``mppi`` mean categorical CEM (``grad`` is refused with a one-line error).
     """
     if model.action_spec.discrete and planner.low in ("cem", "mppi"):
-        planner = _replace(planner, low="cem_discrete")
+        planner = dataclasses.replace(planner, low="cem_discrete")
     return LatentAgent(model, planner, guardrails, seed, resolve_device(device if device is not None else planner.device))
 
-
-def _replace(cfg: PlannerConfig, **changes: Any) -> PlannerConfig:
-    import dataclasses
-
-    return dataclasses.replace(cfg, **changes)

@@ -21,10 +21,10 @@ class PlannerConfig:
     low: Literal["cem", "mppi", "grad", "cem_discrete"] = field(
         default="cem", metadata=meta(
         "low-level optimiser; on discrete action spaces cem/mppi mean categorical CEM (cem_discrete)"))
-    horizon: int = field(default=12, metadata=meta("low-level planning horizon (steps)", ge=1, le=512))
-    population: int = field(default=256, metadata=meta("candidates per iteration", ge=2))
+    horizon: int = field(default=10, metadata=meta("low-level planning horizon (steps)", ge=1, le=512))
+    population: int = field(default=128, metadata=meta("candidates per iteration", ge=2))
     iterations: int = field(default=3, metadata=meta("optimiser iterations per plan", ge=1))
-    elites: int = field(default=32, metadata=meta("elite candidates kept by CEM (and weighted by MPPI)", ge=1))
+    elites: int = field(default=16, metadata=meta("elite candidates kept by CEM (and weighted by MPPI)", ge=1))
     device: str = field(default="auto", metadata=meta("torch device: auto, cpu, cuda, ..."))
     # --- sampling-based optimisers -------------------------------------------------------------
     init_std: float = field(default=0.5, metadata=meta(
@@ -53,11 +53,14 @@ class PlannerConfig:
     high_optimizer: Literal["cem", "mppi"] = field(default="cem", metadata=meta("optimiser over subgoal codes"))
     high_horizon: int = field(default=4, metadata=meta(
         "L: high-level steps planned (each jumps subgoal_interval low-level steps)", ge=1, le=64))
-    high_population: int = field(default=256, metadata=meta("candidate code sequences per high-level iteration", ge=2))
+    high_population: int = field(default=128, metadata=meta("candidate code sequences per high-level iteration", ge=2))
     high_iterations: int = field(default=3, metadata=meta("high-level optimiser iterations", ge=1))
-    high_elites: int = field(default=32, metadata=meta("high-level elites", ge=1))
+    high_elites: int = field(default=16, metadata=meta("high-level elites", ge=1))
     code_bound: float = field(default=3.0, metadata=meta(
-        "subgoal codes are searched in [-code_bound, code_bound]^code_dim", gt=0.0))
+        "subgoal codes are searched in [-code_bound, code_bound]^code_dim (codes are whitened: N(0, I) prior)",
+        gt=0.0))
+    high_init_std: float = field(default=1.0, metadata=meta(
+        "initial sampling std of the high-level search over codes (absolute; 1 = the codes' prior)", gt=0.0))
     high_running_weight: float = field(default=0.5, metadata=meta(
         "high level: weight of the mean distance of the predicted subgoals to the goal (rewards early progress)",
         ge=0.0))

@@ -46,8 +46,8 @@ class GradientPlanner:
                 ev = objective(actions)
                 n_evals += ev.n_evals
                 loss = (ev.cost + ev.barrier).sum()
-                optim.zero_grad(set_to_none=True)
-                loss.backward()
+                # gradients w.r.t. the plan only: the model's parameters are left untouched
+                (u.grad,) = torch.autograd.grad(loss, [u])
             best.offer(actions.detach(), ev, int(rank(ev)[0]))
             optim.step()
         with torch.no_grad():
