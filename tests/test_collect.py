@@ -140,6 +140,13 @@ def test_momentum_keeps_its_heading_until_a_turn_or_a_wall() -> None:
     after = bumped.act(PolicyContext(t=10, blocked=np.array([True, False, True, False])))
     assert not np.allclose(after[0], before[0]) and not np.allclose(after[2], before[2])
     np.testing.assert_array_equal(after[[1, 3]], before[[1, 3]])
+    sliding = MomentumWalk(BOX, turn_prob=0.0)  # with positions: only a contact without progress turns
+    sliding.begin([np.random.default_rng(s) for s in range(2)], 40)
+    first = sliding.act(PolicyContext(t=0, pos=np.zeros((2, 2))))
+    moved = np.array([[0.3, 0.0], [0.01, 0.0]])  # env 0 slides along the wall, env 1 is stuck
+    second = sliding.act(PolicyContext(t=1, blocked=np.array([True, True]), pos=moved))
+    np.testing.assert_array_equal(second[0], first[0])
+    assert not np.allclose(second[1], first[1])
     discrete = MomentumWalk(gym.spaces.Discrete(4), turn_prob=1.0)
     discrete.begin([np.random.default_rng(0)], 200)
     values = np.array([discrete.act(PolicyContext(t=t))[0] for t in range(200)])
@@ -166,12 +173,12 @@ def test_unknown_policy_is_an_error() -> None:
 def test_momentum_walk_crosses_doorways_in_four_rooms() -> None:
     crossings = {}
     for name in ("random", "momentum"):
-        config = scenario(policy=name, num_envs=48, steps_per_episode=100)
-        source = open_source(config, 48, 100)
-        rooms = run_batch(config, source, 0, 48)["room"]
+        config = scenario(policy=name, num_envs=200, steps_per_episode=100)
+        source = open_source(config, 200, 100)
+        rooms = run_batch(config, source, 0, 200)["room"]
         crossings[name] = (room_changes(rooms) > 0).mean()
-    assert crossings["momentum"] >= 0.5
-    assert crossings["momentum"] > crossings["random"] + 0.15
+    assert crossings["momentum"] >= 0.4
+    assert crossings["momentum"] > crossings["random"] + 0.25
 
 
 # ----------------------------------------------------------------------------- collection

@@ -47,12 +47,14 @@ class PolicyContext:
     toggle), or -1 when there is nothing useful to interact with; None when not applicable.
     ``seek``: per env, the action-space direction from the agent to the object it should
     manipulate (pusher: block minus pusher position); None when the env has no such object.
+    ``pos``: per env, the agent's position (to tell sliding along a wall from being stuck).
     """
 
     t: int
     blocked: np.ndarray | None = None
     interact: np.ndarray | None = None
     seek: np.ndarray | None = None
+    pos: np.ndarray | None = None
 
 
 class ExplorationPolicy(ABC):
@@ -129,7 +131,12 @@ class UniformRandom(ExplorationPolicy):
 
 
 class MomentumWalk(ExplorationPolicy):
-    """Persistent heading, re-drawn with probability ``turn_prob`` per step or after hitting a wall.
+    """Persistent heading, re-drawn with probability ``turn_prob`` per step or when stuck at a wall.
+
+    "Stuck" means the last step hit a wall *and* moved less than :attr:`STUCK_DISTANCE` (when the
+    collector reports positions; otherwise any wall contact counts). A point that hits a wall at an
+    angle slides along it, and sliding is what finds doorways: turning at every contact instead
+    cut the share of 100-step four-room episodes that cross a doorway from ~50 % to ~36 %.
 
     Continuous: the action is ``centre + half_range · strength · heading`` with a unit ``heading``
     (uniform on the sphere; with probability ``seek_prob`` the direction of ``ctx.seek`` plus a
@@ -138,6 +145,8 @@ class MomentumWalk(ExplorationPolicy):
     """
 
     name = "momentum"
+    STUCK_DISTANCE = 0.1
+    """Displacement (world units; PointRooms cells) under which a wall contact counts as stuck."""
     SEEK_NOISE = 0.3
     """Scale of the random part added to a seeking heading (so pushes hit the block off-centre too)."""
 
@@ -157,13 +166,19 @@ class MomentumWalk(ExplorationPolicy):
         dim = 1 if self.discrete else int(np.prod(self.space.shape))
         self._heading = np.zeros((n, dim))
         self._strength = np.zeros(n)
+        self._last_pos: np.ndarray | None = None
 
     def _turns(self, ctx: PolicyContext) -> np.ndarray:
         turn = self._noise["turn"][:, ctx.t] < self.turn_prob
         if ctx.t == 0:
             turn[:] = True
         if ctx.blocked is not None:
-            turn |= np.asarray(ctx.blocked, dtype=bool)
+            stuck = np.asarray(ctx.blocked, dtype=bool)
+            if ctx.pos is not None and self._last_pos is not None:
+                moved = np.linalg.norm(np.asarray(ctx.pos, dtype=np.float64) - self._last_pos, axis=1)
+                stuck = stuck & (moved < self.STUCK_DISTANCE)
+            turn |= stuck
+        self._last_pos = None if ctx.pos is None else np.asarray(ctx.pos, dtype=np.float64).copy()
         return turn
 
     def _act(self, ctx: PolicyContext) -> np.ndarray:
