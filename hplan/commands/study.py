@@ -38,18 +38,29 @@ def run_command(
     n_trials: Optional[int] = typer.Option(None, "--n-trials", min=1, help="trials in the study (default: the file's)"),
     workers: int = typer.Option(1, "--workers", min=1, help="local worker processes sharing the storage"),
     out: Optional[Path] = typer.Option(None, "--out", help="study output folder (default: runs/studies/<name>)"),
+    seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="override the file's seeds per trial"),
+    episodes: Optional[int] = typer.Option(None, "--episodes", min=1, help="override episodes per seed"),
+    max_epochs: Optional[int] = typer.Option(None, "--max-epochs", min=1, help="override training epochs"),
+    collect_episodes: Optional[int] = typer.Option(None, "--collect-episodes", min=1,
+                                                   help="override the collected dataset size"),
+    set_: list[str] = typer.Option([], "--set", help="scenario override TARGET=VALUE for every trial "
+                                                     "(repeatable), e.g. --set planner.population=64"),
 ) -> None:
-    """Run (or resume) a study until it has its budget of trials; prints the best trial(s)."""
-    from hplan.studies.config import load_study
+    """Run (or resume) a study until it has its budget of trials; prints the best trial(s).
+
+    The scale options make a quick, smaller version of a canned study; give it its own --out.
+    """
+    from hplan.studies.config import load_study, rescale
     from hplan.studies.report import render_table
     from hplan.studies.storage import redact
     from hplan.studies.workers import run_study
 
-    config = load_study(study)
+    config = rescale(load_study(study), seeds=seeds, episodes=episodes, max_epochs=max_epochs,
+                     collect_episodes=collect_episodes, sets=tuple(set_))
     study_dir = _study_dir(config.name, out)
     url = _storage(storage, study_dir)
     console = Console()
-    console.print(f"study [bold]{config.name}[/] → {redact(url)}  (trials in {study_dir}/trials)", highlight=False)
+    console.print(f"study [bold]{config.name}[/] → {redact(url)}  (trials in {study_dir}/trials/{config.name})", highlight=False)
     handle = run_study(config, url, study_dir, n_trials=n_trials, workers=workers)
     console.print(render_table(handle, [o.metric for o in config.objectives], limit=30))
 

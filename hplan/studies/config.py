@@ -219,6 +219,48 @@ def load_study(name_or_path: str | Path, *, check_scenario: bool = True) -> Stud
     return study
 
 
+def parse_assignment(text: str, *, source: str = "--set") -> tuple[str, Any]:
+    """``"planner.population=64"`` → ``("planner.population", 64)`` (the value is read as TOML)."""
+    import tomllib
+
+    target, sep, raw = text.partition("=")
+    target = target.strip()
+    if not sep or not target:
+        raise ConfigError(source, text, "expected TARGET=VALUE, e.g. planner.population=64")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()  # a bare word: a string (e.g. regularizer=sigreg)
+    return target, value
+
+
+def rescale(study: StudyConfig, *, seeds: int | None = None, episodes: int | None = None,
+            max_epochs: int | None = None, collect_episodes: int | None = None,
+            sets: tuple[str, ...] = ()) -> StudyConfig:
+    """A copy of ``study`` with command-line changes (scaled-down runs), validated like the file.
+
+    The study keeps its name: run a rescaled study into its own ``--out`` folder or storage so
+    its trials are not mixed with full-scale ones.
+    """
+    from dataclasses import replace
+
+    from hplan.studies.space import merge, nested, validate_against_scenario
+
+    changes: dict[str, Any] = {k: v for k, v in (("seeds", seeds), ("episodes_per_seed", episodes),
+                                                 ("max_epochs", max_epochs), ("collect_episodes", collect_episodes))
+                               if v is not None}
+    overrides = dict(study.overrides)
+    for text in sets:
+        target, value = parse_assignment(text)
+        overrides = merge(overrides, nested(target, value))
+    try:
+        changed = replace(study, **changes, overrides=overrides)
+    except ValueError as err:
+        raise ConfigError(study.source, "<command line>", str(err)) from None
+    validate_against_scenario(changed)
+    return changed
+
+
 def _check_metrics(study: StudyConfig) -> None:
     from hplan.studies.metrics import METRICS, stress_required
 

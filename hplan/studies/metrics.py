@@ -108,6 +108,13 @@ def _train(key: str, *aliases: str) -> Callable[[Mapping[str, float]], float]:
     return compute
 
 
+def _mean_of_prefix(values: Mapping[str, float], prefix: str) -> float:
+    found = [float(v) for k, v in values.items() if k.startswith(prefix) and v is not None and not math.isnan(float(v))]
+    if not found:
+        raise KeyError(prefix)
+    return float(np.mean(found))
+
+
 METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("success_rate", "episodes", "maximize", success_rate.__doc__ or "", success_rate),
     Metric("violation_rate", "episodes", "minimize", violation_rate.__doc__ or "", violation_rate),
@@ -125,6 +132,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            _train("collapse/effective_rank", "effective_rank", "val/effective_rank")),
     Metric("probe_r2", "train", "maximize", "final linear-probe R² of the true state from z",
            _train("collapse/probe_r2", "probe_r2", "val/probe_r2")),
+    Metric("guardrail_auroc", "train", "maximize",
+           "final validation AUROC of the guardrail heads (mean over guardrails with both classes)",
+           lambda values: _mean_of_prefix(values, "val/auroc_")),
     Metric("stress_success_rate", "stress", "maximize", "success rate over the whole stress suite",
            success_rate),
     Metric("stress_violation_rate", "stress", "minimize", "violation rate over the whole stress suite",

@@ -36,12 +36,14 @@ class TrialFailure(HplanError):
 
 
 def study_seeds(study: StudyConfig, base_seed: int) -> list[int]:
-    """The training/evaluation seeds every trial of ``study`` uses."""
-    return [derive_seed(base_seed, "study", study.name, "seed", i) for i in range(study.seeds)]
+    """The training/evaluation seeds every trial uses: the same for every trial and every study of a
+    scenario, so arms of different ablations can share trained models and be compared directly."""
+    return [derive_seed(base_seed, "study-seed", i) for i in range(study.seeds)]
 
 
-def trial_dir(out_dir: Path, number: int) -> Path:
-    return Path(out_dir) / "trials" / f"trial-{number:05d}"
+def trial_dir(out_dir: Path, study_name: str, number: int) -> Path:
+    """``<out>/trials/<study>/trial-NNNNN``: several studies may share one output folder and storage."""
+    return Path(out_dir) / "trials" / study_name / f"trial-{number:05d}"
 
 
 class StudyObjective:
@@ -58,7 +60,7 @@ class StudyObjective:
     def __call__(self, trial: Any) -> float | tuple[float, ...]:
         started = time.time()
         params = suggest(trial, self.study.params)
-        run_dir = trial_dir(self.out_dir, trial.number)
+        run_dir = trial_dir(self.out_dir, self.study.name, trial.number)
         run_dir.mkdir(parents=True, exist_ok=True)
         trial.set_user_attr("run_dir", str(run_dir.resolve()))
         trial.set_user_attr("worker", self.worker)

@@ -16,12 +16,13 @@ intermediate values form one curve per step index).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pandas as pd
 
@@ -154,16 +155,23 @@ def cached_dataset(scenario: ScenarioConfig, cache_dir: Path,
 
     key = dataset_key(scenario)
     data_dir = cache_dir / key
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with open(cache_dir / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(cache_dir / f"{key}.lock"):
+        if (data_dir / MANIFEST).exists() and _complete(data_dir):
+            return data_dir, True
+        collect(scenario, data_dir)
+        return data_dir, False
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between worker processes on one machine (or one shared file system)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            if (data_dir / MANIFEST).exists() and _complete(data_dir):
-                return data_dir, True
-            collect(scenario, data_dir)
-            return data_dir, False
+            yield
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _complete(data_dir: Path) -> bool:

@@ -133,6 +133,8 @@ def run_worker(study: StudyConfig, storage_url: str, out_dir: str | Path, *, n_t
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):  # Trainer start-up chatter per trial
+        logging.getLogger(name).setLevel(logging.WARNING)
     target = budget(study, n_trials)
     handle = load(study, storage_url, worker_index=worker_index)
     objective = StudyObjective(study, out_dir, pipeline or get_pipeline(study.pipeline),
