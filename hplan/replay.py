@@ -45,10 +45,11 @@ ENV_FIELDS: tuple[str, ...] = ("true_state", "obs_sha256", "reward", "cost", "vi
                                "terminated", "truncated", "goal_changed")
 """Fields of a step the environment alone determines (checked by the actions replay)."""
 
-AGENT_PLAN_FIELDS: tuple[str, ...] = ("subgoal_index", "model_evals", "replanned_high")
+AGENT_PLAN_FIELDS: tuple[str, ...] = ("subgoal_index", "model_evals", "replanned_high", "plan_reason")
 """PlanInfo fields compared exactly by the agent replay (timings are not reproducible)."""
 
-AGENT_PLAN_CLOSE: tuple[str, ...] = ("guardrail_probs", "subgoal_latent", "predicted_cost")
+AGENT_PLAN_CLOSE: tuple[str, ...] = ("guardrail_probs", "subgoal_latent", "predicted_cost", "predicted_risk",
+                                     "lagrange_multiplier")
 """PlanInfo fields compared to within the rounding they are logged with."""
 
 
@@ -178,11 +179,12 @@ def compare_records(log: EpisodeLog, rerun: EpisodeRecord) -> str:
             if getattr(old, name) != getattr(new, name):
                 return _divergence(log, old.t, name, getattr(old, name), getattr(new, name),
                                    hint="the agent chose differently" if name == "action" else "")
+        # Only fields the log has (older logs lack newer PlanInfo fields; the chain guards deletions).
         for name in AGENT_PLAN_FIELDS:
-            if old.plan.get(name) != new.plan.get(name):
+            if name in old.plan and old.plan[name] != new.plan.get(name):
                 return _divergence(log, old.t, f"plan.{name}", old.plan.get(name), new.plan.get(name))
         for name in AGENT_PLAN_CLOSE:
-            if not _close(old.plan.get(name), new.plan.get(name)):
+            if name in old.plan and not _close(old.plan[name], new.plan.get(name)):
                 return _divergence(log, old.t, f"plan.{name}", old.plan.get(name), new.plan.get(name))
     if len(logged.steps) != len(rerun.steps):
         t = min(len(logged.steps), len(rerun.steps))

@@ -74,7 +74,7 @@ def run_episodes(scenario: ScenarioConfig, model: Any, *, planner_kind: str | No
     guard = resolve_guardrails(scenario.guardrails, guardrails)
     checkpoint = checkpoint if checkpoint is not None else getattr(model, "run_dir", None)
     ckpt_hash = checkpoint_sha256(checkpoint) if checkpoint is not None else None
-    agent_device = _device_name(model, planner.device)
+    agent_device = _device_name(planner.device)
     base_header = LogHeader(
         episode=0, seed=0, scenario=to_mapping(scenario),
         env={"id": scenario.env.id, "obs_mode": scenario.env.obs_mode, "kwargs": to_mapping(scenario.env.kwargs),
@@ -164,13 +164,10 @@ def _wrapper_spec(wrap_env: Callable[[Any], Any] | None) -> str | None:
     return f"unreplayable:{getattr(wrap_env, '__qualname__', type(wrap_env).__name__)}"
 
 
-def _device_name(model: Any, requested: str) -> str:
+def _device_name(requested: str) -> str:
     from hplan.device import resolve_device
 
-    try:
-        return str(resolve_device(requested))
-    except Exception:  # a fake model in tests may not care about devices
-        return str(getattr(model, "device", requested))
+    return str(resolve_device(requested))
 
 
 def _default_make_env(scenario: ScenarioConfig, **overrides: Any) -> Any:

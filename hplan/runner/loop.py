@@ -274,6 +274,9 @@ def plan_info_to_json(plan_info: Any) -> dict[str, Any]:
         "model_evals": _opt_int(getattr(plan_info, "model_evals", None)),
         "replanned_high": bool(getattr(plan_info, "replanned_high", False)),
         "surprise": _opt_round(getattr(plan_info, "surprise", None), PROB_DECIMALS),
+        "plan_reason": getattr(plan_info, "plan_reason", None),
+        "predicted_risk": _opt_round(getattr(plan_info, "predicted_risk", None), PROB_DECIMALS),
+        "lagrange_multiplier": _opt_round(getattr(plan_info, "lagrange_multiplier", None), PROB_DECIMALS),
     }
 
 
