@@ -10,6 +10,7 @@ maintained ``RetryHeartbeatStaleTrialCallback`` (the older ``failed_trial_callba
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -86,19 +87,36 @@ def open_storage(url: str, cfg: StorageConfig, *, must_exist: bool = False) -> o
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=cfg.max_retry)
-        try:
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=_engine_kwargs(url, cfg.connect_timeout),
-                heartbeat_interval=cfg.heartbeat_interval,
-                grace_period=cfg.grace_period,
-                heartbeat_stale_trial_callback=callback,
-            )
-        except ImportError as err:
-            raise HplanError(f"{redact(url)}: database driver missing ({err.__cause__ or err}); "
-                             "for PostgreSQL install hplan[postgres]") from None
-        except Exception as err:  # noqa: BLE001 - sqlalchemy's OperationalError & co. carry the reason
-            raise HplanError(f"{redact(url)}: cannot open study storage: {_first_line(err)}") from None
+        for attempt in range(_CREATE_ATTEMPTS):
+            try:
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=_engine_kwargs(url, cfg.connect_timeout),
+                    heartbeat_interval=cfg.heartbeat_interval,
+                    grace_period=cfg.grace_period,
+                    heartbeat_stale_trial_callback=callback,
+                )
+            except ImportError as err:
+                raise HplanError(f"{redact(url)}: database driver missing ({err.__cause__ or err}); "
+                                 "for PostgreSQL install hplan[postgres]") from None
+            except Exception as err:  # noqa: BLE001 - sqlalchemy's OperationalError & co. carry the reason
+                if _lost_schema_race(err) and attempt + 1 < _CREATE_ATTEMPTS:
+                    time.sleep(0.5 * (attempt + 1))  # another worker is creating the tables right now
+                    continue
+                raise HplanError(f"{redact(url)}: cannot open study storage: {_first_line(err)}") from None
+    raise AssertionError("unreachable")
+
+
+# Workers started together on an empty database race to create Optuna's tables; the loser sees a
+# duplicate-key or "already exists" error and simply opens the storage again.
+_CREATE_ATTEMPTS = 5
+
+
+def _lost_schema_race(err: BaseException) -> bool:
+    from sqlalchemy import exc
+
+    text = str(err).lower()
+    return isinstance(err, exc.DBAPIError) and ("alembic_version" in text or "already exists" in text)
 
 
 def _first_line(err: BaseException) -> str:
