@@ -277,3 +277,40 @@ def test_cli_user_errors_are_one_line_and_leave_nothing(logged_run: tuple[Path, 
     assert code == HplanError.exit_code == 2
     assert message in err and len(err.strip().splitlines()) == 1
     assert not out_dir.exists()
+
+
+class RandomDiscreteAgent:
+    """Uniform random discrete actions from the episode seed (MiniGrid has 3+ actions)."""
+
+    def reset(self, goal_obs: Any, seed: int) -> None:
+        import numpy as np
+
+        self.rng = np.random.default_rng(seed)
+
+    def set_goal(self, goal_obs: Any) -> None:
+        pass
+
+    def act(self, obs: Any) -> tuple[int, None]:
+        return int(self.rng.integers(0, 3)), None
+
+
+def test_discrete_image_episode_replays_and_renders(tmp_path: Path) -> None:
+    from hplan.config import load_scenario
+    from hplan.render import EpisodeRenderer
+
+    scenario = load_scenario("minigrid_lavacrossing", overrides={"env": {"max_steps": 12}})
+    frame = run_episodes(scenario, None, episodes=2, seed=3, log_dir=tmp_path,
+                         make_agent=lambda *a: RandomDiscreteAgent())
+    log = read_episode_log(episode_log_path(tmp_path, 1))
+    assert all(isinstance(s.action, int) for s in log.record.steps)
+    assert log.record.num_steps == frame.loc[1, "steps"]
+    renderer = EpisodeRenderer(size=96)
+    report = verify_log(log.path, frame=renderer)
+    assert report.actions_ok and report.agent_ok is None  # no checkpoint: actions replay only
+    assert len(renderer.frames) == log.record.num_steps + 1 and renderer.frames[0].shape[1] == 96
+    path = renderer.write_gif(tmp_path / "lava.gif")
+    assert len(imageio.mimread(path)) == len(renderer.frames)
+    # An action changed to another legal action: the agent ends up elsewhere (or the log is caught by the chain).
+    _edit(log.path, 0, lambda s: s.update(action=(s["action"] + 1) % 3), rechain=True)
+    with pytest.raises(ReplayDivergence, match=r"step 0 \(line 3\)"):
+        verify_log(log.path)
