@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                                     title=f"planning evaluation: {args.episodes} episodes per case, "
                                           f"device {args.device}, {args.threads} torch thread(s)"))
         console.print(table[["case", "success_rate", "success_ci95", "violation_rate", "ms_per_step",
-                             "model_evals_per_step", "mean_start_geodesic_steps", "wall_s"]].to_string(index=False))
+                             "cpu_ms_per_step", "model_evals_per_step", "mean_start_geodesic_steps", "wall_s"]].to_string(index=False))
     if args.verify:
         _, _, problems = verify_all(args.root, console)
         for problem in problems:

@@ -253,7 +253,7 @@ def test_run_episodes_table_logs_and_seeds(tmp_path: Path) -> None:
         assert summary["success"] == row["success"] and summary["steps"] == row["steps"] == len(lines) - 3
 
 
-TIMING_KEYS = {"act_ms", "plan_ms", "chain"}
+TIMING_KEYS = {"act_ms", "act_cpu_ms", "plan_ms", "chain"}
 
 
 def _strip_timing(obj: Any) -> Any:
@@ -282,12 +282,14 @@ def test_same_seed_gives_identical_logs_with_the_real_agent(tmp_path: Path) -> N
 
 def test_summarize_uses_documented_definitions() -> None:
     frame = pd.DataFrame({"success": [True, False], "steps": [10, 30], "violations": [1, 0],
-                          "violation": [True, False], "act_ms": [2.0, 4.0], "model_evals": [100, 500]})
+                          "violation": [True, False], "act_ms": [2.0, 4.0], "act_cpu_ms": [1.0, 3.0],
+                          "model_evals": [100, 500]})
     summary = summarize(frame)
     assert summary["success_rate"] == 0.5 and summary["violation_rate"] == 0.5
     assert summary["mean_steps"] == 20.0
     assert summary["violations_per_1000_steps"] == pytest.approx(1000 * 1 / 40)
     assert summary["ms_per_step"] == pytest.approx((2 * 10 + 4 * 30) / 40)
+    assert summary["cpu_ms_per_step"] == pytest.approx((1 * 10 + 3 * 30) / 40)
     assert summary["model_evals_per_step"] == pytest.approx(600 / 40)
 
 

@@ -121,7 +121,9 @@ def episode_row(record: EpisodeRecord, *, index: int, scenario: str = "", planne
     ``violations``: steps with at least one real violation; ``violations_<name>``: steps on which
     that flag was set; ``violation``: at least one violating step; ``plan_ms``: mean agent-reported
     planning time per step; ``act_ms``: mean wall time of ``agent.act`` measured by the runner
-    (what tables report as planning ms per step); ``model_evals``: predictor evaluations spent in
+    (what tables report as planning ms per step); ``act_cpu_ms``: mean CPU time of the calling
+    thread during ``act`` (equals the compute when torch uses one thread; GPU work is not in it);
+    ``model_evals``: predictor evaluations spent in
     the episode; ``final_geodesic``: shortest-path distance to the goal at the end (maps only).
     """
     row: dict[str, Any] = {
@@ -134,6 +136,7 @@ def episode_row(record: EpisodeRecord, *, index: int, scenario: str = "", planne
     row.update({
         "plan_ms": record.mean("plan_ms"),
         "act_ms": float(np.mean([s.act_ms for s in record.steps])) if record.steps else float("nan"),
+        "act_cpu_ms": float(np.mean([s.act_cpu_ms for s in record.steps])) if record.steps else float("nan"),
         "model_evals": int(record.total("model_evals")),
         "return": record.total_return,
         "start_geodesic": _nan(record.start_geodesic),

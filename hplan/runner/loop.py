@@ -40,6 +40,8 @@ class StepEvent:
     ``obs`` is the observation *after* the step, ``action`` the one the agent chose for it and
     ``plan_info`` the agent's ``PlanInfo`` for that choice. ``goal_changed`` is True when the
     environment's ``goal_obs`` changed on this step (and the agent was told via ``set_goal``).
+    ``act_ms`` is the wall time of ``agent.act``; ``act_cpu_ms`` the CPU time of the calling thread
+    during it (the honest number on a busy machine when torch runs on one thread).
     """
 
     t: int
@@ -52,6 +54,7 @@ class StepEvent:
     truncated: bool = False
     goal_changed: bool = False
     act_ms: float = 0.0
+    act_cpu_ms: float = 0.0
 
 
 class StepHook(Protocol):
@@ -84,6 +87,7 @@ class StepRecord:
     goal_changed: bool
     act_ms: float
     plan: dict[str, Any]
+    act_cpu_ms: float = 0.0
 
 
 @dataclass
@@ -151,9 +155,10 @@ def run_episode(env: Any, agent: Agent, seed: int, *, max_steps: int,
     for hook in hooks:
         hook.on_reset(env, obs, info)
     for t in range(max_steps):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         action, plan_info = agent.act(obs)
         act_ms = (time.perf_counter() - start) * 1000.0
+        act_cpu_ms = (time.thread_time() - start_cpu) * 1000.0
         obs, reward, terminated, truncated, info = env.step(action)
         goal_changed = False
         new_goal = info.get("goal_obs", goal_obs)
@@ -169,10 +174,10 @@ def run_episode(env: Any, agent: Agent, seed: int, *, max_steps: int,
             true_state=_floats(info.get("true_state")),
             pos=_floats(info["pos"]) if info.get("pos") is not None else None,
             obs_sha256=obs_digest(obs), goal_changed=goal_changed, act_ms=round(act_ms, 4),
-            plan=plan_info_to_json(plan_info)))
+            plan=plan_info_to_json(plan_info), act_cpu_ms=round(act_cpu_ms, 4)))
         event = StepEvent(t=t, obs=obs, action=action, reward=float(reward), info=info, plan_info=plan_info,
                           terminated=bool(terminated), truncated=bool(truncated), goal_changed=goal_changed,
-                          act_ms=act_ms)
+                          act_ms=act_ms, act_cpu_ms=act_cpu_ms)
         for hook in hooks:
             hook.on_step(event)
         if terminated or truncated or success:

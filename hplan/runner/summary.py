@@ -5,6 +5,8 @@
 * ``violations_per_1000_steps``: violating steps per 1,000 steps taken, over all episodes.
 * ``ms_per_step``: wall time of ``agent.act`` per step (encode + plan), averaged over all steps
   of all episodes (step-weighted, so long episodes count for what they cost).
+* ``cpu_ms_per_step``: the same with the calling thread's CPU time (robust to a busy machine when
+  torch runs on one thread; it does not include GPU time or other torch threads).
 * ``model_evals_per_step``: predictor evaluations per step (the planners' compute budget).
 """
 
@@ -24,6 +26,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("violation_rate", "violation rate", "{:.0%}"),
     ("violations_per_1000_steps", "viol./1k steps", "{:.1f}"),
     ("ms_per_step", "plan ms/step", "{:.1f}"),
+    ("cpu_ms_per_step", "cpu ms/step", "{:.1f}"),
     ("model_evals_per_step", "evals/step", "{:.0f}"),
 )
 
@@ -42,6 +45,8 @@ def summarize(frame: pd.DataFrame) -> dict[str, Any]:
         "violation_rate": float(frame["violation"].mean()),
         "violations_per_1000_steps": 1000.0 * float(frame["violations"].sum()) / total_steps if total_steps else 0.0,
         "ms_per_step": weighted_ms / total_steps if total_steps else math.nan,
+        "cpu_ms_per_step": (float((frame["act_cpu_ms"].fillna(0.0) * steps).sum()) / total_steps
+                            if total_steps and "act_cpu_ms" in frame else math.nan),
         "model_evals_per_step": float(frame["model_evals"].sum()) / total_steps if total_steps else math.nan,
     }
 
