@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hplan.planning.config import PlannerConfig
 from hplan.planning.energy import chunked
+from hplan.planning.gaussian import colored_noise
 from hplan.planning.mpc import RecedingHorizon, shift_plan
 from hplan.planning.registry import Sizes, make_optimizer
 from hplan.planning.types import Evaluation, SearchSpace, rank
@@ -96,10 +98,10 @@ def risky_objective(threshold_axis: float):
     return objective
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(name=st.sampled_from(CONTINUOUS + ("cem_discrete",)), seed=st.integers(0, 2**31 - 1),
-       edge=st.floats(-0.95, 0.95))
-def test_hard_constraint_never_returns_unsafe_when_a_safe_candidate_was_seen(name, seed, edge):
+       edge=st.floats(-0.95, 0.95), execute_mean=st.booleans(), beta=st.sampled_from([0.0, 2.0]))
+def test_hard_constraint_never_returns_unsafe_when_a_safe_candidate_was_seen(name, seed, edge, execute_mean, beta):
     discrete = name == "cem_discrete"
     space = SearchSpace(3, 3 if discrete else 1, discrete=discrete)
     base = risky_objective(edge)
@@ -110,8 +112,8 @@ def test_hard_constraint_never_returns_unsafe_when_a_safe_candidate_was_seen(nam
         seen_safe.append(bool(ev.feasible.any()))
         return ev
 
-    result = build(name, space, population=16, iterations=3, elites=4).optimize(
-        objective, space.initial_mean(), torch.Generator().manual_seed(seed))
+    result = build(name, space, population=16, iterations=3, elites=4, execute_mean=execute_mean,
+                   noise_beta=beta).optimize(objective, space.initial_mean(), torch.Generator().manual_seed(seed))
     final = base(result.actions[None])
     assert bool(final.feasible[0]) == result.feasible
     if any(seen_safe):
@@ -194,3 +196,28 @@ def test_warm_start_keeps_a_converged_plan_and_beats_a_cold_start():
             for before, after in zip(results, results[1:]):
                 assert after.cost <= float(quadratic(target)(before.mean[None]).cost[0]) + 1e-6
     assert costs[True] < costs[False]
+
+
+@pytest.mark.parametrize("horizon", [2, 7, 16])
+def test_colored_noise_has_unit_variance_and_is_smoother_with_larger_beta(horizon):
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    lag1 = {}
+    for beta in (0.0, 1.0, 2.0):
+        noise = colored_noise(20_000, horizon, 2, beta, gen(), torch.device("cpu"))
+        assert noise.shape == (20_000, horizon, 2)
+        assert torch.allclose(noise.std(0), torch.ones(horizon, 2), atol=0.05)
+        lag1[beta] = float((noise[:, 1:] * noise[:, :-1]).mean())
+    assert abs(lag1[0.0]) < 0.03
+    if horizon > 2:
+        assert lag1[0.0] < lag1[1.0] < lag1[2.0]
+
+
+def test_execute_mean_returns_the_final_mean_when_feasible():
+    space = SearchSpace(4, 2)
+    target = torch.full((4, 2), 0.4)
+    with_mean = build("cem", space, population=32, iterations=3, elites=4, execute_mean=True).optimize(
+        quadratic(target), space.initial_mean(), torch.Generator().manual_seed(0))
+    assert torch.equal(with_mean.actions, with_mean.mean)
+    best = build("cem", space, population=32, iterations=3, elites=4, execute_mean=False).optimize(
+        quadratic(target), space.initial_mean(), torch.Generator().manual_seed(0))
+    assert best.cost <= float(quadratic(target)(best.mean[None]).cost[0])

@@ -35,6 +35,11 @@ class PlannerConfig:
         "CEM/MPPI smoothing: new mean = momentum*old + (1-momentum)*elite mean", ge=0.0, lt=1.0))
     temperature: float = field(default=0.5, metadata=meta(
         "MPPI temperature, relative to the elites' cost std (smaller = greedier)", gt=0.0))
+    noise_beta: float = field(default=0.0, metadata=meta(
+        "CEM/MPPI: colour of the sampling noise along time, power ∝ 1/f^beta (0 = white, 2 = smooth; iCEM)",
+        ge=0.0, le=4.0))
+    execute_mean: bool = field(default=False, metadata=meta(
+        "CEM/MPPI: execute the final mean (smoother) when it is feasible, else the best candidate evaluated"))
     warm_start: bool = field(default=True, metadata=meta(
         "start each plan from the previous plan shifted by one step (receding horizon)"))
     max_batch: int = field(default=4096, metadata=meta(

@@ -39,7 +39,8 @@ def _gaussian(update: str) -> Callable[[SearchSpace, PlannerConfig, Sizes], Opti
     def build(space: SearchSpace, cfg: PlannerConfig, sizes: Sizes) -> Optimizer:
         return GaussianSearch(space, update=update, population=sizes.population, elites=sizes.elites,
                               iterations=sizes.iterations, init_std=cfg.init_std, min_std=cfg.min_std,
-                              momentum=cfg.momentum, temperature=cfg.temperature)
+                              momentum=cfg.momentum, temperature=cfg.temperature, noise_beta=cfg.noise_beta,
+                              execute_mean=cfg.execute_mean)
     return build
 
 
