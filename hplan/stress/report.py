@@ -57,14 +57,29 @@ def _grid(n: int, width: float = 3.2, height: float = 2.6):
     return fig, axes.ravel()
 
 
+def with_baseline(summary: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFrame]]:
+    """Per scenario × shift, its rows plus the nominal (shift none, severity 0) row as severity 0
+    when the shift has none of its own — every curve starts from the same nominal point."""
+    groups = []
+    for (scenario, shift), group in summary.groupby(["scenario", "shift"], sort=False):
+        if shift == "none":
+            continue
+        if not (group["severity"] == 0).any():
+            base = summary[(summary["scenario"] == scenario) & (summary["shift"] == "none") & (summary["severity"] == 0)]
+            group = pd.concat([base.assign(shift=shift), group])
+        groups.append(((scenario, shift), group.sort_values("severity")))
+    if not groups:  # a suite of the nominal world only
+        groups = [((s, "none"), g) for s, g in summary.groupby("scenario", sort=False)]
+    return groups
+
+
 def severity_plots(summary: pd.DataFrame) -> str:
-    """Per scenario × shift: success and violation rate against severity."""
-    groups = list(summary.groupby(["scenario", "shift"], sort=False))
-    if not groups:
+    """Per scenario × shift: success and violation rate against severity (severity 0 = nominal)."""
+    if summary.empty:
         return "<p>No results.</p>"
+    groups = with_baseline(summary)
     fig, axes = _grid(len(groups))
     for ax, ((scenario, shift), group) in zip(axes, groups):
-        group = group.sort_values("severity")
         ax.plot(group["severity"], group["success_rate"], "o-", label="success", color="tab:green")
         ax.plot(group["severity"], group["violation_rate"], "s-", label="violation rate", color="tab:red")
         ax.set_ylim(-0.05, 1.05)
@@ -120,7 +135,8 @@ def h50_plot(summary: pd.DataFrame) -> str:
         return "<p>No H50 sweep in this suite (environment without a map, or disabled).</p>"
     import matplotlib.pyplot as plt
 
-    pivot = data.pivot_table(index=["scenario", "shift"], columns="severity", values="h50")
+    data = pd.concat([g for _, g in with_baseline(data)])
+    pivot = data.pivot_table(index=["scenario", "shift"], columns="severity", values="h50", sort=False)
     fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(pivot)), 3.5))
     width = 0.8 / max(1, pivot.shape[1])
     x = np.arange(len(pivot))
@@ -148,7 +164,7 @@ def recovery_plot(episodes: pd.DataFrame) -> str:
         ax.boxplot(shown)
         ax.set_xticks(range(1, len(severities) + 1), [str(s) for s in severities])
         rates = [f"{np.mean(np.isfinite(group.loc[group['severity'] == s, 'recovery_time'])):.0%}" for s in severities]
-        ax.set_title(f"{shift} (recovered: {', '.join(rates)})", fontsize=9)
+        ax.set_title(f"{shift} (distance regained: {', '.join(rates)})", fontsize=9)
         ax.set_xlabel("severity")
         ax.set_ylabel("recovery time (steps)")
     return _png(fig)
