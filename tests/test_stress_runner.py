@@ -176,3 +176,27 @@ def test_shipped_suites_parse():
     for name in ("smoke", "standard", "lavacrossing", "pusher"):
         suite = load_suite(name)
         assert suite.shifts and suite.scenarios and suite.thresholds
+
+
+def test_cli_exit_code_names_the_failing_threshold(tmp_path, monkeypatch):
+    """`hplan stress` end to end (validation stubbed to the scripted scenario): a failing threshold is
+    a ThresholdFailure (exit code 1) whose one line names the rule and the failing cells."""
+    import hplan.stress.api as api
+    import hplan.stress.runner as runner
+    from hplan.cli import app
+    from hplan.errors import ThresholdFailure
+
+    suite = make_suite(shifts=(SuiteShift("none", (0,)), SuiteShift("obs_noise", (2,))), episodes=1, episodes_per_cell=1,
+                       h50=H50Config(enabled=False),
+                       thresholds=(Threshold("success_rate", min=1.01, shift="obs_noise"), Threshold("violation_rate", max=1.0)))
+    monkeypatch.setattr(api, "validate_suite", lambda path, checkpoint: (suite, resolved()))
+    real = runner.run_suite
+    monkeypatch.setattr(runner, "run_suite", lambda *a, **k: real(*a, **{**k, "cell_fn": scripted_cell}))
+    CALLS.clear()
+    CRASH_AFTER.clear()
+    result = CliRunner().invoke(app, ["stress", "x.toml", "--out", str(tmp_path), "--no-report"])
+    assert isinstance(result.exception, ThresholdFailure) and result.exception.exit_code == 1
+    message = str(result.exception)
+    assert "success_rate >= 1.01 (shift obs_noise" in message and "obs_noise/s2" in message
+    assert "violation_rate" not in message  # the passing rule is not named
+    assert (tmp_path / "results.parquet").exists() and not (tmp_path / "report.html").exists()
