@@ -51,6 +51,8 @@ class TrainConfig:
         "one training window starts every this many steps of an episode per epoch (random phase per epoch)", ge=1))
     val_fraction: float = field(default=0.1, metadata=meta("fraction of episodes held out for validation", gt=0.0, lt=1.0))
     device: str = field(default="auto", metadata=meta("torch device for training: auto, cpu, cuda, ..."))
+    cpu_threads: int = field(default=0, metadata=meta(
+        "torch CPU threads while training (0 = torch's default; 1 is fastest on a crowded machine)", ge=0, le=256))
     pred_weight: float = field(default=1.0, metadata=meta("weight of the multi-step latent prediction loss", ge=0.0))
     vicreg_var: float = field(default=1.0, metadata=meta("vicreg: variance hinge weight (std >= 1 per dim)", ge=0.0))
     vicreg_cov: float = field(default=0.04, metadata=meta("vicreg: off-diagonal covariance weight", ge=0.0))

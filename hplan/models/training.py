@@ -46,7 +46,7 @@ VALIDATION_METRIC = "val/loss"
 
 METRICS_FILE = "metrics.csv"
 LAST_CKPT = Path("checkpoints") / "last.ckpt"
-_RESUMABLE_KEYS = {("train", "max_epochs"), ("train", "device"), ("source",)}
+_RESUMABLE_KEYS = {("train", "max_epochs"), ("train", "device"), ("train", "cpu_threads"), ("source",)}
 
 
 class EpochTable(pl.Callback):
@@ -139,6 +139,8 @@ def train_world_model(scenario: ScenarioConfig | str | Path, data_dir: str | Pat
     device = resolve_device(scenario.train.device)
     accelerator, devices = _accelerator(device)
 
+    if scenario.train.cpu_threads:
+        torch.set_num_threads(scenario.train.cpu_threads)
     seed_everything(scenario.seed)
     data = EpisodeDataModule(data_dir, scenario.model, scenario.train, scenario.seed)
     data.setup("fit")
@@ -155,7 +157,7 @@ def train_world_model(scenario: ScenarioConfig | str | Path, data_dir: str | Pat
     module = WorldModelModule(scenario.model, scenario.train, data.info, scenario.seed)
     all_callbacks: list[pl.Callback] = [
         EpochTable(out_dir / METRICS_FILE),
-        pl.callbacks.ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="epoch{epoch:03d}", save_top_k=0,
+        pl.callbacks.ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="epoch{epoch:03d}", save_top_k=1,
                                      save_last=True, every_n_epochs=1, save_on_train_epoch_end=True,
                                      auto_insert_metric_name=False),
         *callbacks,
@@ -169,13 +171,9 @@ def train_world_model(scenario: ScenarioConfig | str | Path, data_dir: str | Pat
         loggers.append(pl.loggers.TensorBoardLogger(out_dir, name="logs", version=0))
     except ImportError:
         pass
-    trainer = pl.Trainer(
-        accelerator=accelerator, devices=devices, max_epochs=scenario.train.max_epochs, logger=loggers,
-        callbacks=all_callbacks, enable_progress_bar=progress, enable_model_summary=False,
-        num_sanity_val_steps=0, log_every_n_steps=10, use_distributed_sampler=False,
-        default_root_dir=out_dir, deterministic=False, inference_mode=False)
     ckpt = out_dir / LAST_CKPT
     with _quiet_lightning():
+        trainer = _make_trainer(accelerator, devices, scenario, loggers, all_callbacks, progress, out_dir)
         trainer.fit(module, datamodule=data, ckpt_path=str(ckpt) if ckpt.exists() else None)
     if trainer.interrupted:
         raise HplanError(f"{out_dir}: training interrupted; re-run the same command to resume from {LAST_CKPT}")
@@ -185,12 +183,21 @@ def train_world_model(scenario: ScenarioConfig | str | Path, data_dir: str | Pat
     return out_dir
 
 
+def _make_trainer(accelerator: str, devices: Any, scenario: ScenarioConfig, loggers: list[Any],
+                  callbacks: list[pl.Callback], progress: bool, out_dir: Path) -> pl.Trainer:
+    return pl.Trainer(
+        accelerator=accelerator, devices=devices, max_epochs=scenario.train.max_epochs, logger=loggers,
+        callbacks=callbacks, enable_progress_bar=progress, enable_model_summary=False,
+        num_sanity_val_steps=0, log_every_n_steps=10, use_distributed_sampler=False,
+        default_root_dir=out_dir, deterministic=False, inference_mode=False)
+
+
 class _quiet_lightning:
     """Silence Lightning's chatty info lines and known-harmless warnings for the duration of a fit."""
 
     def __enter__(self) -> None:
         self._levels = {}
-        for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        for name in ("lightning.pytorch", "lightning.fabric", "lightning", "lightning.pytorch.utilities.rank_zero"):
             logger = logging.getLogger(name)
             self._levels[name] = logger.level
             logger.setLevel(logging.WARNING)
@@ -198,7 +205,8 @@ class _quiet_lightning:
         self._warn.__enter__()
         for pattern in (".*does not have many workers.*", ".*Checkpoint directory.*exists and is not empty.*",
                         ".*Experiment logs directory.*exists.*", ".*GPU available but not used.*",
-                        ".*The number of training batches.*is smaller than the logging interval.*"):
+                        ".*The number of training batches.*is smaller than the logging interval.*",
+                        ".*LeafSpec.*is deprecated.*"):
             warnings.filterwarnings("ignore", message=pattern)
 
     def __exit__(self, *exc: Any) -> None:

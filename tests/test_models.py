@@ -1,0 +1,175 @@
+"""World-model building blocks against the planners' protocol, and the checkpoint loader's errors."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hplan.errors import CheckpointError
+from hplan.models.checkpoint import load_world_model, save_world_model
+from hplan.models.config import ModelConfig, TrainConfig
+from hplan.models.regularizers import REGULARIZERS, epps_pulley, sigreg_terms, vicreg_terms
+from hplan.models.subgoal import SUBGOAL_MODELS
+from hplan.models.world_model import LatentWorldModel
+from hplan.planning.protocol import ActionSpec, WorldModel
+
+torch.set_num_threads(1)  # tiny models: extra threads only add contention on a shared 2-core box
+
+SMALL = ModelConfig(latent_dim=8, hidden_dim=32, encoder_channels=4, code_dim=3, subgoal_interval=4, distance_dim=8)
+
+
+def _model(obs: str = "state", **changes) -> LatentWorldModel:
+    cfg = ModelConfig(**{**SMALL.__dict__, **changes})
+    shape = (4,) if obs == "state" else (16, 16, 3)
+    return LatentWorldModel(cfg, obs_kind=obs, obs_shape=shape, action_spec=ActionSpec(2),
+                            guardrail_names=("wall_contact", "restricted_zone"), env_id="hplan/Test-v0")
+
+
+@pytest.mark.parametrize("obs", ["state", "image"])
+def test_model_implements_the_planner_protocol_with_documented_shapes(obs: str) -> None:
+    model = _model(obs)
+    assert isinstance(model, WorldModel)
+    raw = torch.randn(5, 4) if obs == "state" else torch.randint(0, 256, (5, 16, 16, 3), dtype=torch.uint8)
+    z = model.encode(raw)
+    assert z.shape == (5, 8)
+    assert model.predict(z, torch.zeros(5, 7, 2)).shape == (5, 7, 8)
+    assert model.predict_high(z, torch.zeros(5, 3, SMALL.code_dim)).shape == (5, 3, 8)
+    probs = model.heads(z[:, None].expand(5, 6, 8), torch.rand(5, 6, 2))
+    assert probs.shape == (5, 6, 2) and ((probs >= 0) & (probs <= 1)).all()
+    assert model.heads(z).shape == (5, 2)
+    assert model.temporal_distance(z, z[:1]).shape == (5,)
+    assert (model.latent_dim, model.code_dim, model.subgoal_interval) == (8, 3, 4)
+
+
+def test_predict_batches_candidates_exactly_like_one_at_a_time() -> None:
+    model = _model()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.predictor.parameters():  # the zero-init last layer would make this trivial
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+        z = torch.randn(64, 8, generator=gen)
+        actions = torch.randn(64, 5, 2, generator=gen)
+        batched = model.predict(z, actions)
+        single = torch.stack([model.predict(z[i:i + 1], actions[i:i + 1])[0] for i in range(64)])
+    torch.testing.assert_close(batched, single, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(batched[:, -1], z)
+
+
+_DISTANCE_MODEL = _model()
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 10_000))
+def test_temporal_distance_is_a_quasimetric(seed: int) -> None:
+    model = _DISTANCE_MODEL
+    gen = torch.Generator().manual_seed(seed)
+    x, y, w = (torch.randn(32, 8, generator=gen) for _ in range(3))
+    with torch.no_grad():
+        dxy, dyw, dxw = model.temporal_distance(x, y), model.temporal_distance(y, w), model.temporal_distance(x, w)
+        dxx = model.temporal_distance(x, x)
+    assert (dxy >= 0).all()
+    assert dxx.abs().max() < 1e-2 * model.distance_max_gap
+    assert (dxw <= dxy + dyw + 1e-3).all()
+
+
+def test_epps_pulley_separates_gaussian_from_collapsed_samples() -> None:
+    gen = torch.Generator().manual_seed(0)
+    gaussian = torch.randn(1024, 16, generator=gen)
+    collapsed = torch.zeros(1024, 16) + 0.01 * torch.randn(1024, 16, generator=gen)
+    uniform = (torch.rand(1024, 16, generator=gen) - 0.5) * 2 * 3 ** 0.5  # unit variance, not Gaussian
+    g, c, u = (epps_pulley(x).mean().item() for x in (gaussian, collapsed, uniform))
+    assert g < u < c
+    cfg = TrainConfig()
+    assert sigreg_terms(gaussian, cfg, gen)["sigreg"] < sigreg_terms(collapsed, cfg, gen)["sigreg"]
+
+
+def test_vicreg_penalises_low_variance_and_correlation_only() -> None:
+    gen = torch.Generator().manual_seed(0)
+    white = torch.randn(4096, 8, generator=gen) * 2.0
+    terms = vicreg_terms(white, TrainConfig())
+    assert terms["var"] == 0.0 and terms["cov"] < 0.05
+    shrunk = vicreg_terms(white * 0.1, TrainConfig())
+    assert shrunk["var"] > 0.75  # std 0.2 → hinge 0.8
+    redundant = white[:, :1].repeat(1, 8)
+    assert vicreg_terms(redundant, TrainConfig())["cov"] > 10 * terms["cov"] + 1.0
+
+
+@pytest.mark.parametrize("name", sorted(SUBGOAL_MODELS))
+def test_subgoal_models_learn_a_k_step_jump(name: str) -> None:
+    torch.manual_seed(0)
+    model = SUBGOAL_MODELS[name](SMALL, 2)
+    z_t = torch.randn(256, 8)
+    actions = torch.rand(256, SMALL.subgoal_interval, 2) * 2 - 1
+    z_tk = z_t + torch.cat([actions.sum(1), torch.zeros(256, 6)], -1)  # the jump depends on the actions
+    optim = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(150):
+        out = model.loss(z_t, z_tk, actions, beta=0.05)
+        first = first if first is not None else out["pred"].item()
+        optim.zero_grad()
+        out["loss"].backward()
+        optim.step()
+    assert out["pred"].item() < 0.25 * first
+    assert model.step(z_t, torch.randn(256, SMALL.code_dim)).shape == (256, 8)
+
+
+def test_ema_regulariser_fixes_the_latent_scale() -> None:
+    z = _model(regularizer="ema").encode(torch.randn(16, 4))
+    assert torch.allclose(z.mean(-1), torch.zeros(16), atol=1e-5)
+    assert REGULARIZERS["ema"].targets == "ema" and REGULARIZERS["none"].penalty(z, TrainConfig(), None) == {}
+
+
+# --------------------------------------------------------------------------- checkpoints
+def test_checkpoint_round_trip(tmp_path: Path) -> None:
+    model = _model("image")
+    save_world_model(model, tmp_path / "model.pt")
+    loaded = load_world_model(tmp_path, device="cpu", expect_env_id="hplan/Test-v0")
+    obs = torch.randint(0, 256, (3, 16, 16, 3), dtype=torch.uint8)
+    torch.testing.assert_close(loaded.encode(obs), model.encode(obs))
+    assert loaded.guardrail_names == model.guardrail_names and not loaded.training
+
+
+def test_missing_checkpoint_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no world model checkpoint") as err:
+        load_world_model(tmp_path)
+    assert "\n" not in str(err.value)
+
+
+def test_corrupt_checkpoint_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "model.pt").write_bytes(b"PK\x03\x04 definitely not a zip")
+    with pytest.raises(CheckpointError, match="corrupt checkpoint") as err:
+        load_world_model(tmp_path)
+    assert "\n" not in str(err.value)
+
+
+def test_wrong_env_is_refused(tmp_path: Path) -> None:
+    save_world_model(_model(), tmp_path / "model.pt")
+    with pytest.raises(CheckpointError, match="hplan/Other-v0"):
+        load_world_model(tmp_path, expect_env_id="hplan/Other-v0")
+
+
+def test_weights_of_another_latent_size_are_refused(tmp_path: Path) -> None:
+    save_world_model(_model(), tmp_path / "model.pt")
+    payload = torch.load(tmp_path / "model.pt", weights_only=False)
+    payload["state_dict"] = _model(latent_dim=16).state_dict()
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    (tmp_path / "model.pt").write_bytes(buffer.getvalue())
+    with pytest.raises(CheckpointError, match="weights do not fit.*latent_dim=8") as err:
+        load_world_model(tmp_path)
+    assert "\n" not in str(err.value)
+    with pytest.raises(CheckpointError, match="latent size 8"):
+        save_world_model(_model(), tmp_path / "model.pt")
+        load_world_model(tmp_path, expect_latent_dim=16)
+
+
+def test_run_config_disagreeing_with_the_checkpoint_is_refused(tmp_path: Path) -> None:
+    save_world_model(_model(), tmp_path / "model.pt")
+    (tmp_path / "config.json").write_text('{"model": {"latent_dim": 64}, "env": {"id": "hplan/Test-v0"}}')
+    with pytest.raises(CheckpointError, match="latent size 8 does not match config.json"):
+        load_world_model(tmp_path)

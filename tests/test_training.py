@@ -1,0 +1,152 @@
+"""Lightning training end to end on tiny synthetic data: run dir, resume, collapse flag, pruning, CLI."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import lightning.pytorch as pl
+import optuna
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from hplan.config import EnvConfig, ScenarioConfig
+from hplan.diagnostics.collapse import CollapseRule
+from hplan.diagnostics.report import read_run_metrics
+from hplan.errors import CheckpointError, ConfigError, HplanError
+from hplan.models.checkpoint import load_world_model
+from hplan.models.training import train_world_model
+
+sys.path.insert(0, str(Path(__file__).parent))
+from synthetic_episodes import ENV_ID, make_dataset  # noqa: E402
+
+torch.set_num_threads(1)  # tiny models: extra threads only add contention on a shared 2-core box
+
+TINY = dict(latent_dim=8, hidden_dim=32, encoder_channels=4, image_downsample=1, code_dim=2, subgoal_interval=3,
+            distance_dim=8, batch_size=16, window_stride=1, lr=3e-3, rollout_horizon=3, distance_max_gap=8, label_budget=120,
+            guardrail_fit_steps=20, guardrail_batch=16, val_fraction=0.3, device="cpu")
+SCENARIO = ScenarioConfig(name="synthetic", env=EnvConfig(id=ENV_ID, obs_mode="state"))
+
+
+@pytest.fixture(scope="module")
+def state_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("state"), episodes=20, steps=24, obs="state")
+
+
+@pytest.fixture(scope="module")
+def image_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("image"), episodes=12, steps=16, obs="image", image_size=16)
+
+
+def test_run_directory_layout_and_loadable_image_model(image_data: Path, tmp_path: Path) -> None:
+    scenario = ScenarioConfig(name="synthetic", env=EnvConfig(id=ENV_ID, obs_mode="image"))
+    run = train_world_model(scenario, image_data, tmp_path / "run", max_epochs=2, **TINY)
+    for name in ("config.json", "seed", "versions.json", "model.pt", "checkpoints/last.ckpt", "metrics.csv"):
+        assert (run / name).is_file(), name
+    assert json.loads((run / "config.json").read_text())["model"]["latent_dim"] == 8
+    assert (run / "seed").read_text().strip() == "0"
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert list(metrics["epoch"]) == [0, 1]
+    for column in ("val/loss", "train/jepa_loss", "val/effective_rank", "val/std_min", "val/offdiag_corr",
+                   "val/nn_diversity", "val/probe_r2", "val/probe_r2_pred", "val/auroc_wall_contact"):
+        assert metrics[column].notna().all(), column
+    model = load_world_model(run, device="cpu", expect_env_id=ENV_ID)
+    frames = torch.randint(0, 256, (3, 16, 16, 3), dtype=torch.uint8)
+    assert model.encode(frames).shape == (3, 8)
+    assert model.surprise_stats[1] > 0  # calibrated on validation data
+    with pytest.raises(CheckpointError, match="hplan/PointRooms-v0"):
+        load_world_model(run, expect_env_id="hplan/PointRooms-v0")
+
+
+def test_collapse_flag_fires_for_none_and_stays_quiet_for_vicreg(state_data: Path, tmp_path: Path) -> None:
+    verdicts = {}
+    for reg in ("none", "vicreg"):
+        run = train_world_model(SCENARIO, state_data, tmp_path / reg, regularizer=reg, max_epochs=3, **TINY)
+        verdicts[reg] = read_run_metrics(run)
+    collapsed, healthy = verdicts["none"], verdicts["vicreg"]
+    assert collapsed.verdict.collapsed, collapsed.verdict.describe()
+    assert collapsed.frame["train/jepa_loss"].iloc[-1] < collapsed.frame["train/jepa_loss"].iloc[0]
+    assert not healthy.verdict.collapsed, healthy.verdict.describe()
+    assert healthy.frame["val/probe_r2"].iloc[-1] > CollapseRule().probe_floor
+    assert healthy.frame["val/std_mean"].iloc[-1] > 10 * collapsed.frame["val/std_mean"].iloc[-1]
+
+
+class _Interrupt(pl.Callback):
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch == 1:
+            raise RuntimeError("simulated crash")
+
+
+def test_interrupted_training_resumes_to_the_same_model(state_data: Path, tmp_path: Path) -> None:
+    straight = train_world_model(SCENARIO, state_data, tmp_path / "straight", max_epochs=2, **TINY)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_world_model(SCENARIO, state_data, tmp_path / "resumed", max_epochs=2, callbacks=[_Interrupt()], **TINY)
+    assert (tmp_path / "resumed" / "checkpoints" / "last.ckpt").is_file()
+    assert not (tmp_path / "resumed" / "model.pt").exists()
+    with pytest.raises(CheckpointError, match="resume"):
+        load_world_model(tmp_path / "resumed")
+    resumed = train_world_model(SCENARIO, state_data, tmp_path / "resumed", max_epochs=2, **TINY)
+    a = torch.load(straight / "model.pt", weights_only=False)["state_dict"]
+    b = torch.load(resumed / "model.pt", weights_only=False)["state_dict"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], msg=key)
+    rows = pd.read_csv(resumed / "metrics.csv")
+    assert list(rows["epoch"]) == [0, 1]
+    assert rows["step"].iloc[1] == pd.read_csv(straight / "metrics.csv")["step"].iloc[1]
+
+
+def test_run_dir_with_other_settings_is_refused(state_data: Path, tmp_path: Path) -> None:
+    train_world_model(SCENARIO, state_data, tmp_path / "run", max_epochs=1, **TINY)
+    with pytest.raises(CheckpointError, match="model.latent_dim is 8 .* but 16 now"):
+        train_world_model(SCENARIO, state_data, tmp_path / "run", max_epochs=1, **{**TINY, "latent_dim": 16})
+
+
+def test_bad_overrides_name_the_field(state_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(HplanError, match="unknown override 'latent_size'"):
+        train_world_model(SCENARIO, state_data, tmp_path / "a", latent_size=4)
+    with pytest.raises(ConfigError, match="train.rollout_horizon: must be >= 1"):
+        train_world_model(SCENARIO, state_data, tmp_path / "b", rollout_horizon=0)
+    with pytest.raises(HplanError, match="env_id.*hplan/PointRooms-v0"):
+        other = ScenarioConfig(name="x", env=EnvConfig(id="hplan/PointRooms-v0"))
+        train_world_model(other, state_data, tmp_path / "c", **TINY)
+    assert not (tmp_path / "c").exists()
+
+
+def test_optuna_pruning_callback_reads_the_validation_metric(state_data: Path, tmp_path: Path) -> None:
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    trial = study.ask()
+    callback = PyTorchLightningPruningCallback(trial, monitor="val/loss")
+    train_world_model(SCENARIO, state_data, tmp_path / "run", max_epochs=2, callbacks=[callback], **TINY)
+    values = study.trials[0].intermediate_values
+    assert sorted(values) == [0, 1]
+    logged = pd.read_csv(tmp_path / "run" / "metrics.csv")["val/loss"].tolist()
+    assert [values[0], values[1]] == pytest.approx(logged, rel=1e-6)
+
+
+def test_cli_train_then_inspect(state_data: Path, tmp_path: Path) -> None:
+    from hplan.cli import app
+
+    model = {k: v for k, v in TINY.items() if k in ("latent_dim", "hidden_dim", "code_dim", "subgoal_interval", "distance_dim")}
+    train = {k: v for k, v in TINY.items() if k not in model and k not in ("encoder_channels", "image_downsample")}
+    toml = [f'name = "synthetic"', "[env]", f'id = "{ENV_ID}"', 'obs_mode = "state"', "[model]"]
+    toml += [f"{k} = {json.dumps(v)}" for k, v in model.items()] + ["[train]"]
+    toml += [f"{k} = {json.dumps(v)}" for k, v in train.items()]
+    scenario = tmp_path / "synthetic.toml"
+    scenario.write_text("\n".join(toml) + "\n")
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", str(scenario), "--data", str(state_data), "--out", str(tmp_path / "run"),
+                                 "--regularizer", "none", "--max-epochs", "3"])
+    assert result.exit_code == 0, result.output
+    assert "COLLAPSED" in result.output
+    result = runner.invoke(app, ["inspect", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "COLLAPSED" in result.output and "effective_rank" in result.output
+    png = tmp_path / "run" / "collapse.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    missing = runner.invoke(app, ["inspect", str(tmp_path / "nothing")])
+    assert missing.exit_code != 0
