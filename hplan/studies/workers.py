@@ -2,8 +2,9 @@
 
 A worker is a loop of ``study.optimize(objective, n_trials=1)`` on a study loaded from the shared
 storage. Before each trial it fails stale trials (their WAITING retries are then picked up first),
-and it stops when the study's budget is used: every trial counts — running, waiting, finished or
-failed — except a stale trial that was replaced by its retry. When the budget is used but other
+and it stops when the study's budget is used: every complete, pruned, running or waiting trial
+counts; a failed one does not (it is replaced by its heartbeat retry, by a re-queue when the
+study is resumed, or by a fresh sample), and a worker gives up after three failures in a row. When the budget is used but other
 workers' trials are still running, a worker on a heartbeat storage stays until they finish, so a
 retry of a trial whose worker died is never left waiting without anyone to run it.
 
@@ -34,6 +35,9 @@ from hplan.studies.storage import open_storage, redact
 
 if TYPE_CHECKING:
     import optuna
+
+# A worker gives up after this many failed trials in a row (a broken pipeline, not a bad configuration).
+MAX_CONSECUTIVE_FAILURES = 3
 
 # Exceptions a trial may raise without stopping its worker: recorded as FAIL with the message.
 TRIAL_ERRORS: tuple[type[BaseException], ...] = (HplanError, RuntimeError, ValueError, FloatingPointError)
@@ -84,12 +88,43 @@ def budget(study: StudyConfig, n_trials: int | None = None) -> int:
     return total
 
 
-def budget_used(trials: Sequence[optuna.trial.FrozenTrial]) -> int:
-    """Trials that count against the budget: all but stale ones that were replaced by a retry."""
+def budget_used(trials: Sequence[optuna.trial.FrozenTrial], *, count_failures: bool = False) -> int:
+    """Trials that count against the budget.
+
+    Complete, pruned, running and waiting trials always count. A failed trial that was replaced
+    (by its heartbeat retry, or re-queued by :func:`requeue_failed` on resume) never counts. Other
+    failures count only with ``count_failures`` (grid studies: a failed arm is visited, and is
+    re-run when the study is resumed); otherwise a fresh sample replaces them.
+    """
     from optuna.trial import TrialState
 
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
-    return sum(1 for t in trials if not (t.state == TrialState.FAIL and t.number in retried))
+    replaced = _replaced(trials)
+    return sum(1 for t in trials
+               if t.state != TrialState.FAIL or (count_failures and t.number not in replaced))
+
+
+def _replaced(trials: Sequence[optuna.trial.FrozenTrial]) -> set[int]:
+    replaced = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    return replaced | {int(t.user_attrs["requeue_of"]) for t in trials if "requeue_of" in t.user_attrs}
+
+
+def requeue_failed(handle: optuna.Study) -> list[int]:
+    """Enqueue the parameters of every failed trial that nothing has replaced yet (study resume).
+
+    A grid ablation must measure every arm: the grid sampler counts a failed grid point as
+    visited, so after a crash (or a fixed bug) the resumed study re-runs that exact point.
+    Returns the numbers of the failed trials that were queued again.
+    """
+    from optuna.trial import TrialState
+
+    trials = handle.get_trials(deepcopy=False)
+    replaced = _replaced(trials)
+    queued = []
+    for t in trials:
+        if t.state == TrialState.FAIL and t.number not in replaced and t.params:
+            handle.enqueue_trial(t.params, user_attrs={"requeue_of": t.number}, skip_if_exists=False)
+            queued.append(t.number)
+    return queued
 
 
 def create_study(study: StudyConfig, storage_url: str, out_dir: Path) -> optuna.Study:
@@ -145,15 +180,21 @@ def run_worker(study: StudyConfig, storage_url: str, out_dir: str | Path, *, n_t
     def remember(_: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         ran.append(trial.number)
 
+    failures = 0
     while True:
         optuna.storages.fail_stale_trials(handle)
         trials = handle.get_trials(deepcopy=False)
         waiting = any(t.state == TrialState.WAITING for t in trials)
-        if waiting or budget_used(trials) < target:
+        if waiting or budget_used(trials, count_failures=study.sampler.kind == "grid") < target:
             handle.optimize(_recording(objective), n_trials=1, catch=TRIAL_ERRORS, callbacks=[remember],
                             gc_after_trial=True)
             if on_trial is not None:
                 on_trial(handle)
+            last = handle.trials[ran[-1]] if ran else None
+            failures = failures + 1 if last is not None and last.state == TrialState.FAIL else 0
+            if failures >= MAX_CONSECUTIVE_FAILURES:
+                raise HplanError(f"study {study.name}: {failures} trials in a row failed in this worker; last: "
+                                 f"{last.user_attrs.get('error', 'see the log above')}")  # type: ignore[union-attr]
             continue
         if heartbeat and any(t.state == TrialState.RUNNING for t in trials):
             time.sleep(min(2.0, study.storage.heartbeat_interval))
@@ -194,6 +235,7 @@ def run_study(study: StudyConfig, storage_url: str, out_dir: str | Path, *, n_tr
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     handle = create_study(study, storage_url, out_dir)
+    requeue_failed(handle)
     target = budget(study, n_trials)
     columns = (TextColumn(f"study {study.name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, disable=not progress, transient=False) as bar:
@@ -227,7 +269,4 @@ def run_study(study: StudyConfig, storage_url: str, out_dir: str | Path, *, n_tr
 def _finished(study: optuna.Study) -> int:
     from optuna.trial import TrialState
 
-    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    trials = study.get_trials(deepcopy=False, states=states)
-    retried = {n for t in study.get_trials(deepcopy=False) for n in t.system_attrs.get("retry_history", [])}
-    return sum(1 for t in trials if t.number not in retried)
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
