@@ -27,6 +27,8 @@ TRAIL = (60, 60, 200)
 GOAL = (40, 170, 60)
 SUBGOAL = (200, 40, 180)
 VIOLATION = (220, 30, 30)
+LABEL_SPACING = 18.0
+"""Pixels between subgoal-index labels."""
 
 
 class EpisodeRenderer:
@@ -82,10 +84,14 @@ class EpisodeRenderer:
             draw.ellipse((gx - 3, gy - 3, gx + 3, gy + 3), fill=GOAL)
         if len(self.trail) > 1:
             draw.line([px(p) for p in self.trail], fill=TRAIL, width=2)
+        labelled: list[tuple[float, float]] = []
         for point, index in self.switches:
             x, y = px(point)
-            draw.polygon([(x, y - 5), (x + 5, y), (x, y + 5), (x - 5, y)], fill=SUBGOAL)
-            draw.text((x + 6, y - 6), f"#{index}", fill=SUBGOAL)
+            draw.polygon([(x, y - 4), (x + 4, y), (x, y + 4), (x - 4, y)], fill=SUBGOAL)
+            # Label a switch only when it is clear of earlier labels (frequent replans crowd a path).
+            if all((x - lx) ** 2 + (y - ly) ** 2 >= LABEL_SPACING ** 2 for lx, ly in labelled):
+                draw.text((x + 6, y - 6), f"#{index}", fill=SUBGOAL)
+                labelled.append((x, y))
         if self.trail:
             x, y = px(self.trail[-1])
             r = max(3.0, 0.4 * scale)
