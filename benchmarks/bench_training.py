@@ -1,0 +1,99 @@
+"""Training throughput of the world model: samples/s of full training steps (forward + backward + Adam).
+
+A *sample* is one training window (``rollout_horizon + 1`` observations, one far frame for the
+distance head); transitions/s = samples/s × window_stride is the rate at which an epoch covers a
+dataset. Data come from a dataset directory (``--data``, e.g. from ``hplan collect``) or, by
+default, are synthetic 64×64 PointRooms-like frames so the benchmark runs anywhere. The device is
+``auto`` (CUDA when present), so the same command measures CPU and GPU throughput.
+
+    python benchmarks/bench_training.py                       # synthetic 64x64 images, auto device
+    python benchmarks/bench_training.py --data runs/data/point_four_rooms --steps 20 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=None, help="dataset directory (default: synthetic 64x64 images)")
+    parser.add_argument("--scenario", default="point_four_rooms", help="scenario whose [model]/[train] settings to use")
+    parser.add_argument("--steps", type=int, default=10, help="timed training steps (after 2 warm-up steps)")
+    parser.add_argument("--batch-size", type=int, default=None, help="override [train] batch_size")
+    parser.add_argument("--regularizer", default=None, help="override [model] regularizer")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    args = parser.parse_args()
+
+    from hplan.config import load_scenario
+    from hplan.device import resolve_device
+    from hplan.models.data import EpisodeDataModule
+    from hplan.models.module import WorldModelModule
+    from hplan.models.training import apply_overrides
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    scenario = apply_overrides(load_scenario(args.scenario), {"batch_size": args.batch_size,
+                                                              "regularizer": args.regularizer})
+    device = resolve_device(args.device)
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = args.data
+        if data_dir is None:
+            from synthetic_episodes import make_dataset
+
+            data_dir = make_dataset(Path(tmp) / "data", episodes=64, steps=64, obs="image", image_size=64,
+                                    env_id=scenario.env.id)
+        data = EpisodeDataModule(data_dir, scenario.model, scenario.train, scenario.seed)
+        data.setup("fit")
+        module = WorldModelModule(scenario.model, scenario.train, data.info, scenario.seed).to(device)
+        optim = module.configure_optimizers()
+        batches = iter(data.train_dataloader())
+
+        def step() -> int:
+            nonlocal batches
+            try:
+                batch = next(batches)
+            except StopIteration:
+                batches = iter(data.train_dataloader())
+                batch = next(batches)
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            out, _ = module._losses(batch, "train")
+            optim.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            optim.step()
+            module.on_train_batch_end(None, batch, 0)
+            return len(batch["obs"])
+
+        for _ in range(2):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start, samples = time.perf_counter(), 0
+        for _ in range(args.steps):
+            samples += step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+    rate = samples / seconds
+    frames = rate * (data.window + 1)
+    stride = scenario.train.window_stride
+    print(f"device {device} ({torch.get_num_threads()} threads) | regularizer {scenario.model.regularizer} | "
+          f"batch {scenario.train.batch_size} | obs {data.info.obs_kind} {data.info.obs_shape}")
+    print(f"samples/s {rate:,.1f}  (windows of {data.window} observations; {frames:,.0f} frames encoded/s)")
+    print(f"transitions/s covered per epoch {rate * stride:,.0f} (window_stride {stride}); "
+          f"200k-transition epoch ≈ {200_000 / (rate * stride):,.0f} s")
+
+
+if __name__ == "__main__":
+    main()
