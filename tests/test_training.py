@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -104,6 +105,36 @@ def test_run_dir_with_other_settings_is_refused(state_data: Path, tmp_path: Path
         train_world_model(SCENARIO, state_data, tmp_path / "run", max_epochs=1, **{**TINY, "latent_dim": 16})
 
 
+def test_heldout_evaluation_tracks_geodesic_distance(state_data: Path, tmp_path: Path) -> None:
+    from hplan.diagnostics.heldout import evaluate_heldout
+
+    run = train_world_model(SCENARIO, state_data, tmp_path / "run", max_epochs=3, **TINY)
+    heldout = make_dataset(tmp_path / "heldout", episodes=8, steps=24, obs="state", seed=7)
+    model = load_world_model(run, device="cpu")
+    calls = []
+
+    def euclid(p, q):
+        calls.append(1)
+        return float(np.linalg.norm(np.asarray(p) - np.asarray(q)))
+
+    out = evaluate_heldout(model, heldout, horizon=3, geodesic=euclid, distance_pairs=300)
+    assert len(calls) == 300
+    from hplan.data.shards import load_episodes
+    from hplan.diagnostics.probes import heldout_probe_r2
+
+    data = load_episodes(heldout)
+    with torch.no_grad():
+        z = model.encode(torch.from_numpy(data["obs"]))
+    pos = torch.from_numpy(data["true_state"][..., :2])
+    even = torch.arange(8) % 2 == 0
+    manual = heldout_probe_r2(z[even].flatten(0, 1), pos[even].flatten(0, 1), z[~even].flatten(0, 1), pos[~even].flatten(0, 1))
+    assert out["probe_r2"] == pytest.approx(manual, abs=1e-6)
+    assert -1.0 <= out["probe_r2_pred3"] <= 1.0
+    assert 0.0 <= out["auroc_wall_contact"] <= 1.0
+    assert out["straight_line_spearman_geodesic"] == pytest.approx(1.0)
+    assert out["distance_spearman_geodesic"] > 0.3  # learned from within-episode step gaps only
+
+
 def test_bad_overrides_name_the_field(state_data: Path, tmp_path: Path) -> None:
     with pytest.raises(HplanError, match="unknown override 'latent_size'"):
         train_world_model(SCENARIO, state_data, tmp_path / "a", latent_size=4)
@@ -147,6 +178,9 @@ def test_cli_train_then_inspect(state_data: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "COLLAPSED" in result.output and "effective_rank" in result.output
     png = tmp_path / "run" / "collapse.png"
+    held = runner.invoke(app, ["inspect", str(tmp_path / "run"), "--data", str(state_data), "--device", "cpu"])
+    assert held.exit_code == 0, held.output
+    assert "probe_r2_pred3" in held.output and "auroc_wall_contact" in held.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     missing = runner.invoke(app, ["inspect", str(tmp_path / "nothing")])
     assert missing.exit_code != 0

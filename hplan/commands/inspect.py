@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -11,6 +12,10 @@ from rich.table import Table
 
 def inspect_command(
     run_dir: Path = typer.Argument(..., help="run directory written by `hplan train`"),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help=(
+        "also evaluate model.pt on this held-out dataset: probe R², 8-step predicted probe R², guardrail "
+        "AUROC, temporal distance vs true geodesic")),
+    device: str = typer.Option("auto", help="torch device for --data evaluation"),
 ) -> None:
     """Print the per-epoch collapse metrics, save collapse.png into the run dir, say COLLAPSED or healthy."""
     from hplan.diagnostics.collapse import CollapseRule
@@ -36,6 +41,39 @@ def inspect_command(
     style = "bold red" if run.verdict.collapsed else "bold green"
     console.print(f"[{style}]{run.verdict.describe()}[/]")
     console.print(f"curves: {png}")
+    if data is not None:
+        _heldout(console, run_dir, data, device)
+
+
+def _heldout(console: Console, run_dir: Path, data: Path, device: str) -> None:
+    import json
+
+    from hplan.config import ScenarioConfig
+    from hplan.configio import from_mapping
+    from hplan.diagnostics.heldout import evaluate_heldout
+    from hplan.models.checkpoint import load_world_model
+
+    config_path = run_dir / "config.json"
+    scenario = from_mapping(ScenarioConfig, json.loads(config_path.read_text()), source=str(config_path))
+    model = load_world_model(run_dir, device=device, expect_env_id=scenario.env.id)
+    from hplan.errors import HplanError
+
+    geodesic = None
+    try:
+        from hplan.envs.factory import make_env
+
+        env = make_env(scenario).unwrapped
+        geodesic = getattr(env, "geodesic_steps", None)
+    except (ImportError, HplanError) as err:  # no env to ask (e.g. an unregistered id): skip geodesic figures
+        console.print(f"no geodesic distances: {err}", style="dim")
+    with console.status(f"evaluating on {data}"):
+        results = evaluate_heldout(model, data, horizon=scenario.train.rollout_horizon, geodesic=geodesic)
+    table = Table(title=f"held-out evaluation on {data}", title_justify="left", show_header=False)
+    table.add_column(style="dim")
+    table.add_column(justify="right")
+    for key, value in results.items():
+        table.add_row(key, _fmt(value))
+    console.print(table)
 
 
 def _fmt(value: object) -> str:
