@@ -412,3 +412,14 @@ def test_workers_opening_a_fresh_storage_together_do_not_trip_over_table_creatio
             proc.join(timeout=60)
         assert [p.exitcode for p in procs] == [0, 0, 0, 0]
         assert optuna.get_all_study_summaries(f"sqlite:///{path}") == []
+
+
+def test_journal_file_storage_runs_and_reads_back(tmp_path: Path) -> None:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    study = load_study(write_study(tmp_path, name="journal", n_trials=3))
+    log = tmp_path / "out" / "study.log"
+    run_study(study, f"journal:{log}", tmp_path / "out", progress=False)
+    back = optuna.load_study(study_name="journal", storage=JournalStorage(JournalFileBackend(str(log))))
+    assert len(back.trials) == 3
+    assert all("run_dir" in t.user_attrs for t in back.trials)
