@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 _BOOKKEEPING = {"run_dir", "worker", "data_dir", "data_reused", "trial_number", "retry_of", "error", "seconds"}
 
 
+# Metrics shown next to the objectives in `hplan study show` (all of them are in exports).
+_TABLE_METRICS = ("success_rate", "violation_rate", "success_rate_seed_std", "val_loss", "effective_rank",
+                  "probe_r2", "plan_ms")
+
+
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, values, params, user attributes, constraints, retry origin.
 
@@ -72,18 +77,19 @@ def render_table(study: optuna.Study, objectives: list[str], *, limit: int | Non
     if limit is not None:
         trials = trials[-limit:]
     params = sorted({k for t in trials for k in t.params})
-    metrics = sorted({k for t in trials for k, v in t.user_attrs.items()
-                      if k not in _BOOKKEEPING and isinstance(v, (int, float)) and k not in objectives})
+    present = {k for t in trials for k, v in t.user_attrs.items()
+               if k not in _BOOKKEEPING and isinstance(v, (int, float)) and k not in objectives}
+    metrics = [m for m in _TABLE_METRICS if m in present]
     title = f"study {study.study_name}: {len(study.trials)} trials"
     table = Table(title=title, show_lines=False)
-    for col in ("#", "state", *objectives, *params, "feasible", *metrics[:4]):
+    for col in ("#", "state", *objectives, *params, "feasible", *metrics):
         table.add_column(col, justify="right" if col not in ("state",) else "left", overflow="fold")
     for t in trials:
         values = list(t.values) if t.values is not None and t.state.name == "COMPLETE" else [None] * len(objectives)
         feasible = "" if not t.constraints else ("yes" if all(v <= 0 for v in t.constraints.values()) else "no")
         row = [f"{'★' if t.number in best else ''}{t.number}", t.state.name.lower(),
                *(_fmt(v) for v in values), *(_fmt(t.params.get(p)) for p in params), feasible,
-               *(_fmt(t.user_attrs.get(m)) for m in metrics[:4])]
+               *(_fmt(t.user_attrs.get(m)) for m in metrics)]
         table.add_row(*row)
     return table
 
