@@ -253,3 +253,20 @@ def test_chunking_a_learned_model_matches_one_batch(mode):
         parts = energy.low_objective(z0, goal, max_batch=8)(acts)
     assert torch.allclose(whole.cost, parts.cost, atol=1e-5)
     assert torch.equal(whole.feasible, parts.feasible) and whole.n_evals == parts.n_evals == 37 * 5
+
+
+def test_auto_chunk_size_bounds_the_batch_the_model_sees():
+    seen = []
+
+    class Recording(PointMassModel):
+        def predict(self, z, actions):
+            seen.append(actions.shape[0])
+            return super().predict(z, actions)
+
+    energy = Energy(Recording(), PlannerConfig(), GuardrailConfig(mode="off"))
+    energy.low_objective(torch.zeros(2), torch.ones(2))(torch.zeros(600, 3, 2))
+    assert seen == [256, 256, 88]
+    seen.clear()
+    Energy(Recording(), PlannerConfig(max_batch=1000), GuardrailConfig(mode="off")).low_objective(
+        torch.zeros(2), torch.ones(2))(torch.zeros(600, 3, 2))
+    assert seen == [600]

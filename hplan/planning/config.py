@@ -42,8 +42,9 @@ class PlannerConfig:
         "CEM/MPPI: execute the final mean (smoother) when it is feasible, else the best candidate evaluated"))
     warm_start: bool = field(default=True, metadata=meta(
         "start each plan from the previous plan shifted by one step (receding horizon)"))
-    max_batch: int = field(default=4096, metadata=meta(
-        "candidates evaluated per tensor op; larger populations are chunked so memory stays bounded", ge=1))
+    max_batch: int = field(default=0, metadata=meta(
+        "candidates evaluated per tensor op; larger populations are chunked so memory stays bounded. "
+        "0 = auto: 256 on CPU (cache-sized chunks ran ~1.7x faster at 4,096 candidates), 16384 on a GPU", ge=0))
     # --- gradient planner ------------------------------------------------------------------------
     grad_lr: float = field(default=0.1, metadata=meta("Adam step size on the action sequence (grad planner)", gt=0.0))
     grad_restarts: int = field(default=8, metadata=meta(

@@ -35,6 +35,18 @@ from hplan.planning.protocol import WorldModel
 from hplan.planning.types import Evaluation, Objective
 
 
+AUTO_MAX_BATCH = {"cpu": 256}
+"""``max_batch = 0`` per device type (default for other devices: :data:`AUTO_MAX_BATCH_ACCELERATOR`)."""
+AUTO_MAX_BATCH_ACCELERATOR = 16384
+
+
+def resolve_max_batch(max_batch: int, device: torch.device) -> int:
+    """The chunk size to use: explicit if > 0, else the per-device default."""
+    if max_batch > 0:
+        return max_batch
+    return AUTO_MAX_BATCH.get(device.type, AUTO_MAX_BATCH_ACCELERATOR)
+
+
 def chunked(evaluate: Callable[[torch.Tensor], Evaluation], max_batch: int) -> Objective:
     """Wrap ``evaluate`` so candidates go through it at most ``max_batch`` at a time."""
 
@@ -109,7 +121,7 @@ class Energy:
             before = torch.cat([start[:, None], z[:, :-1]], dim=1)
             return self.guardrail(model.heads(before, actions), task, n * horizon)
 
-        return chunked(evaluate, max_batch or self.planner.max_batch)
+        return chunked(evaluate, resolve_max_batch(max_batch or self.planner.max_batch, z0.device))
 
     def high_objective(self, z0: torch.Tensor, goal: torch.Tensor, max_batch: int | None = None) -> Objective:
         """Objective over subgoal-code sequences ``(N, L, M)``.
@@ -139,4 +151,4 @@ class Energy:
                 return Evaluation.unconstrained(task, n * length)
             return self.guardrail(model.heads(z), task, n * length)
 
-        return chunked(evaluate, max_batch or self.planner.max_batch)
+        return chunked(evaluate, resolve_max_batch(max_batch or self.planner.max_batch, z0.device))
