@@ -189,7 +189,7 @@ def test_cli_exit_code_names_the_failing_threshold(tmp_path, monkeypatch):
     suite = make_suite(shifts=(SuiteShift("none", (0,)), SuiteShift("obs_noise", (2,))), episodes=1, episodes_per_cell=1,
                        h50=H50Config(enabled=False),
                        thresholds=(Threshold("success_rate", min=1.01, shift="obs_noise"), Threshold("violation_rate", max=1.0)))
-    monkeypatch.setattr(api, "validate_suite", lambda path, checkpoint: (suite, resolved()))
+    monkeypatch.setattr(api, "validate_suite", lambda path, checkpoint, **overrides: (suite, resolved()))
     real = runner.run_suite
     monkeypatch.setattr(runner, "run_suite", lambda *a, **k: real(*a, **{**k, "cell_fn": scripted_cell}))
     CALLS.clear()
@@ -200,3 +200,16 @@ def test_cli_exit_code_names_the_failing_threshold(tmp_path, monkeypatch):
     assert "success_rate >= 1.01 (shift obs_noise" in message and "obs_noise/s2" in message
     assert "violation_rate" not in message  # the passing rule is not named
     assert (tmp_path / "results.parquet").exists() and not (tmp_path / "report.html").exists()
+
+
+def test_cli_overrides_change_the_suite_and_its_fingerprint():
+    from hplan.stress.api import with_overrides
+
+    suite = load_suite("standard")
+    quick = with_overrides(suite, episodes=1, max_steps=30)
+    assert quick.episodes == 1 and quick.episodes_per_cell == 1 and quick.blocks == 1
+    assert all(s.max_steps == 30 for s in quick.scenarios)
+    assert quick.fingerprint() != suite.fingerprint()  # a resume with other overrides is refused
+    assert with_overrides(suite) == suite
+    with pytest.raises(HplanError, match="--episodes must be >= 1"):
+        with_overrides(suite, episodes=0)

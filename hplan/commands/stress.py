@@ -36,15 +36,16 @@ def stress(
     workers: int = typer.Option(1, "--workers", min=1, help="parallel worker processes (cells run in parallel)"),
     check: bool = typer.Option(False, "--check", help="only validate the suite file and checkpoints, run nothing"),
     no_report: bool = typer.Option(False, "--no-report", help="skip report.html"),
+    episodes: Optional[int] = typer.Option(None, "--episodes", help="override episodes per scenario × shift × severity"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="override every scenario's step budget"),
 ) -> None:
     """Run a stress suite: scenarios × shifts × severities × seeds → results.parquet, summary.csv, report.html."""
     from hplan.errors import ThresholdFailure
+    from hplan.stress.api import validate_suite
     from hplan.stress.runner import run_suite
 
-    from hplan.stress.api import validate_suite
-
     console = Console()
-    config, scenarios = validate_suite(suite, checkpoint)
+    config, scenarios = validate_suite(suite, checkpoint, episodes=episodes, max_steps=max_steps)
     cells = len(scenarios) * sum(len(s.severities) for s in config.shifts) * config.blocks
     console.print(f"[bold green]ok[/] {config.source}: {len(scenarios)} scenario(s), {len(config.shifts)} shift(s), "
                   f"{cells} cells of up to {config.episodes_per_cell} episodes", highlight=False)

@@ -11,12 +11,17 @@ from pathlib import Path
 
 from rich.console import Console
 
+from hplan.errors import HplanError
 from hplan.stress.runner import SuiteOutcome
 from hplan.stress.suite import ResolvedScenario, SuiteConfig
 
 
-def validate_suite(suite_path: str | Path, checkpoint: str | Path | None = None) -> tuple[SuiteConfig, tuple[ResolvedScenario, ...]]:
+def validate_suite(suite_path: str | Path, checkpoint: str | Path | None = None, *, episodes: int | None = None,
+                   max_steps: int | None = None) -> tuple[SuiteConfig, tuple[ResolvedScenario, ...]]:
     """Parse and fully check a suite; runs nothing.
+
+    ``episodes`` / ``max_steps`` override the file (quick runs on a small machine); they become part
+    of the suite, so its fingerprint changes and a resume with other values is refused.
 
     Beyond :func:`~hplan.stress.suite.resolve_suite` (file structure, scenarios, shifts, severities,
     thresholds, checkpoint directories) this loads every checkpoint once (corrupt or trained on
@@ -28,7 +33,7 @@ def validate_suite(suite_path: str | Path, checkpoint: str | Path | None = None)
     from hplan.stress.shifts import get_shift
     from hplan.stress.suite import load_suite, resolve_suite
 
-    suite = load_suite(suite_path)
+    suite = with_overrides(load_suite(suite_path), episodes=episodes, max_steps=max_steps)
     scenarios = resolve_suite(suite, checkpoint)
     for item in scenarios:
         load_world_model(item.checkpoint, device="cpu", expect_env_id=item.config.env.id)
@@ -37,6 +42,21 @@ def validate_suite(suite_path: str | Path, checkpoint: str | Path | None = None)
             for severity in shift.severities:
                 make_env(item.config, **spec.env_overrides(item.config, severity)).close()
     return suite, scenarios
+
+
+def with_overrides(suite: SuiteConfig, *, episodes: int | None = None, max_steps: int | None = None) -> SuiteConfig:
+    """The suite with episodes per scenario × shift × severity and/or every scenario's step budget replaced."""
+    if episodes is not None:
+        if episodes < 1:
+            raise HplanError(f"--episodes must be >= 1, got {episodes}")
+        suite = dataclasses.replace(suite, episodes=int(episodes),
+                                    episodes_per_cell=min(suite.episodes_per_cell, int(episodes)))
+    if max_steps is not None:
+        if max_steps < 1:
+            raise HplanError(f"--max-steps must be >= 1, got {max_steps}")
+        suite = dataclasses.replace(suite, scenarios=tuple(dataclasses.replace(s, max_steps=int(max_steps))
+                                                           for s in suite.scenarios))
+    return suite
 
 
 def run_suite(suite: str | Path, *, out_dir: str | Path, checkpoint: str | Path | None = None,
@@ -49,9 +69,7 @@ def run_suite(suite: str | Path, *, out_dir: str | Path, checkpoint: str | Path 
     """
     from hplan.stress.runner import run_suite as run
 
-    config, scenarios = validate_suite(suite, checkpoint)
-    if seeds is not None:
-        config = dataclasses.replace(config, episodes=int(seeds), episodes_per_cell=min(config.episodes_per_cell, int(seeds)))
+    config, scenarios = validate_suite(suite, checkpoint, episodes=seeds)
     if console is not None:
         console.print(f"stress suite {config.name}: {len(scenarios)} scenario(s), {len(config.shifts)} shift(s), "
                       f"{config.episodes} episode(s) per cell group → {out_dir}", highlight=False)
