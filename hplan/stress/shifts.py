@@ -162,7 +162,10 @@ def _state_scale(space: gym.spaces.Box) -> np.ndarray:
 
 
 class ObsNoise(ShiftWrapper):
-    """Additive Gaussian sensor noise: σ = fraction of each dimension's range (images: of 255)."""
+    """Additive Gaussian sensor noise: σ = fraction of each dimension's range (images: of 255).
+
+    Sensor shifts (noise, occlusion, distractors) touch what the agent *observes*; the goal
+    observation in ``info["goal_obs"]`` is the task specification and stays clean."""
 
     SIGMA = (0.0, 0.02, 0.05, 0.10)
 
