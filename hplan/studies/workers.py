@@ -16,9 +16,9 @@ over budget, never under it, and no trial is run twice.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import socket
-import multiprocessing
 import time
 import warnings
 from pathlib import Path
@@ -28,7 +28,7 @@ from hplan.configio import to_mapping
 from hplan.errors import HplanError
 from hplan.seeding import derive_seed
 from hplan.studies.config import StudyConfig
-from hplan.studies.objective import StudyObjective, TrialFailure
+from hplan.studies.objective import StudyObjective
 from hplan.studies.pipeline import Pipeline, get_pipeline
 from hplan.studies.space import grid_size, grid_space
 from hplan.studies.storage import open_storage, redact
@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 # A worker gives up after this many failed trials in a row (a broken pipeline, not a bad configuration).
 MAX_CONSECUTIVE_FAILURES = 3
 
-# Exceptions a trial may raise without stopping its worker: recorded as FAIL with the message.
+# Exceptions a trial may raise without stopping its worker (HplanError includes the objective's
+# TrialFailure): recorded as FAIL with the message. Anything else is a bug and stops the worker.
 TRIAL_ERRORS: tuple[type[BaseException], ...] = (HplanError, RuntimeError, ValueError, FloatingPointError)
 
 
