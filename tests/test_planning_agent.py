@@ -171,3 +171,21 @@ def test_planning_package_never_imports_envs():
             "print(len(sys.modules)); assert not bad, bad\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_subgoal_is_the_first_predicted_latent_not_already_reached():
+    """A high-level plan whose first jump stays put must not pin the low level to where it is."""
+    from hplan.planning.types import PlanResult
+
+    model = PointMassModel(subgoal_interval=4)
+    agent = make_agent(model, PlannerConfig(kind="hier", code_bound=1.0, high_horizon=3), GuardrailConfig(mode="off"),
+                       0, "cpu")
+    agent.reset([0.9, 0.0], 0)
+    codes = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    fixed = PlanResult(actions=codes, mean=codes, cost=0.0, risk=0.0, mean_risk=0.0, feasible=True, n_evals=0)
+    agent.planner.high.plan = lambda objective, generator, shift=1: fixed
+    agent.planner._plan_high(torch.zeros(2), agent.goal, agent.generator, "start")
+    assert torch.allclose(agent.planner.subgoal, torch.tensor([0.2, 0.0]))  # the second jump, not the first
+    fixed.actions = torch.zeros(3, 2)
+    agent.planner._plan_high(torch.zeros(2), agent.goal, agent.generator, "start")
+    assert torch.allclose(agent.planner.subgoal, torch.zeros(2))  # nothing ahead: the last latent

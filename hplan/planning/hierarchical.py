@@ -5,7 +5,8 @@ aimed straight at the goal latent. The **hierarchical** planner is the same idea
 a high-level MPC over sequences of subgoal codes ``m`` rolled out with ``model.predict_high``
 (each code jumps ``subgoal_interval`` low-level steps; energy in
 :meth:`~hplan.planning.energy.Energy.high_objective`), whose first predicted latent becomes the
-target of the low-level MPC. The high level is replanned
+target of the low-level MPC (the first one not already within ``subgoal_reached``). The high
+level is replanned
 
 * at the start, and every ``replan_every`` low-level steps (schedule);
 * when the low level *reached* its subgoal (distance ≤ ``subgoal_reached``);
@@ -101,7 +102,11 @@ class HierarchicalPlanner:
         result = self.high.plan(self.energy.high_objective(z, goal), generator, shift=shift)
         latents = self.model.predict_high(z[None], result.actions[None])[0]
         self.high_latents = latents
-        self.subgoal = latents[0]
+        # the first predicted subgoal that is not already reached (else a plan whose first jump
+        # stays put would make "reached" fire on every step and the agent never move on)
+        distances = self.energy.distance(z[None], latents)
+        ahead = torch.nonzero(distances > self.cfg.subgoal_reached)
+        self.subgoal = latents[int(ahead[0, 0])] if ahead.numel() else latents[-1]
         self.subgoal_index += 1
         self.steps_since_high = 0
         self.last_subgoal_distance = float("inf")
