@@ -189,3 +189,18 @@ def test_subgoal_is_the_first_predicted_latent_not_already_reached():
     fixed.actions = torch.zeros(3, 2)
     agent.planner._plan_high(torch.zeros(2), agent.goal, agent.generator, "start")
     assert torch.allclose(agent.planner.subgoal, torch.zeros(2))  # nothing ahead: the last latent
+
+
+def test_surprise_uses_the_models_held_out_calibration_when_it_has_one():
+    model = PointMassModel()
+    model.surprise_stats = torch.tensor([0.001, 0.0005])
+    agent = make_agent(model, PlannerConfig(kind="flat", population=16, elites=4), GuardrailConfig(mode="off"), 0,
+                       "cpu")
+    agent.reset([0.5, 0.5], 0)
+    action, first = agent.act([0.0, 0.0])
+    predicted = model.predict(torch.zeros(1, 2), torch.as_tensor(action)[None, None])[0, 0]
+    observed = torch.tensor([0.3, -0.2])
+    _, info = agent.act(observed.numpy())
+    error = float((predicted - observed).pow(2).mean())
+    assert first.surprise == 0.0
+    assert info.surprise == pytest.approx((error - 0.001) / 0.0005, rel=1e-4)

@@ -46,7 +46,7 @@ class PlanInfo:
     ``subgoal_index``: how many subgoals were chosen before this one in the episode (-1: none);
     ``plan_ms``: wall time of ``act``; ``model_evals``: predictor evaluations spent (see
     :mod:`hplan.planning.energy`); ``replanned_high``: the high level replanned this step;
-    ``surprise``: z-scored latent prediction error of the last transition.
+    ``surprise``: z-scored latent prediction error of the last transition (see ``_score_surprise``).
     Additive fields: ``plan_reason`` (flat / start / schedule / reached / lost / subgoal / direct),
     ``lagrange_multiplier`` (λ in Lagrangian mode, else None), ``predicted_risk`` (max predicted
     violation probability along the chosen plan).
@@ -134,12 +134,22 @@ class LatentAgent:
         return torch.as_tensor(array, device=self.device)[None]
 
     def _score_surprise(self, z: torch.Tensor) -> float:
+        """Z-scored one-step prediction error (mean squared over latent dims, as the model's own
+        calibration defines it). A model that carries held-out calibration (``surprise_stats`` =
+        [mean, std], set by training) is scored against it; otherwise against the running
+        statistics of this episode (:class:`RunningZScore`)."""
         if self._last is None:
             return 0.0
         z_prev, a_prev = self._last
         with torch.no_grad():
             predicted = self.model.predict(z_prev[None], a_prev[None, None])[0, -1]
-        return self.surprise.score(float((predicted - z).norm()))
+        error = float((predicted - z).pow(2).mean())
+        running = self.surprise.score(error)
+        stats = getattr(self.model, "surprise_stats", None)
+        if isinstance(stats, torch.Tensor) and stats.numel() == 2 and float(stats[1]) > 0 \
+                and not torch.equal(stats.cpu(), torch.tensor([0.0, 1.0])):
+            return (error - float(stats[0])) / float(stats[1])
+        return running
 
     def act(self, obs: Any) -> tuple[np.ndarray | int, PlanInfo]:
         """Plan from ``obs`` and return the first action of the chosen plan with its ``PlanInfo``."""
