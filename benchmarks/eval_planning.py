@@ -114,6 +114,29 @@ def _wilson(p: float, n: int, z: float = 1.96) -> str:
     return f"{max(0.0, centre - half):.0%}–{min(1.0, centre + half):.0%}"
 
 
+def summarize_logs(root: Path, cases: list[Case]) -> list[dict[str, Any]]:
+    """Rows for every case that has episode logs under ``root/eval`` (also from interrupted runs:
+    each log's summary line is the episode's row)."""
+    import json
+
+    from hplan.runner import summarize
+
+    rows = []
+    for case in cases:
+        log_dir = root / "eval" / case.name.replace("/", "-")
+        paths = sorted((log_dir / "episodes").glob("ep-*.jsonl"))
+        if not paths:
+            continue
+        episodes = [json.loads(p.read_text().splitlines()[-1]) for p in paths]
+        frame = pd.DataFrame(episodes).fillna({"act_cpu_ms": float("nan")})
+        summary = summarize(frame)
+        rows.append({"case": case.name, "question": case.question, **summary,
+                     "success_ci95": _wilson(summary["success_rate"], len(frame)),
+                     "mean_start_geodesic_steps": float(frame["start_geodesic_steps"].mean()),
+                     "wall_s": float("nan"), "log_dir": str(log_dir)})
+    return rows
+
+
 def verify_all(root: Path, console: Console) -> tuple[int, int, list[str]]:
     from hplan.errors import HplanError
     from hplan.replay import log_paths, verify_log
@@ -143,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-epochs", type=int, default=None)
     parser.add_argument("--prepare-only", action="store_true", help="collect and train, do not evaluate")
     parser.add_argument("--verify", action="store_true", help="replay-verify every episode log afterwards")
+    parser.add_argument("--from-logs", action="store_true",
+                        help="only summarise the episode logs already under --root/eval (no runs)")
     args = parser.parse_args(argv)
 
     import torch
@@ -153,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     console = Console()
     cases = [c for c in CASES if not args.only or any(c.name.startswith(p) for p in args.only)]
-    rows = []
-    for case in cases:
+    rows = summarize_logs(args.root, cases) if args.from_logs else []
+    for case in [] if args.from_logs else cases:
         run_dir = ensure_model(case.scenario, args.root, collect_episodes=args.collect_episodes,
                                max_epochs=args.max_epochs, console=console)
         if args.prepare_only:
@@ -163,12 +188,12 @@ def main(argv: list[str] | None = None) -> int:
         console.print(summary_table([(r["case"], r) for r in rows], title="planning evaluation (so far)"))
     if rows:
         table = pd.DataFrame(rows)
-        tag = "-".join(p.replace("/", "_") for p in args.only) or "all"
+        tag = ("logs-" if args.from_logs else "") + ("-".join(p.replace("/", "_") for p in args.only) or "all")
         write_dataframe(args.root / f"results-{tag}.csv", table)
         write_text(args.root / f"results-{tag}.md", table.drop(columns=["log_dir"]).to_markdown(index=False)
                    if _has_tabulate() else table.to_string(index=False))
         console.print(summary_table([(r["case"], r) for r in rows],
-                                    title=f"planning evaluation: {args.episodes} episodes per case, "
+                                    title=f"planning evaluation: {'from logs' if args.from_logs else args.episodes} episodes per case, "
                                           f"device {args.device}, {args.threads} torch thread(s)"))
         console.print(table[["case", "success_rate", "success_ci95", "violation_rate", "ms_per_step",
                              "cpu_ms_per_step", "model_evals_per_step", "mean_start_geodesic_steps", "wall_s"]].to_string(index=False))

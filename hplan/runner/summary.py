@@ -45,10 +45,18 @@ def summarize(frame: pd.DataFrame) -> dict[str, Any]:
         "violation_rate": float(frame["violation"].mean()),
         "violations_per_1000_steps": 1000.0 * float(frame["violations"].sum()) / total_steps if total_steps else 0.0,
         "ms_per_step": weighted_ms / total_steps if total_steps else math.nan,
-        "cpu_ms_per_step": (float((frame["act_cpu_ms"].fillna(0.0) * steps).sum()) / total_steps
-                            if total_steps and "act_cpu_ms" in frame else math.nan),
+        "cpu_ms_per_step": _weighted(frame, "act_cpu_ms", steps),
         "model_evals_per_step": float(frame["model_evals"].sum()) / total_steps if total_steps else math.nan,
     }
+
+
+def _weighted(frame: pd.DataFrame, column: str, steps: pd.Series) -> float:
+    """Step-weighted mean of a per-episode mean, over the episodes that have it (NaN if none)."""
+    if column not in frame:
+        return math.nan
+    known = frame[column].notna()
+    weight = float(steps[known].sum())
+    return float((frame.loc[known, column] * steps[known]).sum()) / weight if weight else math.nan
 
 
 def summary_table(summaries: list[tuple[str, dict[str, Any]]], title: str = "") -> Table:
