@@ -21,17 +21,18 @@ import math
 import pandas as pd
 
 from hplan.configio import to_mapping
-from hplan.studies.pipeline import SeedContext, SeedResult, cached_dataset, file_lock
+from hplan.studies.pipeline import SeedContext, SeedResult, cached_dataset, code_fingerprint, file_lock
 
 
 def model_key(scenario, data_dir) -> str:  # noqa: ANN001 - ScenarioConfig, Path
-    """Cache key of a trained model: its dataset, architecture, training settings and seed."""
+    """Cache key of a trained model: its dataset, architecture, training settings, seed and model code."""
     import hashlib
     import json
 
     train = {k: v for k, v in to_mapping(scenario.train).items() if k != "device"}
     text = json.dumps({"data": str(data_dir.name), "model": to_mapping(scenario.model), "train": train,
-                       "seed": scenario.seed, "env": to_mapping(scenario.env)}, sort_keys=True, default=str)
+                       "seed": scenario.seed, "env": to_mapping(scenario.env),
+                       "code": code_fingerprint("models", "diagnostics")}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -136,10 +136,23 @@ class SeedResult:
 Pipeline = Callable[[SeedContext], SeedResult]
 
 
+def code_fingerprint(*packages: str) -> str:
+    """Hash of the source files of ``hplan.<package>`` packages: cached artefacts made by other code
+    (a changed architecture, a changed environment) get a new key instead of failing to load."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def dataset_key(scenario: ScenarioConfig) -> str:
     """Cache key of a collected dataset: everything that changes the data, nothing else."""
     relevant = {"env": to_mapping(scenario.env), "task": to_mapping(scenario.task),
-                "collect": to_mapping(scenario.collect), "seed": scenario.seed}
+                "collect": to_mapping(scenario.collect), "seed": scenario.seed,
+                "code": code_fingerprint("envs", "data")}
     text = json.dumps(relevant, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
