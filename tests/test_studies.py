@@ -423,3 +423,24 @@ def test_journal_file_storage_runs_and_reads_back(tmp_path: Path) -> None:
     back = optuna.load_study(study_name="journal", storage=JournalStorage(JournalFileBackend(str(log))))
     assert len(back.trials) == 3
     assert all("run_dir" in t.user_attrs for t in back.trials)
+
+
+def test_cache_keys_follow_what_changes_the_artefact() -> None:
+    from hplan.config import load_scenario
+    from hplan.studies.full import model_key
+    from hplan.studies.pipeline import dataset_key
+
+    base = load_scenario("point_two_rooms")
+    data = Path("/cache/abc")
+
+    def with_(**sections: dict) -> object:
+        return load_scenario("point_two_rooms", sections)
+
+    # planner and guardrail arms share data and models; seeds, model and collect settings do not
+    assert dataset_key(with_(planner={"kind": "flat"})) == dataset_key(base)
+    assert model_key(with_(planner={"kind": "flat"}, guardrails={"mode": "off"}), data) == model_key(base, data)
+    assert dataset_key(with_(collect={"episodes": 7})) != dataset_key(base)
+    assert dataset_key(with_(seed=5)) != dataset_key(base)
+    assert model_key(with_(model={"regularizer": "sigreg"}), data) != model_key(base, data)
+    assert model_key(with_(train={"lr": 0.5}), data) != model_key(base, data)
+    assert model_key(base, Path("/cache/other")) != model_key(base, data)
