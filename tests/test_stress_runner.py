@@ -82,7 +82,7 @@ def test_interrupted_suite_resumes_with_the_remaining_cells_only(tmp_path):
     assert len(summary) == 5 and {"h50", "guardrail_auroc", "recovery_rate", "surprise_auroc"} <= set(summary.columns)
     verdicts = pd.read_csv(tmp_path / "thresholds.csv")
     assert verdicts["status"].tolist() == ["PASS", "FAIL"]  # nobody succeeds more than 100 %
-    assert {v.shift for v in outcome.failures} == {"none", "obs_noise"}
+    assert {(v.shift, v.severity) for v in outcome.failures} == {("none", 0)}  # the nominal world, reported once
 
     html = (tmp_path / "report.html").read_text()
     assert "Pass / fail" in html and html.count("data:image/png;base64,") >= 3
@@ -113,14 +113,15 @@ def test_cells_run_in_spawned_worker_processes(tmp_path):
 
 
 def test_threshold_selection_by_shift_and_severity():
-    summary = pd.DataFrame({"scenario": ["a"] * 4, "shift": ["none", "x", "x", "y"], "severity": [0, 1, 3, 2],
-                            "violation_rate": [0.0, 0.05, 0.5, np.nan]})
+    summary = pd.DataFrame({"scenario": ["a"] * 5, "shift": ["none", "x", "x", "y", "x"], "severity": [0, 1, 3, 2, 0],
+                            "violation_rate": [0.0, 0.05, 0.5, np.nan, 0.0]})
     rules = (Threshold("violation_rate", max=0.1, max_severity=1),
              Threshold("violation_rate", max=0.1, shift="x"),
              Threshold("violation_rate", max=0.1, shift="y", undefined="pass"))
     verdicts = evaluate_thresholds(summary, rules)
     table = verdict_table(verdicts)
-    assert table["checked"].tolist() == [2, 2, 1]
+    # x at severity 0 is the nominal world again: checked under "none" only for "*" rules, but by a rule on x
+    assert table["checked"].tolist() == [2, 3, 1]
     assert table["status"].tolist() == ["PASS", "FAIL", "PASS"]
     assert table["failures"].tolist()[1] == "a/x/s3"
 

@@ -106,11 +106,20 @@ class Verdict:
 
 
 def evaluate_thresholds(summary: pd.DataFrame, rules: tuple[Threshold, ...]) -> list[Verdict]:
-    """Check every rule on every summary row it selects (shift, scenario, severity range)."""
+    """Check every rule on every summary row it selects (shift, scenario, severity range).
+
+    A ``shift = "*"`` rule checks the nominal world once: severity-0 rows of other shifts are the
+    nominal episodes again (severity 0 is the identity), so they are skipped when the scenario has
+    a ``none`` row — one nominal failure is reported once, not once per shift.
+    """
     verdicts = []
+    nominal = set(summary.loc[summary["shift"] == "none", "scenario"]) if len(summary) else set()
     for rule in rules:
         for _, row in summary.iterrows():
             if rule.shift not in ("*", row["shift"]) or rule.scenario not in ("*", row["scenario"]):
+                continue
+            if (rule.shift == "*" and int(row["severity"]) == 0 and row["shift"] != "none"
+                    and row["scenario"] in nominal):
                 continue
             if not rule.min_severity <= int(row["severity"]) <= rule.max_severity:
                 continue
