@@ -156,7 +156,10 @@ def replay_agent(log: EpisodeLog, *, device: str = "cpu", make_env: Callable[...
     guardrails = from_mapping(GuardrailConfig, header.guardrails, source=f"{log.path}: header.guardrails")
     load_model = load_model or _default_load_model
     make_agent = make_agent or _default_make_agent
-    model = load_model(header.checkpoint_path, device=device)
+    try:
+        model = load_model(header.checkpoint_path, device=device)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}{_code_changed_note(header)}") from None
     env = _build_env(log, make_env, wrap_env)
     try:
         with _torch_threads(header.torch_threads):  # CPU reductions are exact only at the same thread count
@@ -166,7 +169,7 @@ def replay_agent(log: EpisodeLog, *, device: str = "cpu", make_env: Callable[...
         env.close()
     problem = compare_records(log, rerun)
     if problem:
-        raise ReplayDivergence(problem)
+        raise ReplayDivergence(problem + _code_changed_note(header))
 
 
 def compare_records(log: EpisodeLog, rerun: EpisodeRecord) -> str:
@@ -325,6 +328,15 @@ def _close(a: Any, b: Any, tol: float = 2e-4) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return math.isclose(float(a), float(b), rel_tol=tol, abs_tol=tol)
     return a == b
+
+
+def _code_changed_note(header: Any) -> str:
+    """A hint when the hplan sources differ from those that recorded the log."""
+    from hplan.runner.settings import source_sha256
+
+    if header.source_sha256 is None or header.source_sha256 == source_sha256():
+        return ""
+    return " (note: the hplan source code changed since this log was recorded)"
 
 
 @contextlib.contextmanager

@@ -130,6 +130,19 @@ def test_agent_that_chooses_differently_is_a_divergence(logged_run: tuple[Path, 
         verify_log(path, mode="agent", make_agent=make_greedy_agent)
 
 
+def test_divergence_after_a_code_change_says_so(logged_run: tuple[Path, Path], tmp_path: Path) -> None:
+    path = _copy_log(logged_run, tmp_path)
+    objects = [json.loads(line) for line in path.read_text().splitlines()]
+    assert objects[0]["source_sha256"]  # recorded by the runner
+    with pytest.raises(ReplayDivergence) as same_code:
+        verify_log(path, mode="agent", make_agent=make_greedy_agent)
+    assert "source code changed" not in str(same_code.value)
+    objects[0]["source_sha256"] = "f" * 64
+    _write(path, objects)
+    with pytest.raises(ReplayDivergence, match="the hplan source code changed since this log was recorded"):
+        verify_log(path, mode="agent", make_agent=make_greedy_agent)
+
+
 def test_changed_checkpoint_is_refused(logged_run: tuple[Path, Path], tmp_path: Path) -> None:
     import torch
 

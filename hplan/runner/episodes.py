@@ -27,7 +27,7 @@ from hplan.planning.config import GuardrailConfig
 from hplan.provenance import package_versions
 from hplan.runner.logs import LogHeader, write_episode_log
 from hplan.runner.loop import EpisodeRecord, StepHook, run_episode
-from hplan.runner.settings import checkpoint_sha256, resolve_guardrails, resolve_planner
+from hplan.runner.settings import checkpoint_sha256, resolve_guardrails, resolve_planner, source_sha256
 from hplan.runner.summary import summarize
 from hplan.seeding import derive_seed
 
@@ -82,7 +82,7 @@ def run_episodes(scenario: ScenarioConfig, model: Any, *, planner_kind: str | No
         planner=to_mapping(planner), guardrails=to_mapping(guard), max_steps=scenario.env.max_steps,
         checkpoint_path=str(Path(checkpoint).resolve()) if checkpoint is not None else None,
         checkpoint_sha256=ckpt_hash, device=agent_device, torch_threads=torch.get_num_threads(),
-        versions=package_versions(), wrappers=_wrapper_spec(wrap_env))
+        versions=package_versions(), wrappers=_wrapper_spec(wrap_env), source_sha256=source_sha256())
     rows = []
     with _progress(progress, episodes, f"{scenario.name} {planner.kind} guardrails={guard.mode}") as advance:
         for index in range(episodes):

@@ -62,6 +62,7 @@ class LogHeader:
     torch_threads: int | None = None
     versions: dict[str, str] = field(default_factory=dict)
     wrappers: str | None = None
+    source_sha256: str | None = None
 
 
 @dataclass

@@ -64,3 +64,19 @@ def checkpoint_sha256(checkpoint: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def source_sha256() -> str:
+    """sha256 over the ``hplan`` package's Python sources (path + bytes, sorted by path).
+
+    Recorded in episode logs: an agent replay can only be exact with the same code, and a version
+    string does not change while a working tree is edited.
+    """
+    import hplan
+
+    root = Path(hplan.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
