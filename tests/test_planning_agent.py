@@ -48,10 +48,12 @@ def episode(model, cfg, guard=GuardrailConfig(mode="off"), seed=0, steps=100, st
 ROOMS_CFG = dict(eval_budget=6000, code_bound=1.0, high_horizon=5, direct_reach=6.0, horizon=12)
 
 
-def test_hierarchical_reaches_the_goal_behind_a_wall_and_flat_does_not_with_the_same_budget():
+@pytest.mark.parametrize("low,high", [("cem", "cem"), ("mppi", "mppi")])
+def test_hierarchical_reaches_the_goal_behind_a_wall_and_flat_does_not_with_the_same_budget(low, high):
     model = two_rooms()
-    flat_ok, _, flat_infos, _ = episode(model, PlannerConfig(kind="flat", **ROOMS_CFG), steps=100)
-    hier_ok, hier_steps, hier_infos, _ = episode(model, PlannerConfig(kind="hier", **ROOMS_CFG), steps=100)
+    cfg = dict(ROOMS_CFG, low=low, high_optimizer=high)
+    flat_ok, _, flat_infos, _ = episode(model, PlannerConfig(kind="flat", **cfg), steps=100)
+    hier_ok, hier_steps, hier_infos, _ = episode(model, PlannerConfig(kind="hier", **cfg), steps=100)
     assert hier_ok and not flat_ok
     budget = ROOMS_CFG["eval_budget"]
     assert max(i.model_evals for i in flat_infos) <= budget
