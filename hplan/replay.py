@@ -245,7 +245,7 @@ def action_from_json(value: Any, space: Any) -> Any:
 # ----------------------------------------------------------------------------------- internals
 def _agent_skip_reason(log: EpisodeLog, mode: ReplayMode) -> str:
     if mode == "actions":
-        return "skipped (actions-only replay requested)"
+        return "skipped: --actions-only"
     header = log.header
     reason = ""
     if header.checkpoint_path is None:
@@ -256,7 +256,7 @@ def _agent_skip_reason(log: EpisodeLog, mode: ReplayMode) -> str:
         reason = f"recorded on {header.device}: bit-exact agent replays are promised on CPU only"
     if reason and mode == "agent":
         raise CheckpointError(f"{log.path}: cannot re-run the agent: {reason}")
-    return f"skipped ({reason})" if reason else ""
+    return f"skipped: {reason}" if reason else ""
 
 
 def _build_env(log: EpisodeLog, make_env: Callable[..., Any] | None,

@@ -37,9 +37,12 @@ def replay_command(
     console = Console()
     table = Table(title="replay" + (" --verify" if verify else ""))
     for heading in ("log", "steps", "success", "violating steps", "actions replay", "agent replay"):
-        table.add_column(heading, justify="left" if heading == "log" else "right")
+        table.add_column(heading, justify="left" if heading == "log" else "right",
+                         no_wrap=heading == "log", min_width=len(heading) if heading != "log" else None)
     failures: list[str] = []
+    base = log if log.is_dir() else log.parent
     for path in paths:
+        name = str(path.relative_to(base)) if path.is_relative_to(base) else path.name
         parsed = read_episode_log(path)
         renderer = EpisodeRenderer(max_steps=parsed.header.max_steps) if render is not None else None
         if verify:
@@ -47,7 +50,7 @@ def replay_command(
                 report = verify_log(path, mode="actions" if actions_only else "auto", device=device, frame=renderer)
             except ReplayDivergence as err:
                 failures.append(str(err))
-                table.add_row(path.name, str(parsed.record.num_steps), _yes(parsed.record.success),
+                table.add_row(name, str(parsed.record.num_steps), _yes(parsed.record.success),
                               str(parsed.record.violation_steps), "[red]diverged[/]", "–")
                 continue
             agent = "[green]ok[/]" if report.agent_ok else report.agent_note
@@ -58,12 +61,14 @@ def replay_command(
             agent = "not run (use --verify)"
             if problem:
                 console.print(f"[yellow]warning:[/] {problem}", highlight=False, soft_wrap=True)
-        table.add_row(path.name, str(parsed.record.num_steps), _yes(parsed.record.success),
+        table.add_row(name, str(parsed.record.num_steps), _yes(parsed.record.success),
                       str(parsed.record.violation_steps), actions, agent)
         if renderer is not None and render is not None:
             renderer.write_gif(render, fps=fps)
             console.print(f"wrote {render} ({len(renderer.frames)} frames)")
     console.print(table)
+    if verify:
+        console.print(f"{len(paths) - len(failures)}/{len(paths)} episode logs reproduced")
     if failures:
         more = f" (and {len(failures) - 1} more diverging logs)" if len(failures) > 1 else ""
         raise ReplayDivergence(failures[0] + more)
