@@ -19,10 +19,10 @@ def run_command(
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="training run directory (holds model.pt)"),
     episodes: int = typer.Option(10, "--episodes", "-n", min=1, help="seeded episodes to run"),
     planner: Optional[str] = typer.Option(None, "--planner", "-p",
-                                          help="flat | hier (default: the scenario's [planner].kind)"),
+                                          help="flat | hier (default: the scenario's \\[planner].kind)"),
     guardrails: Optional[str] = typer.Option(
         None, "--guardrails", "-g",
-        help="on | off | penalty | hard | lagrangian (default: the scenario's [guardrails].mode; "
+        help="on | off | penalty | hard | lagrangian (default: the scenario's \\[guardrails].mode; "
              "'on' keeps the file's mode, or penalty if it says off)"),
     seed: Optional[int] = typer.Option(None, "--seed", "-s", min=0, help="master seed (default: the scenario's)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o",
