@@ -23,23 +23,28 @@ from hplan.models.predictor import mlp
 
 
 class GuardrailHeads(nn.Module):
-    """One logit per violation name, from ``[z, a]`` and (action-marginal) from ``z`` alone."""
+    """One logit per violation name, from ``[z, a, Δ]`` and (action-marginal) from ``z`` alone.
+
+    ``Δ = P_lo(z, a) − z`` is the predicted latent change. It carries what the predictor learned
+    from *all* unlabelled transitions — e.g. that pushing into a wall moves nothing — so the head
+    needs far fewer labels than one that must infer the wall geometry from ``(z, a)`` alone
+    (with 1,000 labels an MLP on the true ``(x, y, vx, vy, a)`` reaches only ~0.9 AUROC for
+    wall contact on PointRooms).
+    """
 
     def __init__(self, latent_dim: int, action_dim: int, hidden: int, num_guardrails: int) -> None:
         super().__init__()
         self.num = num_guardrails
-        self.state_action = mlp(latent_dim + action_dim, hidden, max(num_guardrails, 1), 2)
+        self.state_action = mlp(2 * latent_dim + action_dim, hidden, max(num_guardrails, 1), 2)
         self.state = mlp(latent_dim, hidden, max(num_guardrails, 1), 2)
 
-    def logits(self, z: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
-        """``z (..., D)`` and optional ``actions (..., A)`` (leading dims broadcast) → ``(..., G)``."""
+    def logits(self, z: torch.Tensor, actions: torch.Tensor | None = None,
+               delta: torch.Tensor | None = None) -> torch.Tensor:
+        """``z (..., D)``; with ``actions (..., A)`` also ``delta (..., D)`` (same leading dims) → ``(..., G)``."""
         if actions is None:
             out = self.state(z)
         else:
-            lead = torch.broadcast_shapes(z.shape[:-1], actions.shape[:-1])
-            z = z.expand(*lead, z.shape[-1])
-            actions = actions.to(z.dtype).expand(*lead, actions.shape[-1])
-            out = self.state_action(torch.cat([z, actions], dim=-1))
+            out = self.state_action(torch.cat([z, actions.to(z.dtype), delta], dim=-1))
         return out[..., : self.num]
 
 

@@ -135,9 +135,9 @@ class WorldModelModule(pl.LightningModule):
 
     def guardrail_loss(self, z: torch.Tensor, action: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Class-balanced BCE of both guardrail heads: state-action and state-only (action-marginal)."""
-        heads = self.model.guardrail
-        return (F.binary_cross_entropy_with_logits(heads.logits(z, action), labels, pos_weight=self.pos_weight)
-                + F.binary_cross_entropy_with_logits(heads.logits(z), labels, pos_weight=self.pos_weight))
+        logits = self.model.guardrail_logits
+        return (F.binary_cross_entropy_with_logits(logits(z, action), labels, pos_weight=self.pos_weight)
+                + F.binary_cross_entropy_with_logits(logits(z), labels, pos_weight=self.pos_weight))
 
     def fit_guardrails(self) -> None:
         """Refit the guardrail heads on the whole labelled subset, on the current frozen latent.
@@ -190,7 +190,7 @@ class WorldModelModule(pl.LightningModule):
         z_seq, horizon = ex["z_seq"], self.train_cfg.rollout_horizon
         b, w = z_seq.shape[:2]
         z_steps = z_seq[:, :-1]
-        probs = torch.sigmoid(self.model.guardrail.logits(z_steps, batch["action"]))
+        probs = self.model.heads(z_steps, batch["action"])
         one_step = self.model.predictor.step(z_steps, batch["action"])
         store = {
             "z": z_seq, "pos": batch["pos"], "episode": batch["episode"],

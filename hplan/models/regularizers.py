@@ -10,9 +10,8 @@ vicreg     online encoder  variance hinge (std ≥ 1) + off-diagonal covariance,
                            temporal smoothness and inverse dynamics (PLDM's terms)
 sigreg     online encoder  Epps–Pulley statistic of fresh random 1-D projections vs N(0, 1)
 ema        EMA encoder     none: the stop-gradient EMA target (BYOL) is the asymmetry; the
-                           encoder ends in a parameter-free LayerNorm, because with an MSE
-                           loss the EMA pair can otherwise shrink the latent's scale towards
-                           0 (BYOL normalises for the same reason)
+                           encoder ends in a parameter-free BatchNorm (see NormalizedEncoder):
+                           without it the EMA pair shrank the latent to a point on PointRooms
 none       online encoder  none — collapses on purpose (the loss is minimised by a constant z)
 recon      stop-gradient   none: a decoder reconstructs the observation from z (baseline)
 =========  ==============  ===========================================================

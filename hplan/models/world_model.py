@@ -27,12 +27,19 @@ from hplan.planning.protocol import ActionSpec
 
 
 class NormalizedEncoder(nn.Module):
-    """An encoder followed by a parameter-free LayerNorm (fixes the latent's scale)."""
+    """An encoder followed by a parameter-free BatchNorm: every latent dim has unit spread over the data.
+
+    Why BatchNorm rather than LayerNorm: on PointRooms frames differ only by a small agent disc, so
+    at initialisation all latents are nearly equal; a per-sample norm keeps that (the EMA pair then
+    collapses to one direction within an epoch, measured), while a per-dimension batch norm
+    rescales the small differences to unit variance, leaving only dimensional collapse possible
+    (which the effective-rank rule watches). Eval mode uses the running statistics.
+    """
 
     def __init__(self, encoder: nn.Module, latent_dim: int) -> None:
         super().__init__()
         self.inner = encoder
-        self.norm = nn.LayerNorm(latent_dim, elementwise_affine=False)
+        self.norm = nn.BatchNorm1d(latent_dim, affine=False, eps=1e-8)
 
     def set_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.inner.set_stats(mean, std)
@@ -92,7 +99,21 @@ class LatentWorldModel(nn.Module):
         return torch.stack(outputs, dim=-2)
 
     def heads(self, z: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
-        return torch.sigmoid(self.guardrail.logits(z, actions))
+        return torch.sigmoid(self.guardrail_logits(z, actions))
+
+    def guardrail_logits(self, z: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
+        """Guardrail logits; with actions the head also sees the predicted change ``P_lo(z, a) − z``.
+
+        Leading dims of ``z`` and ``actions`` broadcast. The predictor is not trained through this
+        path (its output is detached), so guardrail labels never shape the dynamics.
+        """
+        if actions is None:
+            return self.guardrail.logits(z)
+        lead = torch.broadcast_shapes(z.shape[:-1], actions.shape[:-1])
+        z = z.expand(*lead, z.shape[-1])
+        actions = actions.to(z.dtype).expand(*lead, actions.shape[-1])
+        delta = (self.predictor.step(z, actions) - z).detach()
+        return self.guardrail.logits(z, actions, delta)
 
     def temporal_distance(self, z: torch.Tensor, z_goal: torch.Tensor) -> torch.Tensor:
         return self.distance(z, z_goal)
