@@ -10,6 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 
+MAX_EPOCH_COLUMNS = 8
+
+
 def inspect_command(
     run_dir: Path = typer.Argument(..., help="run directory written by `hplan train`"),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help=(
@@ -26,12 +29,16 @@ def inspect_command(
     frame = run.frame
     extra = sorted(c for c in frame.columns if c.startswith("val/auroc_") or c == "val/distance_spearman")
     columns = [c for c in TABLE_COLUMNS if c in frame.columns] + extra
-    table = Table(title=f"{run_dir} — latent_dim {run.latent_dim}", title_justify="left")
-    table.add_column("epoch", justify="right")
+    shown = frame.tail(MAX_EPOCH_COLUMNS)  # metrics as rows, epochs as columns: fits a terminal
+    title = f"{run_dir} — latent_dim {run.latent_dim}"
+    if len(shown) < len(frame):
+        title += f" (last {len(shown)} of {len(frame)} epochs)"
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    for epoch in shown["epoch"]:
+        table.add_column(f"ep {int(epoch)}", justify="right")
     for column in columns:
-        table.add_column(column.split("/", 1)[-1], justify="right")
-    for _, row in frame.iterrows():
-        table.add_row(str(int(row["epoch"])), *(_fmt(row.get(c)) for c in columns))
+        table.add_row(column, *(_fmt(v) for v in shown[column]))
     console.print(table)
     png = plot_collapse_curves(run)
     rule = CollapseRule()

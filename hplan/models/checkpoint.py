@@ -73,7 +73,7 @@ def load_world_model(run_dir: str | Path, device: str | torch.device = "auto",
         first = next((ln.strip() for ln in str(err).splitlines() if "size mismatch" in ln or "Missing" in ln
                       or "Unexpected" in ln), str(err).splitlines()[0])
         raise CheckpointError(f"{path}: weights do not fit the stored architecture "
-                              f"(latent_dim={model.latent_dim}): {first[:160]}") from None
+                              f"(latent_dim={model.latent_dim}): {first[:240]}") from None
     return model.to(resolve_device(device)).eval()
 
 

@@ -67,6 +67,7 @@ class TrainConfig:
     distance_expectile: float = field(default=0.2, metadata=meta(
         "temporal-distance head: expectile of observed gaps it regresses (< 0.5 leans to the shortest path)",
         gt=0.0, lt=1.0))
-    guardrail_fit_steps: int = field(default=200, metadata=meta(
+    guardrail_fit_steps: int = field(default=1000, metadata=meta(
         "full-batch steps refitting the guardrail heads on the labelled subset before each validation", ge=0))
+    guardrail_lr: float = field(default=3e-3, metadata=meta("Adam learning rate of that refit", gt=0.0, le=1.0))
     guardrail_batch: int = field(default=64, metadata=meta("labelled transitions per training step (guardrail heads)", ge=1))

@@ -158,7 +158,7 @@ class WorldModelModule(pl.LightningModule):
             z = torch.cat([self.model.encoder(chunk) for chunk in obs.split(512)])
         action = torch.from_numpy(ds.action[rows_e, rows_t]).to(self.device)
         labels = torch.from_numpy(ds.violations[rows_e, rows_t].astype("float32")).to(self.device)
-        optim = torch.optim.Adam(self.model.guardrail.parameters(), lr=self.train_cfg.lr, weight_decay=1e-4)
+        optim = torch.optim.Adam(self.model.guardrail.parameters(), lr=self.train_cfg.guardrail_lr, weight_decay=1e-4)
         with torch.enable_grad():
             for _ in range(steps):
                 loss = self.guardrail_loss(z, action, labels)

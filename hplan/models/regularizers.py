@@ -8,7 +8,10 @@ name       targets         penalty
 =========  ==============  ===========================================================
 vicreg     online encoder  variance hinge (std ≥ 1) + off-diagonal covariance, optional
                            temporal smoothness and inverse dynamics (PLDM's terms)
-sigreg     online encoder  Epps–Pulley statistic of fresh random 1-D projections vs N(0, 1)
+sigreg     online encoder  Epps–Pulley statistic of fresh random 1-D projections vs N(0, 1);
+                           the latent is batch-normalised first: the statistic's gradient
+                           vanishes at a collapsed point (cos/sin are flat at 0), and PointRooms
+                           frames start there (measured: std 1e-4, loss flat for 258 steps)
 ema        EMA encoder     none: the stop-gradient EMA target (BYOL) is the asymmetry; the
                            encoder ends in a parameter-free BatchNorm (see NormalizedEncoder):
                            without it the EMA pair shrank the latent to a point on PointRooms
@@ -86,7 +89,7 @@ class RegularizerSpec:
 
 REGULARIZERS: dict[str, RegularizerSpec] = {
     "vicreg": RegularizerSpec("vicreg", "online", vicreg_terms),
-    "sigreg": RegularizerSpec("sigreg", "online", sigreg_terms),
+    "sigreg": RegularizerSpec("sigreg", "online", sigreg_terms, normalize_latent=True),
     "ema": RegularizerSpec("ema", "ema", no_terms, normalize_latent=True),
     "none": RegularizerSpec("none", "online", no_terms),
     "recon": RegularizerSpec("recon", "stopgrad", no_terms, decoder=True),
