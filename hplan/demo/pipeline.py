@@ -41,6 +41,7 @@ class DemoProfile:
     eval_episodes: int = field(metadata=meta("seeded episodes per planner configuration", ge=1))
     stress_suite: str = field(metadata=meta("stress suite file run against the trained model"))
     stress_seeds: int | None = field(default=None, metadata=meta("override the suite's seeds per cell", ge=1))
+    stress_max_steps: int | None = field(default=None, metadata=meta("override the suite's step budget", ge=1))
 
 
 PROFILES: dict[str, DemoProfile] = {
@@ -59,11 +60,15 @@ class DemoResult:
     seconds: dict[str, float]
 
 
-def run_demo(*, scenario: str = DEFAULT_SCENARIO, out_dir: str | Path | None = None, quick: bool = False,
-             fresh: bool = False, device: str = "auto", console: Console | None = None) -> DemoResult:
-    """Run every stage, print a summary table, write ``report.html``; returns what it produced."""
+def run_demo(*, scenario: str | Path = DEFAULT_SCENARIO, out_dir: str | Path | None = None, quick: bool = False,
+             fresh: bool = False, device: str = "auto", console: Console | None = None,
+             profile: DemoProfile | None = None) -> DemoResult:
+    """Run every stage, print a summary table, write ``report.html``; returns what it produced.
+
+    ``profile`` overrides the built-in full/quick workloads (tests use a tiny one).
+    """
     console = console or Console()
-    profile = PROFILES["quick" if quick else "full"]
+    profile = profile or PROFILES["quick" if quick else "full"]
     config = load_scenario(scenario)
     out = Path(out_dir) if out_dir is not None else Path("runs") / ("demo-quick" if quick else "demo")
     if fresh and out.exists():
@@ -142,7 +147,7 @@ def _stress(run_dir: Path, stress_dir: Path, profile: DemoProfile, console: Cons
     if not suite_path.exists():
         raise HplanError(f"{suite_path}: stress suite not found (run the demo from the repository root)")
     result = run_suite(suite_path, out_dir=stress_dir, checkpoint=run_dir, seeds=profile.stress_seeds,
-                       console=console)
+                       max_steps=profile.stress_max_steps, console=console)
     return result.summary
 
 

@@ -60,8 +60,8 @@ def with_overrides(suite: SuiteConfig, *, episodes: int | None = None, max_steps
 
 
 def run_suite(suite: str | Path, *, out_dir: str | Path, checkpoint: str | Path | None = None,
-              seeds: int | None = None, workers: int = 1, console: Console | None = None,
-              report: bool = True) -> SuiteOutcome:
+              seeds: int | None = None, max_steps: int | None = None, workers: int = 1,
+              console: Console | None = None, report: bool = True) -> SuiteOutcome:
     """Run ``suite`` (file or built-in name) into ``out_dir``.
 
     ``seeds`` overrides the suite's episodes per scenario × shift × severity (a quick demo runs
@@ -69,7 +69,7 @@ def run_suite(suite: str | Path, *, out_dir: str | Path, checkpoint: str | Path 
     """
     from hplan.stress.runner import run_suite as run
 
-    config, scenarios = validate_suite(suite, checkpoint, episodes=seeds)
+    config, scenarios = validate_suite(suite, checkpoint, episodes=seeds, max_steps=max_steps)
     if console is not None:
         console.print(f"stress suite {config.name}: {len(scenarios)} scenario(s), {len(config.shifts)} shift(s), "
                       f"{config.episodes} episode(s) per cell group → {out_dir}", highlight=False)
