@@ -200,7 +200,7 @@ class StudyConfig:
 def resolve_study_path(name_or_path: str | Path) -> Path:
     """A path to a TOML file, or the name of a canned study under ``studies/``."""
     path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
+    if path.suffix == ".toml" or path.is_file() or len(path.parts) > 1:
         return path
     return STUDY_DIR / f"{name_or_path}.toml"
 
