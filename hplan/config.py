@@ -106,16 +106,17 @@ def load_scenario(name_or_path: str | Path, overrides: dict[str, Any] | None = N
     """Read and validate a scenario file (semantic env checks happen in ``hplan.envs.factory``)."""
     path = resolve_scenario_path(name_or_path)
     data = read_toml(path)
-    data = _deep_merge(data, overrides or {})
+    data = deep_merge(data, overrides or {})
     data["source"] = str(path)
     return from_mapping(ScenarioConfig, data, source=str(path))
 
 
-def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge of nested override tables (``update`` wins); used for scenario overrides."""
     merged = dict(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged

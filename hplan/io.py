@@ -47,7 +47,7 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n")
 
 
 def write_dataframe(path: str | os.PathLike[str], frame: Any) -> None:
@@ -62,7 +62,8 @@ def write_dataframe(path: str | os.PathLike[str], frame: Any) -> None:
             raise ValueError(f"unsupported table format {suffix!r} for {path}")
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` for numpy scalars/arrays and paths (logs, manifests, summaries)."""
     import numpy as np
 
     if isinstance(obj, np.generic):

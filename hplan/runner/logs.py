@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from hplan.errors import ConfigError
-from hplan.io import atomic_open
+from hplan.io import atomic_open, json_default
 from hplan.runner.loop import EpisodeRecord, StepRecord
 
 LOG_FORMAT = "hplan-episode-log"
@@ -91,7 +91,7 @@ def episode_log_lines(header: LogHeader, record: EpisodeRecord, summary: dict[st
     lines, chain = [], ""
     for obj in objects:
         chain = _chain(chain, obj)
-        lines.append(json.dumps({**obj, "chain": chain}, allow_nan=False, default=_json_default))
+        lines.append(json.dumps({**obj, "chain": chain}, allow_nan=False, default=json_default))
     return lines
 
 
@@ -189,7 +189,7 @@ def _build(cls: type, obj: dict[str, Any], source: str, line: int, *, skip: tupl
 
 
 def _chain(previous: str, obj: dict[str, Any]) -> str:
-    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False, default=_json_default)
+    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False, default=json_default)
     return hashlib.sha256((previous + canonical).encode()).hexdigest()[:CHAIN_HEX]
 
 
@@ -203,15 +203,3 @@ def _first_broken_link(objects: list[dict[str, Any]]) -> int | None:
             return index
         previous = stored
     return None
-
-
-def _json_default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
