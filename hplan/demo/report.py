@@ -1,9 +1,10 @@
-"""The demo's ``report.html``: what a first-time user should look at after ``hplan demo``."""
+"""The demo's ``report.html`` and the figures it shares with the repository's results page."""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -14,8 +15,8 @@ import pandas as pd  # noqa: E402
 from hplan.config import ScenarioConfig  # noqa: E402
 from hplan.htmlreport import Section, figure_html, paragraph, table_html, write_report  # noqa: E402
 
-_EVAL_COLUMNS = ("run", "episodes", "success_rate", "mean_steps", "violation_rate", "violations_per_1000_steps",
-                 "ms_per_step", "model_evals_per_step")
+EVAL_COLUMNS = ("run", "episodes", "success_rate", "mean_steps", "violation_rate", "violations_per_1000_steps",
+                "ms_per_step", "model_evals_per_step")
 _TRAINING_CURVES = (("loss", ("train/loss", "val/loss")), ("effective rank", ("val/effective_rank",)),
                     ("linear-probe R²", ("val/probe_r2",)))
 
@@ -24,7 +25,8 @@ def write_demo_report(out: Path, config: ScenarioConfig, run_dir: Path, evaluati
                       stress_summary: pd.DataFrame | None, seconds: dict[str, float]) -> Path:
     sections = [
         Section("Planning: flat vs hierarchical, guardrails off vs on",
-                table_html(evaluation[[c for c in _EVAL_COLUMNS if c in evaluation]]) + _evaluation_figure(evaluation)),
+                table_html(evaluation[[c for c in EVAL_COLUMNS if c in evaluation]])
+                + figure_html(evaluation_figure(evaluation), "success, violations and planning time")),
         Section("World model training", _training_section(run_dir)),
     ]
     if stress_summary is not None:
@@ -39,28 +41,28 @@ def write_demo_report(out: Path, config: ScenarioConfig, run_dir: Path, evaluati
     return write_report(out / "report.html", "hplan demo", sections, subtitle)
 
 
-def _evaluation_figure(evaluation: pd.DataFrame) -> str:
+def evaluation_figure(evaluation: pd.DataFrame) -> Any:
+    """Bars of success rate, violation rate and planning time per planner configuration."""
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     labels = evaluation["run"].tolist()
+    colours = ["#9bb" if "flat" in label else "#36a" for label in labels]
     for ax, (column, title) in zip(axes, (("success_rate", "success rate"), ("violation_rate", "violation rate"),
                                           ("ms_per_step", "planning ms / step"))):
-        ax.bar(range(len(labels)), evaluation[column], color=["#8aa", "#8aa", "#36a", "#36a"][: len(labels)])
+        ax.bar(range(len(labels)), evaluation[column], color=colours)
         ax.set_xticks(range(len(labels)), labels, rotation=25, ha="right", fontsize=8)
         ax.set_title(title)
         if column != "ms_per_step":
             ax.set_ylim(0, 1)
-    return figure_html(fig, "success, violations and planning time per configuration")
+    fig.tight_layout()
+    return fig
 
 
-def _training_section(run_dir: Path) -> str:
-    metrics_path = run_dir / "metrics.csv"
-    if not metrics_path.exists():
-        return paragraph(f"{metrics_path} not found", "note")
-    metrics = pd.read_csv(metrics_path)
+def training_figure(metrics: pd.DataFrame) -> Any | None:
+    """Loss, effective rank and probe R² per epoch (None when the columns are absent)."""
     panels = [(title, [c for c in cols if c in metrics]) for title, cols in _TRAINING_CURVES]
     panels = [(t, c) for t, c in panels if c]
     if not panels or "epoch" not in metrics:
-        return paragraph("metrics.csv has no per-epoch curves", "note")
+        return None
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
     for ax, (title, cols) in zip(axes[0], panels):
         for col in cols:
@@ -68,6 +70,18 @@ def _training_section(run_dir: Path) -> str:
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _training_section(run_dir: Path) -> str:
+    metrics_path = run_dir / "metrics.csv"
+    if not metrics_path.exists():
+        return paragraph(f"{metrics_path} not found", "note")
+    metrics = pd.read_csv(metrics_path)
+    fig = training_figure(metrics)
+    if fig is None:
+        return paragraph("metrics.csv has no per-epoch curves", "note")
     last = metrics.tail(1).T.reset_index()
     last.columns = ["metric", "last epoch"]
     return figure_html(fig, "training curves") + table_html(last)
