@@ -176,3 +176,64 @@ def test_run_config_disagreeing_with_the_checkpoint_is_refused(tmp_path: Path) -
     (tmp_path / "config.json").write_text('{"model": {"latent_dim": 64}, "env": {"id": "hplan/Test-v0"}}')
     with pytest.raises(CheckpointError, match="latent size 8 does not match config.json"):
         load_world_model(tmp_path)
+
+
+def _u_path(n_leg: int = 8) -> torch.Tensor:
+    """Latents on a U: down one leg, along the bottom, up the other; the legs' tops are close in
+    Euclidean distance but ``2·n_leg + 4`` steps apart along the path (a wall between the legs)."""
+    down = [(0.0, float(n_leg - i)) for i in range(n_leg)]
+    bottom = [(float(i), 0.0) for i in range(5)]
+    up = [(4.0, float(i + 1)) for i in range(n_leg)]
+    return torch.tensor(down + bottom + up) / 2.0
+
+
+@pytest.mark.parametrize("objective", ["qrl", "expectile"])
+def test_distance_loss_runs_for_each_objective(objective: str) -> None:
+    import types
+
+    from hplan.models.module import WorldModelModule
+
+    head = _model(distance_dim=8).distance
+    stub = types.SimpleNamespace(train_cfg=TrainConfig(distance_objective=objective, distance_max_gap=8),
+                                 model=types.SimpleNamespace(distance=head))
+    zd, z_far = torch.randn(4, 5, 8), torch.randn(4, 8)
+    loss, parts, d_far = WorldModelModule.distance_loss(stub, zd, z_far, torch.full((4,), 3.0),
+                                                        torch.Generator().manual_seed(0))
+    loss.backward()
+    assert torch.isfinite(loss) and d_far.shape == (4,)
+    assert set(parts) == ({"distance_push", "distance_violation"} if objective == "qrl" else set())
+
+
+def test_qrl_distance_learns_the_path_length_around_a_wall() -> None:
+    """QRL objective on windows of a U-shaped path: the learned distance from one top follows the
+    path index (geodesic), not the Euclidean distance, which is small to the other top."""
+    import types
+
+    from hplan.models.module import WorldModelModule
+    from hplan.diagnostics.scores import spearman
+
+    torch.manual_seed(0)
+    path = _u_path()
+    n, w, max_gap = len(path), 4, 8
+    head = _model(latent_dim=2, distance_dim=16, hidden_dim=64).distance
+    head.scale = float(max_gap)
+    stub = types.SimpleNamespace(train_cfg=TrainConfig(distance_max_gap=max_gap, distance_push_offset=64.0),
+                                 model=types.SimpleNamespace(distance=head))
+    optim = torch.optim.Adam(head.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(400):
+        start = torch.randint(0, n - w + 1, (32,), generator=gen)
+        gap = torch.minimum(1 + torch.randint(0, max_gap, (32,), generator=gen), n - 1 - start)
+        gap = torch.clamp(gap, min=1)
+        zd = path[start[:, None] + torch.arange(w)]
+        z_far = path[torch.clamp(start + gap, max=n - 1)]
+        loss, _, _ = WorldModelModule.distance_loss(stub, zd, z_far, gap.float(), gen)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    with torch.no_grad():
+        d = head(path[:1].expand(n, -1), path)
+        step = head(path[:-1], path[1:])
+    assert spearman(d.numpy(), torch.arange(n).numpy()) > 0.9
+    assert d[-1] > 3 * d[n // 4]  # the other top is far although its Euclidean distance is small
+    assert step.max() < 2.0  # the local constraint holds: one step ≈ ≤ 1

@@ -67,9 +67,24 @@ class TrainConfig:
     subgoal_beta: float = field(default=0.1, metadata=meta("subgoal VAE: KL weight (beta)", ge=0.0))
     distance_max_gap: int = field(default=64, metadata=meta(
         "temporal-distance head: largest within-episode step gap used as a training pair", ge=1))
+    distance_objective: Literal["qrl", "expectile"] = field(default="qrl", metadata=meta(
+        "temporal-distance head: `qrl` (maximise random-pair distances subject to d <= observed gap on "
+        "within-episode pairs: approximates the shortest-path step distance) or `expectile` (regress "
+        "observed gaps with a low expectile; the earlier head)"))
     distance_expectile: float = field(default=0.2, metadata=meta(
-        "temporal-distance head: expectile of observed gaps it regresses (< 0.5 leans to the shortest path)",
-        gt=0.0, lt=1.0))
+        "temporal-distance head, `expectile` objective: expectile of observed gaps it regresses "
+        "(< 0.5 leans to the shortest path)", gt=0.0, lt=1.0))
+    distance_push_offset: float = field(default=256.0, metadata=meta(
+        "temporal-distance head, `qrl` objective: steps around which the push on random pairs "
+        "saturates (loss softplus((offset - d) / distance_max_gap)); set above the longest shortest path",
+        gt=0.0))
+    distance_constraint_weight: float = field(default=1000.0, metadata=meta(
+        "temporal-distance head, `qrl` objective: weight of the squared hinge relu(d - gap)^2 (both in "
+        "units of distance_max_gap) on within-episode pairs; large, so the local constraint holds",
+        ge=0.0))
+    distance_lr: float = field(default=0.0, metadata=meta(
+        "Adam learning rate of the temporal-distance head (0 = lr); it reads detached latents, so a "
+        "larger rate speeds it up without touching the representation", ge=0.0, le=1.0))
     guardrail_fit_steps: int = field(default=1000, metadata=meta(
         "full-batch steps refitting the guardrail heads on the labelled subset before each validation", ge=0))
     guardrail_lr: float = field(default=3e-3, metadata=meta("Adam learning rate of that refit", gt=0.0, le=1.0))

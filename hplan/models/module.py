@@ -7,7 +7,8 @@ Loss of one batch (window ``o_0 … o_{W-1}``, actions ``a_0 … a_{W-2}``)::
     z̄_t      = z_t | sg(z_t) | EMA-encoder(o_t)        per regulariser (see regularizers.py)
     jepa     = pred_weight · mean ‖ẑ − z̄‖² + penalty (+ recon for the baseline)
     high     = subgoal ELBO on (sg z_0, sg z_k, a_{0:k})
-    distance = expectile regression of step gaps on within-episode pairs (sg latents)
+    distance = QRL: push random pairs apart (concave, saturating) s.t. d ≤ gap on within-episode
+               pairs (large squared hinge); or the earlier expectile regression of step gaps (sg latents)
     guard    = BCE of guardrail heads on the labelled subset (sg latents, class-balanced)
 
 ``train/jepa_loss`` is the representation loss the collapse rule watches. Per epoch the module
@@ -114,17 +115,11 @@ class WorldModelModule(pl.LightningModule):
 
         zd = z_seq.detach()
         high = model.subgoal.loss(zd[:, 0], zd[:, k], action[:, :k], cfg.subgoal_beta, gen)
-        # Temporal distance: every in-window pair (i < j) plus the far frame.
-        ii, jj = torch.triu_indices(w, w, offset=1, device=zd.device)
-        d_win = model.distance(zd[:, ii], zd[:, jj])
-        gaps_win = (jj - ii).to(zd.dtype).expand(b, -1)
-        d_far = model.distance(zd[:, 0], z_far.detach())
-        scale = float(cfg.distance_max_gap)
-        dist = expectile_loss(torch.cat([d_win.flatten(), d_far]) / scale,
-                              torch.cat([gaps_win.flatten(), batch["gap"]]) / scale, cfg.distance_expectile)
+        dist, dist_parts, d_far = self.distance_loss(zd, z_far.detach(), batch["gap"], gen)
         total = jepa + high["loss"] + dist
         out = {"jepa_loss": jepa, "pred_loss": losses["pred"], "subgoal_loss": high["loss"], "subgoal_kl": high["kl"],
-               "distance_loss": dist, **{f"reg_{name}": v for name, v in losses.items() if name != "pred"}}
+               "distance_loss": dist, **dist_parts,
+               **{f"reg_{name}": v for name, v in losses.items() if name != "pred"}}
         if len(z_lab):
             guard = self.guardrail_loss(z_lab.detach(), batch["lab_action"], batch["lab_violations"])
             total = total + guard
@@ -132,6 +127,37 @@ class WorldModelModule(pl.LightningModule):
         out["loss"] = total
         extras = {"z_seq": zd, "pred": pred.detach(), "z_far": z_far.detach(), "d_far": d_far.detach()}
         return out, extras
+
+    def distance_loss(self, zd: torch.Tensor, z_far: torch.Tensor, far_gap: torch.Tensor,
+                      gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """Temporal-distance loss on detached latents ``zd (B, W, D)`` and far frames ``z_far (B, D)``.
+
+        Within-episode pairs: every in-window pair ``(i < j)`` (gap ``j − i``) plus ``(z_0, far frame)``.
+        ``expectile``: regress the gaps with a low expectile. ``qrl``: push random pairs (all latents
+        of the batch against a random permutation of them) apart through the concave, saturating
+        ``softplus((offset − d) / max_gap)``, while ``constraint_weight · relu(d − gap)²`` holds every
+        within-episode distance at or below its gap (distances in units of ``max_gap``). Returns
+        ``(loss, logged parts, d_far)``.
+        """
+        cfg, head = self.train_cfg, self.model.distance
+        b, w = zd.shape[:2]
+        scale = float(cfg.distance_max_gap)
+        e_seq, e_far = head.embed(zd), head.embed(z_far)
+        ii, jj = torch.triu_indices(w, w, offset=1, device=zd.device)
+        d_win = head.between(e_seq[:, ii], e_seq[:, jj])
+        gaps_win = (jj - ii).to(zd.dtype).expand(b, -1)
+        d_far = head.between(e_seq[:, 0], e_far)
+        d_pos = torch.cat([d_win.flatten(), d_far]) / scale
+        gap_pos = torch.cat([gaps_win.flatten(), far_gap]) / scale
+        if cfg.distance_objective == "expectile":
+            return expectile_loss(d_pos, gap_pos, cfg.distance_expectile), {}, d_far
+        e_all = torch.cat([e_seq.flatten(0, 1), e_far])
+        perm = torch.randperm(len(e_all), generator=gen, device=gen.device).to(e_all.device)
+        d_rand = head.between(e_all, e_all[perm]) / scale
+        push = F.softplus(cfg.distance_push_offset / scale - d_rand).mean()
+        violation = torch.relu(d_pos - gap_pos).pow(2).mean()
+        loss = push + cfg.distance_constraint_weight * violation
+        return loss, {"distance_push": push, "distance_violation": violation}, d_far
 
     def guardrail_loss(self, z: torch.Tensor, action: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Class-balanced BCE of both guardrail heads: state-action and state-only (action-marginal)."""
@@ -234,5 +260,9 @@ class WorldModelModule(pl.LightningModule):
         return metrics
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        params = [p for n, p in self.named_parameters() if not n.startswith("target_encoder.")]
-        return torch.optim.AdamW(params, lr=self.train_cfg.lr, weight_decay=self.train_cfg.weight_decay)
+        cfg = self.train_cfg
+        named = [(n, p) for n, p in self.named_parameters() if not n.startswith("target_encoder.")]
+        head = [p for n, p in named if n.startswith("model.distance.")]
+        rest = [p for n, p in named if not n.startswith("model.distance.")]
+        groups = [{"params": rest}, {"params": head, "lr": cfg.distance_lr}] if cfg.distance_lr else [{"params": rest + head}]
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
