@@ -99,12 +99,9 @@ def export_command(
     study_dir: Optional[Path] = DIR_OPT,
 ) -> None:
     """Export every trial (params, values, metrics, constraints, run dirs) as a table."""
-    from hplan.studies.config import load_study
     from hplan.studies.report import export
-    from hplan.studies.workers import load
 
-    config = load_study(study, check_scenario=False)
-    handle = load(config, _storage(storage, _study_dir(config.name, study_dir)))
+    handle = _open_study(study, storage, study_dir)
     path = export(handle, out)
     Console().print(f"wrote {path} ({len(handle.trials)} trials)", highlight=False)
 
@@ -119,12 +116,20 @@ def plots_command(
     """Optimisation history, Pareto front and parameter importances as PNG files."""
     from hplan.studies.config import load_study
     from hplan.studies.report import plots
+
+    config = load_study(study, check_scenario=False)
+    handle = _open_study(study, storage, study_dir)
+    for path in plots(handle, config, out):
+        Console().print(f"wrote {path}", highlight=False)
+
+
+def _open_study(study: str, storage: Optional[str], study_dir: Optional[Path]):
+    """The Optuna study named by a study file, on the given or default storage (read-only use)."""
+    from hplan.studies.config import load_study
     from hplan.studies.workers import load
 
     config = load_study(study, check_scenario=False)
-    handle = load(config, _storage(storage, _study_dir(config.name, study_dir)))
-    for path in plots(handle, config, out):
-        Console().print(f"wrote {path}", highlight=False)
+    return load(config, _storage(storage, _study_dir(config.name, study_dir)))
 
 
 @study_app.command("metrics")

@@ -244,7 +244,8 @@ def rescale(study: StudyConfig, *, seeds: int | None = None, episodes: int | Non
     """
     from dataclasses import replace
 
-    from hplan.studies.space import merge, nested, validate_against_scenario
+    from hplan.config import deep_merge as merge
+    from hplan.studies.space import nested, validate_against_scenario
 
     changes: dict[str, Any] = {k: v for k, v in (("seeds", seeds), ("episodes_per_seed", episodes),
                                                  ("max_epochs", max_epochs), ("collect_episodes", collect_episodes))

@@ -13,6 +13,7 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from hplan.config import deep_merge as merge
 from hplan.errors import ConfigError, HplanError
 
 if TYPE_CHECKING:
@@ -33,17 +34,6 @@ def nested(target: str, value: Any) -> dict[str, Any]:
     for part in parts[:-1]:
         node = node.setdefault(part, {})
     node[parts[-1]] = value
-    return out
-
-
-def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """Deep merge of nested override tables (``update`` wins)."""
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
     return out
 
 
