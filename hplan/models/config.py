@@ -82,7 +82,7 @@ class TrainConfig:
         "temporal-distance head, `qrl` objective: weight of the squared hinge relu(d - gap)^2 (both in "
         "units of distance_max_gap) on within-episode pairs; large, so the local constraint holds",
         ge=0.0))
-    distance_lr: float = field(default=0.0, metadata=meta(
+    distance_lr: float = field(default=3e-3, metadata=meta(
         "Adam learning rate of the temporal-distance head (0 = lr); it reads detached latents, so a "
         "larger rate speeds it up without touching the representation", ge=0.0, le=1.0))
     guardrail_fit_steps: int = field(default=1000, metadata=meta(
