@@ -85,6 +85,11 @@ class TrainConfig:
     distance_lr: float = field(default=3e-3, metadata=meta(
         "Adam learning rate of the temporal-distance head (0 = lr); it reads detached latents, so a "
         "larger rate speeds it up without touching the representation", ge=0.0, le=1.0))
+    distance_fit_steps: int = field(default=600, metadata=meta(
+        "Adam steps refitting the temporal-distance head on frozen training latents before each validation "
+        "(its per-batch updates are few on small datasets; the qrl push needs many)", ge=0))
+    distance_fit_batch: int = field(default=256, metadata=meta(
+        "windows (each with a far frame) per refit step of the temporal-distance head", ge=2))
     guardrail_fit_steps: int = field(default=1000, metadata=meta(
         "full-batch steps refitting the guardrail heads on the labelled subset before each validation", ge=0))
     guardrail_lr: float = field(default=3e-3, metadata=meta("Adam learning rate of that refit", gt=0.0, le=1.0))

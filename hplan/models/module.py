@@ -192,6 +192,47 @@ class WorldModelModule(pl.LightningModule):
                 loss.backward()
                 optim.step()
 
+    def fit_distance(self) -> None:
+        """Refit the temporal-distance head on frozen latents of (up to 256) training episodes.
+
+        The head reads detached latents, so extra steps cannot disturb the representation; they
+        matter because the qrl push widens distances slowly and a small dataset gives the head
+        only a few hundred joint updates. ``distance_fit_steps`` Adam steps on batches of
+        ``distance_fit_batch`` random windows + far frames, with :meth:`distance_loss`.
+        """
+        cfg = self.train_cfg
+        data = getattr(self.trainer, "datamodule", None)
+        ds, episodes = getattr(data, "dataset", None), getattr(data, "train_episodes", None)
+        if cfg.distance_fit_steps == 0 or ds is None or episodes is None:
+            return
+        w, max_gap = ds.window, cfg.distance_max_gap
+        episodes = episodes[data.num_valid[episodes] >= w]
+        if not len(episodes):
+            return
+        rng = np.random.default_rng(derive_seed(self.seed, "distance-fit", self.current_epoch))
+        episodes = rng.permutation(episodes)[:256]
+        length = int(data.num_valid[episodes].max())
+        with torch.no_grad():
+            obs = torch.from_numpy(ds.obs[episodes, :length]).to(self.device)
+            z = torch.cat([self.model.encoder(chunk) for chunk in obs.flatten(0, 1).split(512)]).view(len(episodes), length, -1)
+        valid = torch.as_tensor(data.num_valid[episodes], device=self.device)
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(derive_seed(self.seed, "distance-fit-steps", self.current_epoch))
+        optim = torch.optim.Adam(self.model.distance.parameters(), lr=cfg.distance_lr or cfg.lr)
+        n = cfg.distance_fit_batch
+        with torch.enable_grad():
+            for _ in range(cfg.distance_fit_steps):
+                ep = torch.randint(0, len(episodes), (n,), generator=gen, device=self.device)
+                room = valid[ep] - w + 1  # window starts 0 .. room-1
+                start = (torch.rand(n, generator=gen, device=self.device) * room).long()
+                far_room = torch.clamp(valid[ep] - 1 - start, max=max_gap)
+                gap = 1 + (torch.rand(n, generator=gen, device=self.device) * far_room).long()
+                zd = z[ep[:, None], start[:, None] + torch.arange(w, device=self.device)]
+                loss, _, _ = self.distance_loss(zd, z[ep, start + gap], gap.to(z.dtype), gen)
+                optim.zero_grad(set_to_none=True)
+                loss.backward()
+                optim.step()
+
     # ------------------------------------------------------------------ hooks
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out, _ = self._losses(batch, "train")
@@ -208,6 +249,7 @@ class WorldModelModule(pl.LightningModule):
         self._val = {}
         if not self.trainer.sanity_checking:
             self.fit_guardrails()
+            self.fit_distance()
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         out, ex = self._losses(batch, "val")
