@@ -60,7 +60,8 @@ def test_categorical_plans_are_one_hot(horizon, n, seed):
         hit = actions[:, torch.arange(horizon), target].sum(1)
         return Evaluation.unconstrained(-hit, actions.shape[0] * horizon)
 
-    result = build("cem_discrete", space, population=32).optimize(
+    # an explicit budget (not the CPU-tuned defaults): 64 x 6 samples for at most 6**4 sequences
+    result = build("cem_discrete", space, population=64, iterations=6, elites=8).optimize(
         objective, space.initial_mean(), torch.Generator().manual_seed(seed))
     assert bool(((result.actions == 0) | (result.actions == 1)).all())
     assert torch.equal(result.actions.sum(-1), torch.ones(horizon))
