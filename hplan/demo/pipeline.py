@@ -43,14 +43,16 @@ class DemoProfile:
     stress_suite: str = field(metadata=meta("stress suite file run against the trained model"))
     stress_seeds: int | None = field(default=None, metadata=meta("override the suite's seeds per cell", ge=1))
     stress_max_steps: int | None = field(default=None, metadata=meta("override the suite's step budget", ge=1))
+    head_fit_steps: int | None = field(default=None, metadata=meta(
+        "override the per-epoch refit steps of the guardrail and distance heads (they dominate short runs)", ge=1))
 
 
 PROFILES: dict[str, DemoProfile] = {
     # ~80k transitions, ~240 optimiser steps (+ per-epoch head refits): about 4 minutes of training on 2 cores.
     "full": DemoProfile(collect_episodes=800, max_epochs=6, eval_episodes=8, stress_suite="stress/smoke.toml"),
     # Enough optimiser steps (~60) that the latent is already informative, in well under a minute.
-    "quick": DemoProfile(collect_episodes=150, max_epochs=6, eval_episodes=2, stress_suite="stress/smoke.toml",
-                         stress_seeds=1, stress_max_steps=40),
+    "quick": DemoProfile(collect_episodes=150, max_epochs=4, eval_episodes=2, stress_suite="stress/smoke.toml",
+                         stress_seeds=1, stress_max_steps=40, head_fit_steps=150),
 }
 
 
@@ -121,8 +123,10 @@ def _train(config: ScenarioConfig, data_dir: Path, run_dir: Path, profile: DemoP
         if trained_epochs == profile.max_epochs:
             return run_dir  # finished earlier with the same settings: reuse (--fresh retrains)
     # Otherwise train or resume; a run dir with other settings is refused with one line (use --fresh).
+    heads = ({} if profile.head_fit_steps is None else
+             {"guardrail_fit_steps": profile.head_fit_steps, "distance_fit_steps": profile.head_fit_steps})
     return train_world_model(config, data_dir, run_dir, progress=True, max_epochs=profile.max_epochs,
-                             device=device)
+                             device=device, **heads)
 
 
 def _evaluate(config: ScenarioConfig, run_dir: Path, eval_dir: Path, profile: DemoProfile,
