@@ -17,18 +17,7 @@ import pytest
 import numpy as np
 
 from hplan.config import ScenarioConfig, load_scenario
-
-
-@dataclass
-class FakePlanInfo:
-    guardrail_probs: dict[str, float]
-    predicted_cost: float
-    subgoal_latent: list[float] | None
-    subgoal_index: int
-    plan_ms: float
-    model_evals: int
-    replanned_high: bool
-    surprise: float
+from hplan.planning.agent import PlanInfo
 
 
 @dataclass
@@ -52,13 +41,13 @@ class GreedyAgent:
         self.calls.append("set_goal")
         self.goals.append(self.goal.copy())
 
-    def act(self, obs: Any) -> tuple[np.ndarray, FakePlanInfo]:
+    def act(self, obs: Any) -> tuple[np.ndarray, PlanInfo]:
         obs = np.asarray(obs, dtype=np.float64)
         direction = self.goal[:2] - obs[:2]
         action = np.clip(self.gain * direction + self.noise * self.rng.standard_normal(2), -1, 1).astype(np.float32)
         self.t += 1
         self.calls.append("act")
-        info = FakePlanInfo(guardrail_probs={"wall_contact": float(self.rng.uniform()), "restricted_zone": 0.01},
+        info = PlanInfo(guardrail_probs={"wall_contact": float(self.rng.uniform()), "restricted_zone": 0.01},
                             predicted_cost=float(np.linalg.norm(direction)), subgoal_latent=[0.5, -0.25],
                             subgoal_index=self.t // 4, plan_ms=0.1, model_evals=64, replanned_high=self.t % 4 == 1,
                             surprise=0.0)
