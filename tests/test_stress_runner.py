@@ -103,6 +103,15 @@ def test_resume_refuses_a_different_suite(tmp_path):
         run_suite(dataclasses.replace(suite, seed=7), resolved(), tmp_path, cell_fn=synthetic_cell, progress=False)
 
 
+def test_resume_refuses_results_made_against_another_scenario(tmp_path):
+    """Editing the scenario a suite runs (here its step budget) invalidates finished cells."""
+    suite = make_suite(shifts=(SuiteShift("none", (0,)),), episodes=1, episodes_per_cell=1)
+    run_suite(suite, resolved(), tmp_path, cell_fn=synthetic_cell, progress=False, report=False)
+    edited = (ResolvedScenario("open", open_scenario(max_steps=41), Path(".")),)
+    with pytest.raises(HplanError, match="different suite"):
+        run_suite(suite, edited, tmp_path, cell_fn=synthetic_cell, progress=False, report=False)
+
+
 def test_cells_run_in_spawned_worker_processes(tmp_path):
     suite = make_suite(shifts=(SuiteShift("none", (0,)), SuiteShift("obs_noise", (1, 2, 3))), episodes=4,
                        episodes_per_cell=2, reuse_nominal=False)

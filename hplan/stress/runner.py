@@ -68,7 +68,7 @@ def prepare_out_dir(out_dir: Path, suite: SuiteConfig, scenarios: Sequence[Resol
     import json
 
     marker = out_dir / "suite.json"
-    fingerprint = suite.fingerprint()
+    fingerprint = run_fingerprint(suite, scenarios)
     if marker.exists():
         try:
             previous = json.loads(marker.read_text()).get("fingerprint")
@@ -79,6 +79,27 @@ def prepare_out_dir(out_dir: Path, suite: SuiteConfig, scenarios: Sequence[Resol
                              "use a fresh --out directory")
     write_json(marker, {"fingerprint": fingerprint, "suite": to_mapping(suite),
                         "checkpoints": {s.label: str(s.checkpoint) for s in scenarios}})
+
+
+def run_fingerprint(suite: SuiteConfig, scenarios: Sequence[ResolvedScenario]) -> str:
+    """The suite's fingerprint plus what it runs against: each resolved scenario and its model weights.
+
+    Finished cells are only reused when all three are unchanged, so editing a scenario file or
+    retraining the checkpoint never mixes stale episodes into a resumed suite.
+    """
+    import hashlib
+    import json
+
+    from hplan.configio import to_mapping
+    from hplan.runner.settings import checkpoint_sha256
+
+    def weights(path: Path) -> str | None:
+        return checkpoint_sha256(path) if (Path(path) / "model.pt").is_file() or Path(path).suffix == ".pt" else None
+
+    parts = [suite.fingerprint()] + [
+        json.dumps({"label": s.label, "scenario": {k: v for k, v in to_mapping(s.config).items() if k != "source"},
+                    "weights": weights(s.checkpoint)}, sort_keys=True, default=str) for s in scenarios]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def run_cells(jobs: Sequence[CellJob], out_dir: Path, *, workers: int = 1, cell_fn: CellFn = run_cell,
