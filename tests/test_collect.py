@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hplan import cli
+from cli_support import run_cli  # noqa: E402
 from hplan.config import ScenarioConfig, load_scenario
 from hplan.data import shards as shards_module
 from hplan.data.collect import collect, episode_seeds, plan_shards, run_batch
@@ -417,18 +417,6 @@ def test_episode_seeds_are_derived_per_episode() -> None:
 
 
 # ----------------------------------------------------------------------------- CLI
-def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["hplan", *args])
-    monkeypatch.setenv("COLUMNS", "200")
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def test_collect_command_writes_a_dataset_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "two.toml"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hplan import cli
+from cli_support import run_cli  # noqa: E402
 from hplan.config import SCENARIO_DIR, builtin_scenarios, load_scenario
 from hplan.data.validate import validate_scenario
 from hplan.errors import ConfigError
@@ -65,19 +65,6 @@ STRUCTURAL_CASES = [  # (case, file text, field)
      "collect.num_envs"),
     ("bad TOML", "name = \n[env\n", ""),
 ]
-
-
-def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run ``hplan.cli.main`` in-process (as the console script does); returns exit code, stdout, stderr."""
-    monkeypatch.setattr(sys, "argv", ["hplan", *args])
-    monkeypatch.setenv("COLUMNS", "200")  # rich wraps at 80 columns when not on a terminal
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def assert_one_error_line(err: str, path: Path | str, field: str) -> None:
