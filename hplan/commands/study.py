@@ -101,7 +101,7 @@ def export_command(
     """Export every trial (params, values, metrics, constraints, run dirs) as a table."""
     from hplan.studies.report import export
 
-    handle = _open_study(study, storage, study_dir)
+    _, handle = _open_study(study, storage, study_dir)
     path = export(handle, out)
     Console().print(f"wrote {path} ({len(handle.trials)} trials)", highlight=False)
 
@@ -114,22 +114,20 @@ def plots_command(
     study_dir: Optional[Path] = DIR_OPT,
 ) -> None:
     """Optimisation history, Pareto front and parameter importances as PNG files."""
-    from hplan.studies.config import load_study
     from hplan.studies.report import plots
 
-    config = load_study(study, check_scenario=False)
-    handle = _open_study(study, storage, study_dir)
+    config, handle = _open_study(study, storage, study_dir)
     for path in plots(handle, config, out):
         Console().print(f"wrote {path}", highlight=False)
 
 
 def _open_study(study: str, storage: Optional[str], study_dir: Optional[Path]):
-    """The Optuna study named by a study file, on the given or default storage (read-only use)."""
+    """The study file's config and its Optuna study, on the given or default storage (read-only use)."""
     from hplan.studies.config import load_study
     from hplan.studies.workers import load
 
     config = load_study(study, check_scenario=False)
-    return load(config, _storage(storage, _study_dir(config.name, study_dir)))
+    return config, load(config, _storage(storage, _study_dir(config.name, study_dir)))
 
 
 @study_app.command("metrics")
