@@ -36,12 +36,12 @@ class Section:
     body: str
 
 
-def figure_html(fig: Any, alt: str) -> str:
+def figure_html(fig: Any, alt: str = "", dpi: int = 110) -> str:
     """Render a matplotlib figure to an inline ``<img>`` and close it."""
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'

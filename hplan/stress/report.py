@@ -8,9 +8,7 @@ or fonts, so the page can be attached to a ticket or archived as is.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from hplan.htmlreport import figure_html
 from hplan.io import write_text
 from hplan.stress import metrics as m
 from hplan.stress.summary import guardrail_samples, verdict_table
@@ -38,13 +37,8 @@ img{max-width:100%;border:1px solid #eee;margin:.5em 0}
 
 
 def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return f'<img src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+    return figure_html(fig, dpi=90)
 
 
 def _grid(n: int, width: float = 3.2, height: float = 2.6):
