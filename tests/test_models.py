@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -237,3 +238,47 @@ def test_qrl_distance_learns_the_path_length_around_a_wall() -> None:
     assert spearman(d.numpy(), torch.arange(n).numpy()) > 0.9
     assert d[-1] > 3 * d[n // 4]  # the other top is far although its Euclidean distance is small
     assert step.max() < 2.0  # the local constraint holds: one step ≈ ≤ 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(history=st.integers(1, 4), steps=st.integers(1, 9), data=st.data())
+def test_frame_history_matches_the_agents_running_history(history: int, steps: int, data: st.DataObject) -> None:
+    """Training windows (``gather_frames``) and the acting agent (``FrameHistory``) stack frames the
+    same way: oldest first, the first frame repeated before the episode starts."""
+    from hplan.planning.history import FrameHistory, gather_frames, repeat_frame
+
+    obs = np.arange(2 * steps * 3).reshape(2, steps, 3)
+    running = FrameHistory(history)
+    for t in range(steps):
+        stacked = running.push(obs[1, t])
+        gathered = gather_frames(obs, np.array(1), np.array(t), history)
+        np.testing.assert_array_equal(stacked, gathered)
+        if history > 1:
+            assert gathered.shape == (history, 3)
+            expected = [obs[1, max(t - back, 0)] for back in range(history - 1, -1, -1)]
+            np.testing.assert_array_equal(gathered, np.stack(expected))
+    t = data.draw(st.integers(0, steps - 1))
+    batch = gather_frames(obs, np.array([[0], [1]]), np.array([[t, 0]]), history)
+    assert batch.shape == ((2, 2, history, 3) if history > 1 else (2, 2, 3))
+    still = repeat_frame(obs[0, t], history)
+    assert np.all(still == obs[0, t])
+
+
+@pytest.mark.parametrize("obs", ["state", "image"])
+def test_frame_history_model_reads_the_older_frame(obs: str) -> None:
+    """With ``frame_history = 2`` the encoder takes ``(B, 2, *obs_shape)`` and its latent depends on
+    the previous frame too (so it can carry velocity)."""
+    model = _model(obs, frame_history=2).eval()
+    shape = (4,) if obs == "state" else (16, 16, 3)
+    gen = torch.Generator().manual_seed(3)
+    if obs == "state":
+        frames = torch.randn(5, 2, *shape, generator=gen)
+    else:
+        frames = torch.randint(0, 256, (5, 2, *shape), generator=gen, dtype=torch.uint8)
+    z = model.encode(frames)
+    assert z.shape == (5, 8)
+    moved = frames.clone()
+    moved[:, 0] = frames[:, 0].flip(0)  # older frames swapped between samples, current ones kept
+    assert not torch.allclose(model.encode(moved), z)
+    with pytest.raises(ValueError, match="frame_history"):
+        model.encode(frames[:4, 1])  # single frames are not a history, even when the sizes would divide

@@ -185,3 +185,36 @@ def test_cli_train_then_inspect(state_data: Path, tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     missing = runner.invoke(app, ["inspect", str(tmp_path / "nothing")])
     assert missing.exit_code != 0
+
+
+def test_frame_history_model_trains_evaluates_and_acts(image_data: Path, tmp_path: Path) -> None:
+    """``frame_history = 2`` end to end: training windows, held-out evaluation and the agent all
+    feed the encoder stacked frames (a shape mix-up anywhere raises in ``encode``)."""
+    from hplan.diagnostics.heldout import evaluate_heldout
+    from hplan.planning.agent import make_agent
+    from hplan.planning.config import GuardrailConfig, PlannerConfig
+    from hplan.planning.history import repeat_frame
+
+    scenario = ScenarioConfig(name="synthetic", env=EnvConfig(id=ENV_ID, obs_mode="image"))
+    run = train_world_model(scenario, image_data, tmp_path / "run", max_epochs=1, frame_history=2, **TINY)
+    model = load_world_model(run, device="cpu")
+    assert model.frame_history == 2 and model.input_shape == (2, 16, 16, 3)
+    out = evaluate_heldout(model, image_data, horizon=3)
+    assert np.isfinite(out["probe_r2"]) and 0.0 <= out["auroc_wall_contact"] <= 1.0
+
+    from hplan.data.shards import load_episodes
+
+    frames = load_episodes(image_data)["obs"][0]
+    agent = make_agent(model, PlannerConfig(kind="flat", horizon=3, population=16, iterations=1, elites=4),
+                       GuardrailConfig(), seed=0, device="cpu")
+    for _episode in range(2):  # the history starts afresh each episode: the first frame repeated
+        agent.reset(frames[-1], seed=0)
+        action, _ = agent.act(frames[0])
+        assert np.all(np.abs(action) <= 1.0)
+        with torch.no_grad():
+            still = model.encode(torch.from_numpy(repeat_frame(frames[0], 2))[None])[0]
+        torch.testing.assert_close(agent._last[0], still)
+        agent.act(frames[1])
+        with torch.no_grad():
+            moving = model.encode(torch.from_numpy(np.stack([frames[0], frames[1]]))[None])[0]
+        torch.testing.assert_close(agent._last[0], moving)

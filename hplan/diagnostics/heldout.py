@@ -23,6 +23,7 @@ from hplan.data.shards import load_episodes
 from hplan.diagnostics.probes import fit_linear_probe, r2_score
 from hplan.diagnostics.scores import auroc, spearman
 from hplan.models.data import action_spec_from_manifest
+from hplan.planning.history import gather_frames
 from hplan.seeding import derive_seed
 
 Geodesic = Callable[[np.ndarray, np.ndarray], float]
@@ -40,7 +41,9 @@ def evaluate_heldout(model, data_dir: str | Path, *, horizon: int = 8, max_episo
         action = np.eye(spec.dim, dtype=np.float32)[np.clip(action[..., 0].astype(int) - offset, 0, spec.dim - 1)]
     n_ep, steps = action.shape[:2]
     device = model.device
-    flat = torch.from_numpy(obs.reshape(-1, *obs.shape[2:]))
+    history = getattr(model, "frame_history", 1)
+    frames = gather_frames(obs, np.arange(n_ep)[:, None], np.arange(steps + 1)[None], history)
+    flat = torch.from_numpy(frames.reshape(n_ep * (steps + 1), *frames.shape[2:]))
     z = torch.cat([model.encode(chunk.to(device)).cpu() for chunk in flat.split(1024)]).view(n_ep, steps + 1, -1)
     pos_t = torch.from_numpy(pos)
     even = torch.arange(n_ep) % 2 == 0

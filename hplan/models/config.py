@@ -29,6 +29,9 @@ class ModelConfig:
         default="transition_vae", metadata=meta(
             "high-level abstraction: `transition_vae` (code of (z_t, z_t+k) under a prior p(m|z_t)) "
             "or `macro_action` (code of the k primitive actions, HWM-style)"))
+    frame_history: int = field(default=1, metadata=meta(
+        "observations the encoder sees at once (the current one and the ones before it); 2 lets one "
+        "latent carry the velocity that a single frame cannot show", ge=1, le=8))
     encoder_channels: int = field(default=16, metadata=meta(
         "channels of the first conv layer of the image encoder (later layers use twice as many)", ge=1, le=512))
     image_downsample: int = field(default=2, metadata=meta(

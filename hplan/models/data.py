@@ -26,6 +26,7 @@ from hplan.data.shards import load_episodes
 from hplan.errors import HplanError
 from hplan.models.config import ModelConfig, TrainConfig
 from hplan.models.encoders import obs_kind_of
+from hplan.planning.history import gather_frames
 from hplan.planning.protocol import ActionSpec
 from hplan.seeding import derive_seed
 
@@ -73,10 +74,15 @@ class WindowData(Dataset):
     """In-memory episode arrays; ``__getitems__(BatchPlan)`` gathers one batch of tensors."""
 
     def __init__(self, obs: np.ndarray, action: np.ndarray, violations: np.ndarray, pos: np.ndarray,
-                 window: int, labelled: tuple[np.ndarray, np.ndarray] | None) -> None:
+                 window: int, labelled: tuple[np.ndarray, np.ndarray] | None, history: int = 1) -> None:
         self.obs, self.action, self.violations, self.pos = obs, action, violations, pos
         self.window = window
         self.labelled = labelled  # (episode, t) rows of the labelled subset
+        self.history = history
+
+    def frames(self, episode: np.ndarray, step: np.ndarray) -> np.ndarray:
+        """Encoder inputs at ``(episode, step)``: observations with the model's frame history."""
+        return gather_frames(self.obs, episode, step, self.history)
 
     def __len__(self) -> int:
         return int(self.action.shape[0])
@@ -85,18 +91,18 @@ class WindowData(Dataset):
         steps = plan.start[:, None] + np.arange(self.window)[None, :]
         ep = plan.episode[:, None]
         batch = {
-            "obs": torch.from_numpy(self.obs[ep, steps]),
+            "obs": torch.from_numpy(self.frames(ep, steps)),
             "action": torch.from_numpy(self.action[ep, steps[:, :-1]]),
             "violations": torch.from_numpy(self.violations[ep, steps[:, :-1]].astype(np.float32)),
             "pos": torch.from_numpy(self.pos[ep, steps]),
-            "far_obs": torch.from_numpy(self.obs[plan.episode, plan.start + plan.gap]),
+            "far_obs": torch.from_numpy(self.frames(plan.episode, plan.start + plan.gap)),
             "far_pos": torch.from_numpy(self.pos[plan.episode, plan.start + plan.gap]),
             "gap": torch.from_numpy(plan.gap.astype(np.float32)),
             "episode": torch.from_numpy(plan.episode.astype(np.int64)),
         }
         if self.labelled is not None and len(plan.labels):
             le, lt = self.labelled[0][plan.labels], self.labelled[1][plan.labels]
-            batch["lab_obs"] = torch.from_numpy(self.obs[le, lt])
+            batch["lab_obs"] = torch.from_numpy(self.frames(le, lt))
             batch["lab_action"] = torch.from_numpy(self.action[le, lt])
             batch["lab_violations"] = torch.from_numpy(self.violations[le, lt].astype(np.float32))
         return batch
@@ -213,7 +219,7 @@ class EpisodeDataModule(pl.LightningDataModule):
             flat = obs[self.train_episodes].reshape(-1, obs.shape[-1]).astype(np.float64)
             mean, std = flat.mean(0).astype(np.float32), flat.std(0).astype(np.float32)
         self.num_valid = num_valid
-        self.dataset = WindowData(obs, action, violations, pos, self.window, labelled)
+        self.dataset = WindowData(obs, action, violations, pos, self.window, labelled, self.model_cfg.frame_history)
         self.info = DatasetInfo(
             env_id=str(manifest.get("env_id", "")), obs_kind=kind, obs_shape=tuple(obs.shape[2:]),
             action_spec=spec, guardrail_names=names, state_mean=mean, state_std=std,

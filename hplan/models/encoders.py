@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,11 +19,18 @@ from hplan.models.config import ModelConfig
 
 
 class ImageEncoder(nn.Module):
-    """``(B, H, W, C)`` uint8 → ``(B, D)``: pool, stride-2 convs down to ≤ 4×4, then an MLP."""
+    """``(B, H, W, C)`` uint8 → ``(B, D)``: pool, stride-2 convs down to ≤ 4×4, then an MLP.
+
+    With a frame history (input ``(B, h, H, W, C)``, see ``hplan/planning/history.py``) the frames are stacked
+    as channels (early fusion): the first convolution sees the disc in both frames side by side,
+    which is all it needs to read the velocity.
+    """
 
     def __init__(self, obs_shape: tuple[int, ...], cfg: ModelConfig) -> None:
         super().__init__()
-        height, width, channels = obs_shape
+        frames = obs_shape[0] if len(obs_shape) == 4 else 1
+        height, width, channels = obs_shape[-3:]
+        channels *= frames
         layers: list[nn.Module] = []
         if cfg.image_downsample > 1:
             layers.append(nn.AvgPool2d(cfg.image_downsample))
@@ -38,27 +46,32 @@ class ImageEncoder(nn.Module):
         self.head = nn.Sequential(nn.Linear(flat, cfg.hidden_dim), nn.ReLU(), nn.Linear(cfg.hidden_dim, cfg.latent_dim))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if obs.ndim == 5:  # (B, h, H, W, C) → (B, H, W, h·C)
+            obs = obs.permute(0, 2, 3, 1, 4).flatten(3)
         x = obs.permute(0, 3, 1, 2).float().div(255.0).sub(0.5)
         return self.head(self.conv(x))
 
 
 class StateEncoder(nn.Module):
-    """``(B, S)`` float → ``(B, D)``: standardise with the training set's statistics, then an MLP."""
+    """``(B, S)`` float (or ``(B, h, S)`` with a frame history) → ``(B, D)``: standardise with the
+    training set's statistics, then an MLP."""
 
     def __init__(self, obs_shape: tuple[int, ...], cfg: ModelConfig) -> None:
         super().__init__()
-        (dim,) = obs_shape
+        dim = int(np.prod(obs_shape))
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("std", torch.ones(dim))
         self.net = nn.Sequential(nn.Linear(dim, cfg.hidden_dim), nn.ReLU(), nn.Linear(cfg.hidden_dim, cfg.hidden_dim),
                                  nn.ReLU(), nn.Linear(cfg.hidden_dim, cfg.latent_dim))
 
     def set_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        self.mean.copy_(mean)
-        self.std.copy_(std.clamp_min(1e-6))
+        """Per-feature statistics of one frame (repeated over a frame history)."""
+        reps = self.mean.numel() // mean.numel()
+        self.mean.copy_(mean.repeat(reps))
+        self.std.copy_(std.clamp_min(1e-6).repeat(reps))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net((obs.float() - self.mean) / self.std)
+        return self.net((obs.flatten(1).float() - self.mean) / self.std)
 
 
 ENCODERS: dict[str, Callable[[tuple[int, ...], ModelConfig], nn.Module]] = {

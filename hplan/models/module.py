@@ -110,6 +110,8 @@ class WorldModelModule(pl.LightningModule):
             losses["idm"] = cfg.vicreg_idm * F.mse_loss(guess, action)
         if model.decoder is not None:
             flat = obs.flatten(0, 1)
+            if model.frame_history > 1:
+                flat = flat[:, -1]  # reconstruct the current frame of each history
             losses["recon"] = cfg.recon_weight * F.mse_loss(model.decoder(z_seq.flatten(0, 1)), model.decoder.target(flat))
         jepa = sum(losses.values())
 
@@ -180,7 +182,7 @@ class WorldModelModule(pl.LightningModule):
         ds = data.dataset
         rows_e, rows_t = labelled
         with torch.no_grad():
-            obs = torch.from_numpy(ds.obs[rows_e, rows_t]).to(self.device)
+            obs = torch.from_numpy(ds.frames(rows_e, rows_t)).to(self.device)
             z = torch.cat([self.model.encoder(chunk) for chunk in obs.split(512)])
         action = torch.from_numpy(ds.action[rows_e, rows_t]).to(self.device)
         labels = torch.from_numpy(ds.violations[rows_e, rows_t].astype("float32")).to(self.device)
@@ -213,7 +215,7 @@ class WorldModelModule(pl.LightningModule):
         episodes = rng.permutation(episodes)[:256]
         length = int(data.num_valid[episodes].max())
         with torch.no_grad():
-            obs = torch.from_numpy(ds.obs[episodes, :length]).to(self.device)
+            obs = torch.from_numpy(ds.frames(episodes[:, None], np.arange(length)[None])).to(self.device)
             z = torch.cat([self.model.encoder(chunk) for chunk in obs.flatten(0, 1).split(512)]).view(len(episodes), length, -1)
         valid = torch.as_tensor(data.num_valid[episodes], device=self.device)
         gen = torch.Generator(device=self.device)

@@ -64,7 +64,9 @@ class LatentWorldModel(nn.Module):
         self.code_dim = cfg.code_dim
         self.subgoal_interval = cfg.subgoal_interval
         self.distance_max_gap = int(distance_max_gap)
-        self.encoder = build_encoder(obs_kind, self.obs_shape, cfg)
+        self.frame_history = cfg.frame_history
+        self.input_shape = (self.frame_history, *self.obs_shape) if self.frame_history > 1 else self.obs_shape
+        self.encoder = build_encoder(obs_kind, self.input_shape, cfg)
         if REGULARIZERS[cfg.regularizer].normalize_latent:
             self.encoder = NormalizedEncoder(self.encoder, cfg.latent_dim)
         self.predictor = ResidualPredictor(cfg.latent_dim, action_spec.dim, cfg.hidden_dim, cfg.predictor_layers)
@@ -81,10 +83,18 @@ class LatentWorldModel(nn.Module):
         return next(self.parameters()).device
 
     def encode(self, obs: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Raw observations ``(B, *obs_shape)`` → ``(B, D)``; accepts numpy arrays too."""
+        """Raw observations ``(B, *input_shape)`` → ``(B, D)``; accepts numpy arrays too.
+
+        ``input_shape`` is ``obs_shape``, or ``(frame_history, *obs_shape)`` when the model reads
+        a frame history (oldest first; see ``hplan/planning/history.py``).
+        """
         obs = torch.as_tensor(obs, device=self.device)
-        lead = obs.shape[: obs.ndim - len(self.obs_shape)]
-        z = self.encoder(obs.reshape(-1, *self.obs_shape))
+        if tuple(obs.shape[obs.ndim - len(self.input_shape):]) != self.input_shape:
+            raise ValueError(f"encode: expected observations (..., {', '.join(map(str, self.input_shape))}), "
+                             f"got {tuple(obs.shape)}" + (" (frame_history > 1: pass the last frames stacked)"
+                                                          if self.frame_history > 1 else ""))
+        lead = obs.shape[: obs.ndim - len(self.input_shape)]
+        z = self.encoder(obs.reshape(-1, *self.input_shape))
         return z.reshape(*lead, self.latent_dim)
 
     def predict(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

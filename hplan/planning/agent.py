@@ -26,6 +26,7 @@ from hplan.device import resolve_device
 from hplan.planning.budget import resolve_budget
 from hplan.planning.config import GuardrailConfig, PlannerConfig
 from hplan.planning.energy import Energy
+from hplan.planning.history import FrameHistory, repeat_frame
 from hplan.planning.hierarchical import FlatPlanner, HierarchicalPlanner, PlanStep
 from hplan.planning.lagrangian import LagrangeMultiplier
 from hplan.planning.mpc import RecedingHorizon
@@ -96,6 +97,7 @@ class LatentAgent:
             self.planner = FlatPlanner(self.energy, low)
         self.budget = budget
         self.surprise = RunningZScore()
+        self.history = FrameHistory(getattr(model, "frame_history", 1))
         self.goal: torch.Tensor | None = None
         self.generator = torch_generator(self.seed, device)
         self._last: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -112,16 +114,18 @@ class LatentAgent:
         self._last = None
         self.last_step = None
         self.planner.reset()
-        self.goal = self.encode(goal_obs)
+        self.history.clear()
+        self.goal = self.encode(repeat_frame(goal_obs, self.history.history))
 
     def set_goal(self, goal_obs: Any) -> None:
         """The goal moved: re-encode it and drop subgoals and warm starts aimed at the old one."""
-        self.goal = self.encode(goal_obs)
+        self.goal = self.encode(repeat_frame(goal_obs, self.history.history))
         self.planner.reset()
 
     # -- acting ---------------------------------------------------------------------------------
     def encode(self, obs: Any) -> torch.Tensor:
-        """One raw observation (array, or dict of arrays) → latent ``(D,)``."""
+        """One encoder input (a raw observation, or a frame history of them; arrays or dicts of
+        arrays) → latent ``(D,)``."""
         with torch.no_grad():
             return self.model.encode(self._batch(obs))[0]
 
@@ -156,7 +160,7 @@ class LatentAgent:
         if self.goal is None:
             raise RuntimeError("call agent.reset(goal_obs, seed) before agent.act(obs)")
         start = time.perf_counter()
-        z = self.encode(obs)
+        z = self.encode(self.history.push(obs))
         surprise = self._score_surprise(z)
         with torch.no_grad():  # the gradient planner re-enables grad for its action sequence only
             step = self.planner.step(z, self.goal, self.generator)
