@@ -55,6 +55,10 @@ class CollectConfig:
     turn_prob: float = field(default=0.05, metadata=meta(
         "momentum policy: chance per step of picking a new heading (mean run = 1/turn_prob steps)",
         ge=0.0, le=1.0))
+    action_noise: float = field(default=0.0, metadata=meta(
+        "momentum policy: std of fresh Gaussian noise added to every continuous action (in half-ranges), "
+        "so actions vary independently of the velocity and the predictor must learn their effect",
+        ge=0.0, le=2.0))
     seek_prob: float = field(default=0.0, metadata=meta(
         "momentum policy: chance that a new heading points at the object to manipulate (pusher's block), "
         "so the data contains pushes", ge=0.0, le=1.0))

@@ -100,10 +100,10 @@ spaces = st.one_of(
 
 @settings(max_examples=40, deadline=None)
 @given(space=spaces, name=st.sampled_from(["random", "momentum"]), n=st.integers(1, 6), steps=st.integers(1, 30),
-       seed=st.integers(0, 2**31 - 1), turn_prob=st.floats(0, 1))
+       seed=st.integers(0, 2**31 - 1), turn_prob=st.floats(0, 1), action_noise=st.sampled_from([0.0, 0.5, 2.0]))
 def test_policies_stay_in_the_action_space(space: gym.Space, name: str, n: int, steps: int, seed: int,
-                                           turn_prob: float) -> None:
-    policy = make_policy(name, space, turn_prob=turn_prob)
+                                           turn_prob: float, action_noise: float) -> None:
+    policy = make_policy(name, space, turn_prob=turn_prob, action_noise=action_noise)
     policy.begin([np.random.default_rng([seed, i]) for i in range(n)], steps)
     blocked_rng = np.random.default_rng(seed)
     for t in range(steps):
@@ -445,3 +445,17 @@ def test_collect_command_reports_bad_input_in_one_line(tmp_path: Path, monkeypat
     assert err.strip().startswith(f"error: {path}: env.kwargs.layout: unknown layout")
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "d").exists()
+
+
+def test_momentum_action_noise_jitters_every_step_around_the_same_heading() -> None:
+    """The jitter varies the action step to step (so the data show what an action does) while the
+    heading persists; without it the random streams are exactly the old ones."""
+    plain, noisy = MomentumWalk(BOX, turn_prob=0.0), MomentumWalk(BOX, turn_prob=0.0, action_noise=0.3)
+    for policy in (plain, noisy):
+        policy.begin([np.random.default_rng(s) for s in range(64)], 40)
+    a = np.stack([plain.act(PolicyContext(t=t)) for t in range(40)], axis=1)
+    b = np.stack([noisy.act(PolicyContext(t=t)) for t in range(40)], axis=1)
+    assert np.all(a == a[:, :1])
+    assert np.all(np.abs(np.diff(b, axis=1)).max(axis=(1, 2)) > 0.05)  # every episode jitters
+    cosine = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+    assert np.median(cosine) > 0.8  # ... around the heading it keeps

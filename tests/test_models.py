@@ -282,3 +282,15 @@ def test_frame_history_model_reads_the_older_frame(obs: str) -> None:
     assert not torch.allclose(model.encode(moved), z)
     with pytest.raises(ValueError, match="frame_history"):
         model.encode(frames[:4, 1])  # single frames are not a history, even when the sizes would divide
+
+
+def test_free_bits_make_kl_below_the_floor_free() -> None:
+    from hplan.models.subgoal import free_bits_kl
+
+    kl = torch.tensor([[0.1, 2.0, 0.4], [0.3, 1.0, 0.2]], requires_grad=True)  # batch-mean: 0.2, 1.5, 0.3
+    value = free_bits_kl(kl, 0.5)
+    assert value.item() == pytest.approx(0.5 + 1.5 + 0.5)
+    value.backward()
+    assert torch.equal(kl.grad[:, [0, 2]], torch.zeros(2, 2))  # under the floor: no pressure to switch off
+    assert torch.all(kl.grad[:, 1] > 0)
+    assert free_bits_kl(kl, 0.0).item() == pytest.approx(2.0)

@@ -293,6 +293,7 @@ def _new_manifest(scenario: ScenarioConfig, source: BatchSource, settings: dict[
         "episodes_per_shard": scenario.collect.episodes_per_shard,
         "seed": scenario.seed,
         "policy": {"name": scenario.collect.policy, "turn_prob": scenario.collect.turn_prob,
+                   "action_noise": scenario.collect.action_noise,
                    "interact_prob": scenario.collect.interact_prob, "start": scenario.collect.start},
         "early_termination": "steps after an episode ends repeat its last observation and are valid=False",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

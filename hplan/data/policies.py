@@ -63,8 +63,9 @@ class ExplorationPolicy(ABC):
     name: str = ""
 
     def __init__(self, space: gym.Space, *, turn_prob: float = 0.05, interact_prob: float = 0.8,
-                 seek_prob: float = 0.0) -> None:
+                 seek_prob: float = 0.0, action_noise: float = 0.0) -> None:
         self.space = space
+        self.action_noise = float(action_noise)
         self.turn_prob = float(turn_prob)
         self.interact_prob = float(interact_prob)
         self.seek_prob = float(seek_prob)
@@ -142,6 +143,13 @@ class MomentumWalk(ExplorationPolicy):
     (uniform on the sphere; with probability ``seek_prob`` the direction of ``ctx.seek`` plus a
     little noise instead) and ``strength`` uniform in [0.5, 1], clipped to the box. Discrete: the
     previous action is repeated; a turn picks a uniformly random action.
+
+    ``action_noise`` adds fresh Gaussian noise (in half-ranges) to every continuous action. Why:
+    with a persistent heading the action is almost a function of the velocity, so a predictor
+    that sees the velocity (a frame history) can ignore the action and still fit the data — and
+    then every candidate a planner scores predicts the same future (measured on PointRooms: with
+    ``action_noise = 0`` the trained P_lo moved the point by < 0.05 cells over 6 steps whatever
+    the action). Per-step noise makes the action's effect on the next step visible in the data.
     """
 
     name = "momentum"
@@ -159,6 +167,8 @@ class MomentumWalk(ExplorationPolicy):
             noise["heading"] = rng.standard_normal((steps, dim))
             noise["strength"] = rng.uniform(0.5, 1.0, steps)
             noise["seek"] = rng.random(steps)
+            if self.action_noise > 0:  # drawn last and only when used: other streams stay as they were
+                noise["jitter"] = rng.standard_normal((steps, dim))
         return noise
 
     def _start(self, n: int) -> None:
@@ -196,7 +206,10 @@ class MomentumWalk(ExplorationPolicy):
         self._heading = np.where(turn[:, None], _unit(heading), self._heading)
         self._strength = np.where(turn, self._noise["strength"][:, ctx.t], self._strength)
         low, high = (b.reshape(-1) for b in self._box_bounds())
-        action = np.clip((low + high) / 2 + (high - low) / 2 * self._strength[:, None] * self._heading, low, high)
+        push = self._strength[:, None] * self._heading
+        if self.action_noise > 0:
+            push = push + self.action_noise * self._noise["jitter"][:, ctx.t]
+        action = np.clip((low + high) / 2 + (high - low) / 2 * push, low, high)
         return action.reshape(len(turn), *self.space.shape).astype(np.float32)
 
 
@@ -243,16 +256,16 @@ POLICIES: dict[str, Callable[..., ExplorationPolicy]] = {
 
 
 def make_policy(name: str, space: gym.Space, *, turn_prob: float = 0.05, interact_prob: float = 0.8,
-                seek_prob: float = 0.0) -> ExplorationPolicy:
+                seek_prob: float = 0.0, action_noise: float = 0.0) -> ExplorationPolicy:
     """Build a registered policy for ``space``; unknown names and unsupported spaces raise HplanError."""
     try:
         cls = POLICIES[name]
     except KeyError:
         raise HplanError(f"unknown exploration policy {name!r} (known: {', '.join(POLICIES)})") from None
-    return cls(space, turn_prob=turn_prob, interact_prob=interact_prob, seek_prob=seek_prob)
+    return cls(space, turn_prob=turn_prob, interact_prob=interact_prob, seek_prob=seek_prob, action_noise=action_noise)
 
 
 def policy_for(collect: Any, space: gym.Space) -> ExplorationPolicy:
     """The policy a scenario's ``[collect]`` section asks for (a :class:`hplan.config.CollectConfig`)."""
     return make_policy(collect.policy, space, turn_prob=collect.turn_prob, interact_prob=collect.interact_prob,
-                       seek_prob=collect.seek_prob)
+                       seek_prob=collect.seek_prob, action_noise=collect.action_noise)

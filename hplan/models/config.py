@@ -68,6 +68,12 @@ class TrainConfig:
     sigreg_directions: int = field(default=256, metadata=meta("sigreg: random 1-D projections per step", ge=1, le=8192))
     recon_weight: float = field(default=1.0, metadata=meta("recon: weight of the observation reconstruction loss", ge=0.0))
     subgoal_beta: float = field(default=0.1, metadata=meta("subgoal VAE: KL weight (beta)", ge=0.0))
+    subgoal_free_bits: float = field(default=0.5, metadata=meta(
+        "subgoal VAE: nats per code dim below which the KL is free (keeps the code from collapsing "
+        "onto the prior; 0 = plain ELBO)", ge=0.0))
+    subgoal_fit_steps: int = field(default=1000, metadata=meta(
+        "Adam steps refitting the subgoal level on frozen training latents before each validation "
+        "(it reads detached latents; a VAE needs more updates than a short run gives it)", ge=0))
     distance_max_gap: int = field(default=64, metadata=meta(
         "temporal-distance head: largest within-episode step gap used as a training pair", ge=1))
     distance_objective: Literal["qrl", "expectile"] = field(default="qrl", metadata=meta(

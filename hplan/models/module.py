@@ -21,7 +21,8 @@ latents predicted ``rollout_horizon`` steps ahead), ``val/auroc_<guardrail>``,
 from __future__ import annotations
 
 import copy
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import lightning.pytorch as pl
 import numpy as np
@@ -47,6 +48,20 @@ def expectile_loss(pred: torch.Tensor, target: torch.Tensor, tau: float) -> torc
     diff = target - pred
     weight = torch.where(diff > 0, tau, 1.0 - tau)
     return (weight * diff.pow(2)).mean()
+
+
+@dataclass(frozen=True)
+class FrozenLatents:
+    """Detached latents of whole training episodes, for refitting heads that read them."""
+
+    z: torch.Tensor        # (E, L, D)
+    action: torch.Tensor   # (E, L - 1, A)
+    valid: torch.Tensor    # (E,) valid observations per episode
+    window: int            # training window length
+
+    def window_of(self, episode: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        """``(B, window, D)`` latents of the windows starting at ``start``."""
+        return self.z[episode[:, None], start[:, None] + torch.arange(self.window, device=self.z.device)]
 
 
 class WorldModelModule(pl.LightningModule):
@@ -116,7 +131,7 @@ class WorldModelModule(pl.LightningModule):
         jepa = sum(losses.values())
 
         zd = z_seq.detach()
-        high = model.subgoal.loss(zd[:, 0], zd[:, k], action[:, :k], cfg.subgoal_beta, gen)
+        high = model.subgoal.loss(zd[:, 0], zd[:, k], action[:, :k], cfg.subgoal_beta, gen, cfg.subgoal_free_bits)
         dist, dist_parts, d_far = self.distance_loss(zd, z_far.detach(), batch["gap"], gen)
         total = jepa + high["loss"] + dist
         out = {"jepa_loss": jepa, "pred_loss": losses["pred"], "subgoal_loss": high["loss"], "subgoal_kl": high["kl"],
@@ -194,8 +209,43 @@ class WorldModelModule(pl.LightningModule):
                 loss.backward()
                 optim.step()
 
-    def fit_distance(self) -> None:
-        """Refit the temporal-distance head on frozen latents of (up to 256) training episodes.
+    def frozen_training_latents(self) -> FrozenLatents | None:
+        """Latents (no grad) of up to 256 training episodes with a full window, for the head refits."""
+        data = getattr(self.trainer, "datamodule", None)
+        ds, episodes = getattr(data, "dataset", None), getattr(data, "train_episodes", None)
+        if ds is None or episodes is None:
+            return None
+        episodes = episodes[data.num_valid[episodes] >= ds.window]
+        if not len(episodes):
+            return None
+        rng = np.random.default_rng(derive_seed(self.seed, "distance-fit", self.current_epoch))
+        episodes = rng.permutation(episodes)[:256]
+        length = int(data.num_valid[episodes].max())
+        with torch.no_grad():
+            obs = torch.from_numpy(ds.frames(episodes[:, None], np.arange(length)[None])).to(self.device)
+            z = torch.cat([self.model.encoder(chunk) for chunk in obs.flatten(0, 1).split(512)]).view(len(episodes), length, -1)
+        action = torch.from_numpy(ds.action[episodes, :length - 1]).to(self.device)
+        return FrozenLatents(z, action, torch.as_tensor(data.num_valid[episodes], device=self.device), ds.window)
+
+    def _refit(self, params: Any, lr: float, steps: int, tag: str,
+               loss_of: Callable[[FrozenLatents, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor],
+               latents: FrozenLatents, batch: int) -> None:
+        """``steps`` Adam steps of ``loss_of(latents, episode, window start, gen)`` on random windows."""
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(derive_seed(self.seed, tag, self.current_epoch))
+        optim = torch.optim.Adam(params, lr=lr)
+        with torch.enable_grad():
+            for _ in range(steps):
+                ep = torch.randint(0, len(latents.z), (batch,), generator=gen, device=self.device)
+                room = latents.valid[ep] - latents.window + 1  # window starts 0 .. room-1
+                start = (torch.rand(batch, generator=gen, device=self.device) * room).long()
+                loss = loss_of(latents, ep, start, gen)
+                optim.zero_grad(set_to_none=True)
+                loss.backward()
+                optim.step()
+
+    def fit_distance(self, latents: FrozenLatents) -> None:
+        """Refit the temporal-distance head on frozen latents of training episodes.
 
         The head reads detached latents, so extra steps cannot disturb the representation; they
         matter because the qrl push widens distances slowly and a small dataset gives the head
@@ -203,37 +253,28 @@ class WorldModelModule(pl.LightningModule):
         ``distance_fit_batch`` random windows + far frames, with :meth:`distance_loss`.
         """
         cfg = self.train_cfg
-        data = getattr(self.trainer, "datamodule", None)
-        ds, episodes = getattr(data, "dataset", None), getattr(data, "train_episodes", None)
-        if cfg.distance_fit_steps == 0 or ds is None or episodes is None:
-            return
-        w, max_gap = ds.window, cfg.distance_max_gap
-        episodes = episodes[data.num_valid[episodes] >= w]
-        if not len(episodes):
-            return
-        rng = np.random.default_rng(derive_seed(self.seed, "distance-fit", self.current_epoch))
-        episodes = rng.permutation(episodes)[:256]
-        length = int(data.num_valid[episodes].max())
-        with torch.no_grad():
-            obs = torch.from_numpy(ds.frames(episodes[:, None], np.arange(length)[None])).to(self.device)
-            z = torch.cat([self.model.encoder(chunk) for chunk in obs.flatten(0, 1).split(512)]).view(len(episodes), length, -1)
-        valid = torch.as_tensor(data.num_valid[episodes], device=self.device)
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(derive_seed(self.seed, "distance-fit-steps", self.current_epoch))
-        optim = torch.optim.Adam(self.model.distance.parameters(), lr=cfg.distance_lr or cfg.lr)
-        n = cfg.distance_fit_batch
-        with torch.enable_grad():
-            for _ in range(cfg.distance_fit_steps):
-                ep = torch.randint(0, len(episodes), (n,), generator=gen, device=self.device)
-                room = valid[ep] - w + 1  # window starts 0 .. room-1
-                start = (torch.rand(n, generator=gen, device=self.device) * room).long()
-                far_room = torch.clamp(valid[ep] - 1 - start, max=max_gap)
-                gap = 1 + (torch.rand(n, generator=gen, device=self.device) * far_room).long()
-                zd = z[ep[:, None], start[:, None] + torch.arange(w, device=self.device)]
-                loss, _, _ = self.distance_loss(zd, z[ep, start + gap], gap.to(z.dtype), gen)
-                optim.zero_grad(set_to_none=True)
-                loss.backward()
-                optim.step()
+
+        def loss_of(lat: FrozenLatents, ep: torch.Tensor, start: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+            far_room = torch.clamp(lat.valid[ep] - 1 - start, max=cfg.distance_max_gap)
+            gap = 1 + (torch.rand(len(ep), generator=gen, device=self.device) * far_room).long()
+            loss, _, _ = self.distance_loss(lat.window_of(ep, start), lat.z[ep, start + gap], gap.to(lat.z.dtype), gen)
+            return loss
+
+        self._refit(self.model.distance.parameters(), cfg.distance_lr or cfg.lr, cfg.distance_fit_steps,
+                    "distance-fit-steps", loss_of, latents, cfg.distance_fit_batch)
+
+    def fit_subgoal(self, latents: FrozenLatents) -> None:
+        """Refit the subgoal level (posterior, prior, P_hi) on frozen latents: ``subgoal_fit_steps``
+        Adam steps of its (free-bits) ELBO on random k-step pairs of training episodes."""
+        cfg, k = self.train_cfg, self.model_cfg.subgoal_interval
+
+        def loss_of(lat: FrozenLatents, ep: torch.Tensor, start: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+            steps = start[:, None] + torch.arange(k, device=self.device)
+            return self.model.subgoal.loss(lat.z[ep, start], lat.z[ep, start + k], lat.action[ep[:, None], steps],
+                                           cfg.subgoal_beta, gen, cfg.subgoal_free_bits)["loss"]
+
+        self._refit(self.model.subgoal.parameters(), cfg.lr, cfg.subgoal_fit_steps, "subgoal-fit-steps",
+                    loss_of, latents, cfg.distance_fit_batch)
 
     # ------------------------------------------------------------------ hooks
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -251,7 +292,11 @@ class WorldModelModule(pl.LightningModule):
         self._val = {}
         if not self.trainer.sanity_checking:
             self.fit_guardrails()
-            self.fit_distance()
+            cfg = self.train_cfg
+            latents = self.frozen_training_latents() if cfg.distance_fit_steps or cfg.subgoal_fit_steps else None
+            if latents is not None:
+                self.fit_distance(latents)
+                self.fit_subgoal(latents)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         out, ex = self._losses(batch, "val")
