@@ -4,6 +4,8 @@ The figures the model issue asks for, measured outside training on data the mode
 
 * ``probe_r2``: linear probe of the true position from ``z`` (fit on even episodes, scored on odd);
 * ``probe_r2_pred``: the same probe applied to latents predicted open-loop ``horizon`` steps ahead;
+* ``probe_r2_pred_delta``: the same on the predicted displacement over those steps (a predictor
+  that ignores its actions scores well on the line above and near zero here);
 * ``auroc_<name>``: guardrail heads P(violation at the next step | z_t, a_t) against what happened;
 * ``distance_spearman_geodesic``: rank correlation of ``temporal_distance`` with the true
   shortest-path distance (when a geodesic function is given), next to the same number for the
@@ -57,6 +59,8 @@ def evaluate_heldout(model, data_dir: str | Path, *, horizon: int = 8, max_episo
         acts = torch.from_numpy(action)[odd][:, starts[:, None] + torch.arange(horizon)]  # (E_odd, S, H, A)
         pred = model.predict(z0.to(device), acts.to(device))[..., -1, :].cpu()
         out[f"probe_r2_pred{horizon}"] = r2_score(probe(pred.flatten(0, 1)), pos_t[odd][:, starts + horizon].flatten(0, 1))
+        moved = pos_t[odd][:, starts + horizon] - pos_t[odd][:, starts]
+        out[f"probe_r2_pred{horizon}_delta"] = r2_score((probe(pred) - probe(z0)).flatten(0, 1), moved.flatten(0, 1))
 
     valid = torch.from_numpy(data["valid"].astype(bool))
     probs = model.heads(z[:, :-1].to(device), torch.from_numpy(action).to(device)).cpu()

@@ -17,7 +17,7 @@ from hplan.io import atomic_path
 
 CURVES_FILE = "collapse.png"
 TABLE_COLUMNS = ("train/jepa_loss", "val/loss", *(f"val/{m}" for m in COLLAPSE_METRICS), "val/probe_r2",
-                 "val/probe_r2_pred")
+                 "val/probe_r2_pred", "val/probe_r2_pred_delta")
 """Columns ``hplan inspect`` shows, in order (others, such as guardrail AUROC, follow)."""
 
 

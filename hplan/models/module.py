@@ -14,7 +14,8 @@ Loss of one batch (window ``o_0 … o_{W-1}``, actions ``a_0 … a_{W-2}``)::
 ``train/jepa_loss`` is the representation loss the collapse rule watches. Per epoch the module
 logs ``val/loss`` (total validation loss: the metric for early stopping and Optuna pruning) and
 the diagnostics ``val/<collapse metric>``, ``val/probe_r2``, ``val/probe_r2_pred`` (the probe on
-latents predicted ``rollout_horizon`` steps ahead), ``val/auroc_<guardrail>``,
+latents predicted ``rollout_horizon`` steps ahead), ``val/probe_r2_pred_delta`` (the same on the
+predicted displacement: near zero for a predictor that ignores its actions), ``val/auroc_<guardrail>``,
 ``val/distance_spearman`` and ``val/surprise_*``.
 """
 
@@ -339,6 +340,11 @@ class WorldModelModule(pl.LightningModule):
         probe = fit_linear_probe(z[fit].flatten(0, 1), pos[fit].flatten(0, 1))
         metrics["val/probe_r2"] = r2_score(probe(z[~fit].flatten(0, 1)), pos[~fit].flatten(0, 1))
         metrics["val/probe_r2_pred"] = r2_score(probe(v["pred_h"][~fit]), v["pos_h"][~fit])
+        # The same on the *displacement* over the horizon: a predictor that ignores the actions
+        # still scores well above (positions barely move in 8 steps) but near zero here.
+        start = z[~fit][:, 0]
+        metrics["val/probe_r2_pred_delta"] = r2_score(probe(v["pred_h"][~fit]) - probe(start),
+                                                      v["pos_h"][~fit] - pos[~fit][:, 0])
         for i, name in enumerate(self.model.guardrail_names):
             metrics[f"val/auroc_{name}"] = auroc(v["guard_p"][:, i].numpy(), v["guard_y"][:, i].numpy() > 0.5)
         metrics["val/distance_spearman"] = spearman(v["d_far"].numpy(), v["gap"].numpy())
