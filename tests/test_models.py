@@ -294,3 +294,33 @@ def test_free_bits_make_kl_below_the_floor_free() -> None:
     assert torch.equal(kl.grad[:, [0, 2]], torch.zeros(2, 2))  # under the floor: no pressure to switch off
     assert torch.all(kl.grad[:, 1] > 0)
     assert free_bits_kl(kl, 0.0).item() == pytest.approx(2.0)
+
+
+def test_keypoint_encoder_reads_sub_pixel_positions_of_the_rendered_point() -> None:
+    """The spatial softmax turns an anti-aliased disc into a coordinate that moves with it even when
+    the move is a fraction of a pixel (what a planner's one-step predictions need)."""
+    from hplan.envs.layouts import BUILTIN_LAYOUTS, parse_layout
+    from hplan.envs.render import PointRenderer
+    from hplan.models.encoders import KeypointEncoder
+
+    layout = parse_layout(BUILTIN_LAYOUTS["four_rooms"])
+    renderer = PointRenderer(layout.wall, np.zeros_like(layout.wall), image_size=64)
+    xs = np.array([4.0, 4.05, 4.1, 4.3, 5.0, 6.0])
+    frames = torch.from_numpy(renderer.render(np.stack([xs, np.full_like(xs, 5.5)], axis=1)))
+    cfg = ModelConfig(latent_dim=8, hidden_dim=16, image_encoder="keypoints", keypoints=1, encoder_channels=1,
+                      image_downsample=1)
+    encoder = KeypointEncoder((64, 64, 3), cfg)
+    with torch.no_grad():  # one hand-set feature map: "how agent-blue is this pixel"
+        conv, score = encoder.features[0], encoder.features[2]
+        conv.weight.zero_()
+        conv.bias.zero_()
+        conv.weight[0, :, 1, 1] = torch.tensor([-1.0, -1.0, 1.0])
+        score.weight.fill_(40.0)
+        score.bias.zero_()
+        kx = encoder.keypoints(frames)[:, 0]
+    assert torch.all(kx[1:] > kx[:-1]), kx  # strictly increasing, also across 0.05-cell (0.17 px) steps
+    with torch.no_grad():
+        ky = encoder.keypoints(frames)[:, 1]
+    assert float(ky.max() - ky.min()) < 0.02
+    moving = torch.stack([frames[:-1], frames[1:]], dim=1)  # a frame history: the encoder takes it too
+    assert KeypointEncoder((2, 64, 64, 3), cfg)(moving).shape == (5, 8)

@@ -32,6 +32,11 @@ class ModelConfig:
     frame_history: int = field(default=1, metadata=meta(
         "observations the encoder sees at once (the current one and the ones before it); 2 lets one "
         "latent carry the velocity that a single frame cannot show", ge=1, le=8))
+    image_encoder: Literal["cnn", "keypoints"] = field(default="cnn", metadata=meta(
+        "image encoder: `cnn` (strided convolutions + MLP) or `keypoints` (spatial softmax: expected "
+        "pixel coordinates of learned feature maps; precise positions of small moving objects)"))
+    keypoints: int = field(default=16, metadata=meta("`keypoints` image encoder: feature maps (keypoints) per frame",
+                                                     ge=1, le=256))
     encoder_channels: int = field(default=16, metadata=meta(
         "channels of the first conv layer of the image encoder (later layers use twice as many)", ge=1, le=512))
     image_downsample: int = field(default=2, metadata=meta(
