@@ -33,6 +33,9 @@ batch_size = 16
 rollout_horizon = 4
 window_stride = 4
 guardrail_fit_steps = 5
+distance_fit_steps = 5
+subgoal_fit_steps = 5
+predictor_fit_steps = 5
 device = "cpu"
 [overrides.model]
 hidden_dim = 32

@@ -28,7 +28,8 @@ torch.set_num_threads(1)  # tiny models: extra threads only add contention on a 
 
 TINY = dict(latent_dim=8, hidden_dim=32, encoder_channels=4, image_downsample=1, code_dim=2, subgoal_interval=3,
             distance_dim=8, batch_size=16, window_stride=1, lr=3e-3, rollout_horizon=3, distance_max_gap=8, label_budget=120,
-            guardrail_fit_steps=20, guardrail_batch=16, distance_fit_steps=50, distance_fit_batch=32, val_fraction=0.3,
+            guardrail_fit_steps=20, guardrail_batch=16, distance_fit_steps=50, distance_fit_batch=32,
+            subgoal_fit_steps=30, predictor_fit_steps=30, val_fraction=0.3,
             device="cpu")
 SCENARIO = ScenarioConfig(name="synthetic", env=EnvConfig(id=ENV_ID, obs_mode="state"))
 

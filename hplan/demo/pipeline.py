@@ -44,7 +44,8 @@ class DemoProfile:
     stress_seeds: int | None = field(default=None, metadata=meta("override the suite's seeds per cell", ge=1))
     stress_max_steps: int | None = field(default=None, metadata=meta("override the suite's step budget", ge=1))
     head_fit_steps: int | None = field(default=None, metadata=meta(
-        "override the per-epoch refit steps of the guardrail and distance heads (they dominate short runs)", ge=1))
+        "override the per-epoch refit steps of the guardrail, distance, subgoal and predictor refits "
+        "(they dominate short runs)", ge=1))
 
 
 PROFILES: dict[str, DemoProfile] = {
@@ -124,7 +125,7 @@ def _train(config: ScenarioConfig, data_dir: Path, run_dir: Path, profile: DemoP
             return run_dir  # finished earlier with the same settings: reuse (--fresh retrains)
     # Otherwise train or resume; a run dir with other settings is refused with one line (use --fresh).
     heads = ({} if profile.head_fit_steps is None else
-             {"guardrail_fit_steps": profile.head_fit_steps, "distance_fit_steps": profile.head_fit_steps})
+             {f"{part}_fit_steps": profile.head_fit_steps for part in ("guardrail", "distance", "subgoal", "predictor")})
     return train_world_model(config, data_dir, run_dir, progress=True, max_epochs=profile.max_epochs,
                              device=device, **heads)
 

@@ -76,6 +76,9 @@ class TrainConfig:
     subgoal_free_bits: float = field(default=0.5, metadata=meta(
         "subgoal VAE: nats per code dim below which the KL is free (keeps the code from collapsing "
         "onto the prior; 0 = plain ELBO)", ge=0.0))
+    predictor_fit_steps: int = field(default=1500, metadata=meta(
+        "Adam steps refitting the low-level predictor on frozen training latents before each validation "
+        "(open-loop rollout_horizon-step loss; joint training alone left its rollouts drifting)", ge=0))
     subgoal_fit_steps: int = field(default=1000, metadata=meta(
         "Adam steps refitting the subgoal level on frozen training latents before each validation "
         "(it reads detached latents; a VAE needs more updates than a short run gives it)", ge=0))
