@@ -27,7 +27,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hplan.models.predictor import mlp
+
+
+def head_mlp(dim_in: int, hidden: int, dim_out: int, layers: int) -> nn.Sequential:
+    """``layers`` hidden SiLU layers: the heads' MLP.
+
+    Why not ReLU: the heads read latents whose scale depends on the regulariser (a SIGReg keypoint
+    latent had std 4.6 and entries up to 15), and on such inputs the temporal-distance head's ReLUs
+    died within an epoch (0.4 % of its second layer still active; its rank correlation froze from
+    then on). A smooth activation keeps a gradient for every unit. (A LayerNorm on the input would
+    also fix the scale but destroys low-dimensional latents: it maps a 2-D latent onto two points.)
+    """
+    mods: list[nn.Module] = []
+    width = dim_in
+    for _ in range(layers):
+        mods += [nn.Linear(width, hidden), nn.SiLU()]
+        width = hidden
+    return nn.Sequential(*mods, nn.Linear(width, dim_out))
 
 
 class GuardrailHeads(nn.Module):
@@ -43,8 +59,8 @@ class GuardrailHeads(nn.Module):
     def __init__(self, latent_dim: int, action_dim: int, hidden: int, num_guardrails: int) -> None:
         super().__init__()
         self.num = num_guardrails
-        self.state_action = mlp(2 * latent_dim + action_dim, hidden, max(num_guardrails, 1), 2)
-        self.state = mlp(latent_dim, hidden, max(num_guardrails, 1), 2)
+        self.state_action = head_mlp(2 * latent_dim + action_dim, hidden, max(num_guardrails, 1), 2)
+        self.state = head_mlp(latent_dim, hidden, max(num_guardrails, 1), 2)
 
     def logits(self, z: torch.Tensor, actions: torch.Tensor | None = None,
                delta: torch.Tensor | None = None) -> torch.Tensor:
@@ -62,7 +78,7 @@ class TemporalDistance(nn.Module):
     def __init__(self, latent_dim: int, hidden: int, dim: int, max_gap: int) -> None:
         super().__init__()
         self.sym_dim = max(dim - dim // 4, 1)
-        self.embed = mlp(latent_dim, hidden, self.sym_dim + max(dim // 4, 1), 2)
+        self.embed = head_mlp(latent_dim, hidden, self.sym_dim + max(dim // 4, 1), 2)
         self.scale = float(max_gap)
 
     def forward(self, z: torch.Tensor, z_goal: torch.Tensor) -> torch.Tensor:
