@@ -9,7 +9,7 @@ import typer
 
 
 def demo_command(
-    quick: bool = typer.Option(False, "--quick", help="a first look in about two minutes (tiny data, 2 epochs)"),
+    quick: bool = typer.Option(False, "--quick", help="a first look in about three minutes (tiny data, 4 epochs)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o",
                                        help="demo folder (default: runs/demo, or runs/demo-quick with --quick)"),
     scenario: str = typer.Option("point_four_rooms", "--scenario", help="scenario name or TOML path"),

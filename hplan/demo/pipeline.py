@@ -35,7 +35,7 @@ EVAL_MATRIX: tuple[tuple[str, str, str], ...] = (
 
 @dataclass(frozen=True)
 class DemoProfile:
-    """How much work the demo does (the quick profile is for a first look in about two minutes)."""
+    """How much work the demo does (the quick profile is for a first look in about three minutes)."""
 
     collect_episodes: int = field(metadata=meta("episodes of exploration data", ge=1))
     max_epochs: int = field(metadata=meta("world-model training epochs", ge=1))
@@ -49,7 +49,7 @@ class DemoProfile:
 
 
 PROFILES: dict[str, DemoProfile] = {
-    # ~80k transitions, ~240 optimiser steps (+ per-epoch head refits): about 4 minutes of training on 2 cores.
+    # ~80k transitions, ~240 optimiser steps (+ per-epoch refits): about 15 minutes of training on a shared 2-core CPU.
     "full": DemoProfile(collect_episodes=800, max_epochs=6, eval_episodes=8, stress_suite="stress/smoke.toml"),
     # Enough optimiser steps (~60) that the latent is already informative, in well under a minute.
     "quick": DemoProfile(collect_episodes=150, max_epochs=4, eval_episodes=2, stress_suite="stress/smoke.toml",
