@@ -225,9 +225,12 @@ class WorldModelModule(pl.LightningModule):
         rng = np.random.default_rng(derive_seed(self.seed, "distance-fit", self.current_epoch))
         episodes = rng.permutation(episodes)[:FROZEN_EPISODES]
         length = int(data.num_valid[episodes].max())
-        with torch.no_grad():
-            obs = torch.from_numpy(ds.frames(episodes[:, None], np.arange(length)[None])).to(self.device)
-            z = torch.cat([self.model.encoder(chunk) for chunk in obs.flatten(0, 1).split(512)]).view(len(episodes), length, -1)
+        steps = np.arange(length)[None]
+        with torch.no_grad():  # a few episodes at a time: all frames at once would be GBs of images
+            z = torch.cat([
+                self.model.encoder(torch.from_numpy(ds.frames(part[:, None], steps)).to(self.device).flatten(0, 1))
+                .view(len(part), length, -1)
+                for part in np.array_split(episodes, max(1, len(episodes) // 8))])
         action = torch.from_numpy(ds.action[episodes, :length - 1]).to(self.device)
         return FrozenLatents(z, action, torch.as_tensor(data.num_valid[episodes], device=self.device), ds.window)
 
