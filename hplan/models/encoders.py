@@ -21,16 +21,19 @@ from hplan.models.config import ModelConfig
 MOTION_GAIN = 4.0
 """Scale of frame differences in the image encoder's input (a moving disc changes few pixels)."""
 
+KEYPOINT_MOTION_GAIN = 20.0
+"""Scale of keypoint changes between frames (a step moves a keypoint ~1-2 % of the image)."""
+
 
 class ImageEncoder(nn.Module):
     """``(B, H, W, C)`` uint8 → ``(B, D)``: pool, stride-2 convs down to ≤ 4×4, then an MLP.
 
     With a frame history (input ``(B, h, H, W, C)``, see ``hplan/planning/history.py``) the
     encoder sees the current frame and the differences between consecutive frames as channels
-    (early fusion). Why differences rather than the raw frames: two raw frames of a small moving
-    disc are nearly identical, and a JEPA encoder trained on raw stacks learned the position but
-    no velocity at all (linear velocity probe R² 0.00 on PointRooms); the difference image puts
-    the motion in the input directly, signed by its direction.
+    (early fusion), so the motion is in the input directly, signed by its direction. On PointRooms
+    this was not enough: trained as a JEPA this CNN still located the point only to about a cell
+    and encoded no velocity (linear probe R² 0.00 with raw stacks and with differences); use the
+    ``keypoints`` encoder there.
     """
 
     def __init__(self, obs_shape: tuple[int, ...], cfg: ModelConfig) -> None:
@@ -106,10 +109,6 @@ class KeypointEncoder(nn.Module):
         return self.head(torch.cat([kp[:, -1:], moves], dim=1).flatten(1))
 
 
-KEYPOINT_MOTION_GAIN = 20.0
-"""Scale of keypoint changes between frames (a step moves a keypoint ~1-2 % of the image)."""
-
-
 class StateEncoder(nn.Module):
     """``(B, S)`` float (or ``(B, h, S)`` with a frame history) → ``(B, D)``: standardise with the
     training set's statistics, then an MLP."""
@@ -132,12 +131,17 @@ class StateEncoder(nn.Module):
         return self.net((obs.flatten(1).float() - self.mean) / self.std)
 
 
-ENCODERS: dict[str, Callable[[tuple[int, ...], ModelConfig], nn.Module]] = {
-    "image": ImageEncoder,
+IMAGE_ENCODERS: dict[str, Callable[[tuple[int, ...], ModelConfig], nn.Module]] = {
+    "cnn": ImageEncoder,
     "keypoints": KeypointEncoder,
+}
+"""``[model] image_encoder`` → encoder class for image observations."""
+
+ENCODERS: dict[str, Callable[[tuple[int, ...], ModelConfig], nn.Module]] = {
+    "image": lambda shape, cfg: IMAGE_ENCODERS[cfg.image_encoder](shape, cfg),
     "state": StateEncoder,
 }
-"""Observation kind → encoder class. ``obs_kind_of`` picks the kind from the observation array."""
+"""Observation kind → encoder. ``obs_kind_of`` picks the kind from the observation array."""
 
 
 def obs_kind_of(obs_shape: tuple[int, ...], dtype: str) -> str:
@@ -151,6 +155,4 @@ def obs_kind_of(obs_shape: tuple[int, ...], dtype: str) -> str:
 
 def build_encoder(obs_kind: str, obs_shape: tuple[int, ...], cfg: ModelConfig) -> nn.Module:
     """The encoder for an observation kind; images use ``cfg.image_encoder`` (``cnn`` or ``keypoints``)."""
-    if obs_kind == "image" and cfg.image_encoder == "keypoints":
-        return KeypointEncoder(tuple(obs_shape), cfg)
     return ENCODERS[obs_kind](tuple(obs_shape), cfg)
