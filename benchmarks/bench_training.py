@@ -73,7 +73,7 @@ def main() -> None:
             out["loss"].backward()
             optim.step()
             module.on_train_batch_end(None, batch, 0)
-            return len(batch["obs"])
+            return len(batch["obs_seq"])
 
         for _ in range(2):
             step()

@@ -264,6 +264,33 @@ def test_frame_history_matches_the_agents_running_history(history: int, steps: i
     assert np.all(still == obs[0, t])
 
 
+@settings(max_examples=12, deadline=None)
+@given(encoder=st.sampled_from(["state", "cnn", "keypoints"]), history=st.integers(1, 3),
+       length=st.integers(1, 5), regularizer=st.sampled_from(["vicreg", "sigreg"]), seed=st.integers(0, 2**16))
+def test_encode_sequence_equals_encoding_every_stacked_history(encoder: str, history: int, length: int,
+                                                               regularizer: str, seed: int) -> None:
+    """Training encodes each frame of a window once (``encode_sequence``); the latents must be the
+    ones the agent gets from ``encode`` on each step's stacked history, episode-start padding included."""
+    from hplan.planning.history import gather_frames, sequence_frames
+
+    obs_kind = "state" if encoder == "state" else "image"
+    extra = {} if encoder == "state" else {"image_encoder": encoder}
+    model = _model(obs_kind, frame_history=history, regularizer=regularizer, **extra).eval()
+    rng = np.random.default_rng(seed)
+    steps = length + 2
+    if obs_kind == "state":
+        obs = rng.normal(size=(3, steps, 4)).astype(np.float32)
+    else:
+        obs = rng.integers(0, 256, size=(3, steps, 16, 16, 3), dtype=np.uint8)
+    episode, first = np.array([0, 2, 1]), np.array([0, 2, 1])
+    with torch.no_grad():
+        z_seq = model.encode_sequence(sequence_frames(obs, episode, first, length, history))
+        steps_of = first[:, None] + np.arange(length)[None]
+        z_each = model.encode(gather_frames(obs, episode[:, None], steps_of, history))
+    assert z_seq.shape == (3, length, model.latent_dim)
+    torch.testing.assert_close(z_seq, z_each, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("obs", ["state", "image"])
 def test_frame_history_model_reads_the_older_frame(obs: str) -> None:
     """With ``frame_history = 2`` the encoder takes ``(B, 2, *obs_shape)`` and its latent depends on
@@ -311,7 +338,7 @@ def test_keypoint_encoder_reads_sub_pixel_positions_of_the_rendered_point() -> N
                       image_downsample=1)
     encoder = KeypointEncoder((64, 64, 3), cfg)
     with torch.no_grad():  # one hand-set feature map: "how agent-blue is this pixel"
-        conv, score = encoder.features[0], encoder.features[2]
+        conv, score = encoder.features[1], encoder.features[3]  # [0] is the pooling (identity here)
         conv.weight.zero_()
         conv.bias.zero_()
         conv.weight[0, :, 1, 1] = torch.tensor([-1.0, -1.0, 1.0])

@@ -25,7 +25,7 @@ from hplan.data.shards import load_episodes
 from hplan.diagnostics.probes import fit_linear_probe, r2_score
 from hplan.diagnostics.scores import auroc, spearman
 from hplan.models.data import action_spec_from_manifest
-from hplan.planning.history import gather_frames
+from hplan.planning.history import sequence_frames
 from hplan.seeding import derive_seed
 
 Geodesic = Callable[[np.ndarray, np.ndarray], float]
@@ -44,9 +44,8 @@ def evaluate_heldout(model, data_dir: str | Path, *, horizon: int = 8, max_episo
     n_ep, steps = action.shape[:2]
     device = model.device
     history = getattr(model, "frame_history", 1)
-    frames = gather_frames(obs, np.arange(n_ep)[:, None], np.arange(steps + 1)[None], history)
-    flat = torch.from_numpy(frames.reshape(n_ep * (steps + 1), *frames.shape[2:]))
-    z = torch.cat([model.encode(chunk.to(device)).cpu() for chunk in flat.split(1024)]).view(n_ep, steps + 1, -1)
+    z = torch.cat([model.encode_sequence(sequence_frames(obs, part, np.zeros(len(part), np.int64), steps + 1, history)).cpu()
+                   for part in np.array_split(np.arange(n_ep), max(1, n_ep // 8))])
     pos_t = torch.from_numpy(pos)
     even = torch.arange(n_ep) % 2 == 0
     probe = fit_linear_probe(z[even].flatten(0, 1), pos_t[even].flatten(0, 1))

@@ -26,7 +26,7 @@ from hplan.data.shards import load_episodes
 from hplan.errors import HplanError
 from hplan.models.config import ModelConfig, TrainConfig
 from hplan.models.encoders import obs_kind_of
-from hplan.planning.history import gather_frames
+from hplan.planning.history import gather_frames, sequence_frames
 from hplan.planning.protocol import ActionSpec
 from hplan.seeding import derive_seed
 
@@ -71,7 +71,12 @@ def action_spec_from_manifest(manifest: dict[str, Any], action: np.ndarray, sour
 
 
 class WindowData(Dataset):
-    """In-memory episode arrays; ``__getitems__(BatchPlan)`` gathers one batch of tensors."""
+    """In-memory episode arrays; ``__getitems__(BatchPlan)`` gathers one batch of tensors.
+
+    Observations travel as frame *sequences* (``obs_seq``, ``far_seq``, ``lab_seq``: each with the
+    ``history - 1`` frames before its first step, see ``sequence_frames``), not as one stacked
+    history per step, so no frame is copied or encoded twice.
+    """
 
     def __init__(self, obs: np.ndarray, action: np.ndarray, violations: np.ndarray, pos: np.ndarray,
                  window: int, labelled: tuple[np.ndarray, np.ndarray] | None, history: int = 1) -> None:
@@ -84,6 +89,10 @@ class WindowData(Dataset):
         """Encoder inputs at ``(episode, step)``: observations with the model's frame history."""
         return gather_frames(self.obs, episode, step, self.history)
 
+    def sequence(self, episode: np.ndarray, first: np.ndarray, length: int) -> np.ndarray:
+        """Frames of ``length`` steps from ``first`` plus the ``history - 1`` before (see ``sequence_frames``)."""
+        return sequence_frames(self.obs, episode, first, length, self.history)
+
     def __len__(self) -> int:
         return int(self.action.shape[0])
 
@@ -91,18 +100,18 @@ class WindowData(Dataset):
         steps = plan.start[:, None] + np.arange(self.window)[None, :]
         ep = plan.episode[:, None]
         batch = {
-            "obs": torch.from_numpy(self.frames(ep, steps)),
+            "obs_seq": torch.from_numpy(self.sequence(plan.episode, plan.start, self.window)),
             "action": torch.from_numpy(self.action[ep, steps[:, :-1]]),
             "violations": torch.from_numpy(self.violations[ep, steps[:, :-1]].astype(np.float32)),
             "pos": torch.from_numpy(self.pos[ep, steps]),
-            "far_obs": torch.from_numpy(self.frames(plan.episode, plan.start + plan.gap)),
+            "far_seq": torch.from_numpy(self.sequence(plan.episode, plan.start + plan.gap, 1)),
             "far_pos": torch.from_numpy(self.pos[plan.episode, plan.start + plan.gap]),
             "gap": torch.from_numpy(plan.gap.astype(np.float32)),
             "episode": torch.from_numpy(plan.episode.astype(np.int64)),
         }
         if self.labelled is not None and len(plan.labels):
             le, lt = self.labelled[0][plan.labels], self.labelled[1][plan.labels]
-            batch["lab_obs"] = torch.from_numpy(self.frames(le, lt))
+            batch["lab_seq"] = torch.from_numpy(self.sequence(le, lt, 1))
             batch["lab_action"] = torch.from_numpy(self.action[le, lt])
             batch["lab_violations"] = torch.from_numpy(self.violations[le, lt].astype(np.float32))
         return batch

@@ -35,6 +35,7 @@ from hplan.diagnostics.probes import fit_linear_probe, r2_score
 from hplan.diagnostics.scores import auroc, spearman
 from hplan.models.config import ModelConfig, TrainConfig
 from hplan.models.data import DatasetInfo
+from hplan.models.encoders import encode_sequences
 from hplan.models.predictor import mlp
 from hplan.models.regularizers import REGULARIZERS, ema_update
 from hplan.models.world_model import LatentWorldModel
@@ -102,18 +103,18 @@ class WorldModelModule(pl.LightningModule):
     def _losses(self, batch: dict[str, torch.Tensor], tag: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         cfg, mcfg = self.train_cfg, self.model_cfg
         model = self.model
-        obs, action = batch["obs"], batch["action"]
-        b, w = obs.shape[:2]
+        obs_seq, action = batch["obs_seq"], batch["action"]
+        hist = model.frame_history
         horizon, k = cfg.rollout_horizon, mcfg.subgoal_interval
-        frames = torch.cat([obs.flatten(0, 1), batch["far_obs"]] + ([batch["lab_obs"]] if "lab_obs" in batch else []))
-        z_all = model.encoder(frames)
-        z_seq = z_all[: b * w].view(b, w, -1)
-        z_far = z_all[b * w: b * w + b]
-        z_lab = z_all[b * w + b:]
+        sequences = [obs_seq, batch["far_seq"]] + ([batch["lab_seq"]] if "lab_seq" in batch else [])
+        z_seq, z_far, *z_lab = encode_sequences(model.encoder, sequences, hist)
+        z_far = z_far[:, 0]
+        z_lab = z_lab[0][:, 0] if z_lab else z_far[:0]
+        b, w = z_seq.shape[:2]
 
         if self.reg.targets == "ema":
             with torch.no_grad():
-                targets = self.target_encoder(obs[:, 1:horizon + 1].flatten(0, 1)).view(b, horizon, -1)
+                targets = encode_sequences(self.target_encoder, [obs_seq[:, 1:horizon + hist]], hist)[0]
         elif self.reg.targets == "stopgrad":
             targets = z_seq[:, 1:horizon + 1].detach()
         else:
@@ -128,9 +129,7 @@ class WorldModelModule(pl.LightningModule):
             guess = self.idm(torch.cat([z_seq[:, :-1], z_seq[:, 1:]], dim=-1))
             losses["idm"] = cfg.vicreg_idm * F.mse_loss(guess, action)
         if model.decoder is not None:
-            flat = obs.flatten(0, 1)
-            if model.frame_history > 1:
-                flat = flat[:, -1]  # reconstruct the current frame of each history
+            flat = obs_seq[:, hist - 1:].flatten(0, 1)  # the current frame of each step
             losses["recon"] = cfg.recon_weight * F.mse_loss(model.decoder(z_seq.flatten(0, 1)), model.decoder.target(flat))
         jepa = sum(losses.values())
 
@@ -225,11 +224,9 @@ class WorldModelModule(pl.LightningModule):
         rng = np.random.default_rng(derive_seed(self.seed, "distance-fit", self.current_epoch))
         episodes = rng.permutation(episodes)[:FROZEN_EPISODES]
         length = int(data.num_valid[episodes].max())
-        steps = np.arange(length)[None]
         with torch.no_grad():  # a few episodes at a time: all frames at once would be GBs of images
             z = torch.cat([
-                self.model.encoder(torch.from_numpy(ds.frames(part[:, None], steps)).to(self.device).flatten(0, 1))
-                .view(len(part), length, -1)
+                self.model.encode_sequence(torch.from_numpy(ds.sequence(part, np.zeros(len(part), np.int64), length)))
                 for part in np.array_split(episodes, max(1, len(episodes) // 8))])
         action = torch.from_numpy(ds.action[episodes, :length - 1]).to(self.device)
         return FrozenLatents(z, action, torch.as_tensor(data.num_valid[episodes], device=self.device), ds.window)
@@ -306,9 +303,9 @@ class WorldModelModule(pl.LightningModule):
     # ------------------------------------------------------------------ hooks
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out, _ = self._losses(batch, "train")
-        self.log("loss", out["loss"], prog_bar=True, on_step=True, on_epoch=False, batch_size=len(batch["obs"]))
+        self.log("loss", out["loss"], prog_bar=True, on_step=True, on_epoch=False, batch_size=len(batch["obs_seq"]))
         self.log_dict({f"train/{k}": v.detach() for k, v in out.items()}, on_step=False, on_epoch=True,
-                      batch_size=len(batch["obs"]))
+                      batch_size=len(batch["obs_seq"]))
         return out["loss"]
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -329,8 +326,8 @@ class WorldModelModule(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         out, ex = self._losses(batch, "val")
-        self.log_dict({f"val/{k}": v for k, v in out.items() if k != "loss"}, on_epoch=True, batch_size=len(batch["obs"]))
-        self.log("val/loss", out["loss"], on_epoch=True, prog_bar=True, batch_size=len(batch["obs"]))
+        self.log_dict({f"val/{k}": v for k, v in out.items() if k != "loss"}, on_epoch=True, batch_size=len(batch["obs_seq"]))
+        self.log("val/loss", out["loss"], on_epoch=True, prog_bar=True, batch_size=len(batch["obs_seq"]))
         z_seq, horizon = ex["z_seq"], self.train_cfg.rollout_horizon
         b, w = z_seq.shape[:2]
         z_steps = z_seq[:, :-1]

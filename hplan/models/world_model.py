@@ -18,7 +18,7 @@ from torch import nn
 from hplan.configio import from_mapping, to_mapping
 from hplan.models.config import ModelConfig
 from hplan.models.decoders import DECODERS
-from hplan.models.encoders import build_encoder
+from hplan.models.encoders import build_encoder, encode_sequences
 from hplan.models.heads import GuardrailHeads, TemporalDistance
 from hplan.models.predictor import ResidualPredictor
 from hplan.models.regularizers import REGULARIZERS
@@ -46,6 +46,12 @@ class NormalizedEncoder(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.norm(self.inner(obs))
+
+    def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.inner.frame_features(frames)
+
+    def from_features(self, features: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.inner.from_features(features))
 
 
 class LatentWorldModel(nn.Module):
@@ -96,6 +102,19 @@ class LatentWorldModel(nn.Module):
         lead = obs.shape[: obs.ndim - len(self.input_shape)]
         z = self.encoder(obs.reshape(-1, *self.input_shape))
         return z.reshape(*lead, self.latent_dim)
+
+    def encode_sequence(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Consecutive frames ``(B, L + frame_history - 1, *obs_shape)`` → latents ``(B, L, D)``.
+
+        Same latents as ``encode`` on each step's stacked history, but every frame is encoded
+        once (see ``encode_sequences``); ``hplan.planning.history.sequence_frames`` gathers the
+        input with the episode-start padding.
+        """
+        frames = torch.as_tensor(frames, device=self.device)
+        if tuple(frames.shape[2:]) != self.obs_shape or frames.shape[1] < self.frame_history:
+            raise ValueError(f"encode_sequence: expected frames (B, L + {self.frame_history - 1}, "
+                             f"{', '.join(map(str, self.obs_shape))}), got {tuple(frames.shape)}")
+        return encode_sequences(self.encoder, [frames], self.frame_history)[0]
 
     def predict(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.predictor.rollout(z, actions.to(z.dtype))
