@@ -37,6 +37,10 @@ class ModelConfig:
         "pixel coordinates of learned feature maps; precise positions of small moving objects)"))
     keypoints: int = field(default=16, metadata=meta("`keypoints` image encoder: feature maps (keypoints) per frame",
                                                      ge=1, le=256))
+    keypoint_norm: bool = field(default=False, metadata=meta(
+        "`keypoints` image encoder: standardise each keypoint coordinate over the batch (parameter-free "
+        "BatchNorm) before the MLP, so the few keypoints that follow the moving agent are not drowned by "
+        "the static ones at initialisation (VICReg and EMA need it; SIGReg normalises its latent anyway)"))
     encoder_channels: int = field(default=16, metadata=meta(
         "channels of the first conv layer of the image encoder (later layers use twice as many)", ge=1, le=512))
     image_downsample: int = field(default=2, metadata=meta(

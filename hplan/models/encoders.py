@@ -104,6 +104,7 @@ class KeypointEncoder(nn.Module):
         self.register_buffer("xs", torch.linspace(-1.0, 1.0, w))
         self.register_buffer("ys", torch.linspace(-1.0, 1.0, h))
         self.log_temperature = nn.Parameter(torch.zeros(()))
+        self.norm = nn.BatchNorm1d(2 * k, affine=False) if cfg.keypoint_norm else nn.Identity()
         self.head = nn.Sequential(nn.Linear(self.frames * 2 * k, cfg.hidden_dim), nn.ReLU(),
                                   nn.Linear(cfg.hidden_dim, cfg.latent_dim))
 
@@ -118,8 +119,8 @@ class KeypointEncoder(nn.Module):
         return torch.cat([(p.sum(2) * self.xs).sum(-1), (p.sum(3) * self.ys).sum(-1)], dim=-1)
 
     def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
-        """The per-frame stage: keypoints of ``(N, H, W, C)`` frames."""
-        return self.keypoints(frames)
+        """The per-frame stage: keypoints of ``(N, H, W, C)`` frames (standardised with ``keypoint_norm``)."""
+        return self.norm(self.keypoints(frames))
 
     def from_features(self, features: torch.Tensor) -> torch.Tensor:
         """``(N, 2K)`` keypoints, or ``(N, h, 2K)`` of a history (oldest first) → ``(N, D)``."""
@@ -130,9 +131,9 @@ class KeypointEncoder(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if obs.ndim == 4:
-            return self.from_features(self.keypoints(obs))
+            return self.from_features(self.frame_features(obs))
         b, h = obs.shape[:2]
-        return self.from_features(self.keypoints(obs.flatten(0, 1)).view(b, h, -1))
+        return self.from_features(self.frame_features(obs.flatten(0, 1)).view(b, h, -1))
 
 
 class StateEncoder(StackedInputEncoder):
