@@ -47,28 +47,40 @@ def head_mlp(dim_in: int, hidden: int, dim_out: int, layers: int) -> nn.Sequenti
 
 
 class GuardrailHeads(nn.Module):
-    """One logit per violation name, from ``[z, a, Δ]`` and (action-marginal) from ``z`` alone.
+    """One logit per violation name: from the predicted next latent ``P_lo(z, a)`` and
+    (action-marginal) from ``z`` alone.
 
-    ``Δ = P_lo(z, a) − z`` is the predicted latent change. It carries what the predictor learned
-    from *all* unlabelled transitions — e.g. that pushing into a wall moves nothing — so the head
-    needs far fewer labels than one that must infer the wall geometry from ``(z, a)`` alone
-    (with 1,000 labels an MLP on the true ``(x, y, vx, vy, a)`` reaches only ~0.9 AUROC for
-    wall contact on PointRooms).
+    Why the predicted next latent and not ``[z, a]``: a violation "at the next step" is mostly a
+    property of where the step ends (in a zone, pressed against a wall), and the predictor, trained
+    on *all* unlabelled transitions, already maps ``(z, a)`` there; the head then only has to learn a
+    function of one latent from the few labels. Measured on the four-rooms keypoint latent with
+    1,000 random labels (held-out wall-contact AUROC, 3 label draws): ``[z, a, Δ]`` 0.833,
+    ``z + Δ`` 0.873, and 0.885 with the refit's stronger weight decay. (With 40,000 labels the
+    ``[z, a, Δ]`` head reaches 0.979: the latent carries the information; the labels are scarce.)
     """
 
     def __init__(self, latent_dim: int, action_dim: int, hidden: int, num_guardrails: int) -> None:
         super().__init__()
         self.num = num_guardrails
-        self.state_action = head_mlp(2 * latent_dim + action_dim, hidden, max(num_guardrails, 1), 2)
+        self.state_action = head_mlp(latent_dim, hidden, max(num_guardrails, 1), 2)
         self.state = head_mlp(latent_dim, hidden, max(num_guardrails, 1), 2)
+        # Input standardisation, set from the labelled latents at each refit (``set_input_stats``):
+        # a latent's scale depends on the regulariser and the epoch (a VICReg latent had std 0.14
+        # after one epoch), and with weight decay an unscaled head then stayed constant (AUROC 0.5).
+        self.register_buffer("in_mean", torch.zeros(latent_dim))
+        self.register_buffer("in_std", torch.ones(latent_dim))
 
-    def logits(self, z: torch.Tensor, actions: torch.Tensor | None = None,
-               delta: torch.Tensor | None = None) -> torch.Tensor:
-        """``z (..., D)``; with ``actions (..., A)`` also ``delta (..., D)`` (same leading dims) → ``(..., G)``."""
-        if actions is None:
-            out = self.state(z)
+    def set_input_stats(self, z: torch.Tensor) -> None:
+        self.in_mean.copy_(z.mean(0))
+        self.in_std.copy_(z.std(0).clamp_min(1e-6))
+
+    def logits(self, z: torch.Tensor, z_next: torch.Tensor | None = None) -> torch.Tensor:
+        """``z (..., D)`` → ``(..., G)``; with ``z_next`` (the predicted next latent, same shape) the
+        state-action logits, else the action-marginal ones."""
+        if z_next is None:
+            out = self.state((z - self.in_mean) / self.in_std)
         else:
-            out = self.state_action(torch.cat([z, actions.to(z.dtype), delta], dim=-1))
+            out = self.state_action((z_next - self.in_mean) / self.in_std)
         return out[..., : self.num]
 
 

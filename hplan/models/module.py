@@ -36,6 +36,7 @@ from hplan.diagnostics.scores import auroc, spearman
 from hplan.models.config import ModelConfig, TrainConfig
 from hplan.models.data import DatasetInfo
 from hplan.models.encoders import encode_sequences
+from hplan.models.landmarks import farthest_point_sample
 from hplan.models.predictor import mlp
 from hplan.models.regularizers import REGULARIZERS, ema_update
 from hplan.models.world_model import LatentWorldModel
@@ -204,7 +205,9 @@ class WorldModelModule(pl.LightningModule):
             z = torch.cat([self.model.encoder(chunk) for chunk in obs.split(512)])
         action = torch.from_numpy(ds.action[rows_e, rows_t]).to(self.device)
         labels = torch.from_numpy(ds.violations[rows_e, rows_t].astype("float32")).to(self.device)
-        optim = torch.optim.Adam(self.model.guardrail.parameters(), lr=self.train_cfg.guardrail_lr, weight_decay=1e-4)
+        self.model.guardrail.set_input_stats(z)
+        optim = torch.optim.Adam(self.model.guardrail.parameters(), lr=self.train_cfg.guardrail_lr,
+                                  weight_decay=self.train_cfg.guardrail_weight_decay)
         with torch.enable_grad():
             for _ in range(steps):
                 loss = self.guardrail_loss(z, action, labels)
@@ -300,6 +303,16 @@ class WorldModelModule(pl.LightningModule):
         self._refit(self.model.subgoal.parameters(), cfg.lr, cfg.subgoal_fit_steps, "subgoal-fit-steps",
                     loss_of, latents, cfg.distance_fit_batch)
 
+    def pick_waypoints(self, latents: FrozenLatents) -> None:
+        """Farthest-point sample ``model.landmarks`` latents of the training episodes as waypoints."""
+        if not self.model_cfg.landmarks:
+            return
+        steps = torch.arange(latents.z.shape[1], device=latents.z.device)
+        points = latents.z[steps[None] < latents.valid[:, None]]
+        gen = torch.Generator(device=points.device)
+        gen.manual_seed(derive_seed(self.seed, "waypoints", self.current_epoch))
+        self.model.set_waypoints(points[farthest_point_sample(points, self.model_cfg.landmarks, gen)])
+
     # ------------------------------------------------------------------ hooks
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out, _ = self._losses(batch, "train")
@@ -317,11 +330,12 @@ class WorldModelModule(pl.LightningModule):
         if not self.trainer.sanity_checking:
             cfg = self.train_cfg
             refits = cfg.distance_fit_steps or cfg.subgoal_fit_steps or cfg.predictor_fit_steps
-            latents = self.frozen_training_latents() if refits else None
+            latents = self.frozen_training_latents() if refits or self.model_cfg.landmarks else None
             if latents is not None:
                 self.fit_predictor(latents)  # first: the guardrail heads read its predicted change
                 self.fit_distance(latents)
                 self.fit_subgoal(latents)
+                self.pick_waypoints(latents)
             self.fit_guardrails()
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

@@ -82,6 +82,9 @@ class LatentWorldModel(nn.Module):
         self.decoder = DECODERS[obs_kind](self.obs_shape, cfg) if REGULARIZERS[cfg.regularizer].decoder else None
         # Surprise calibration: mean and std of the one-step latent prediction error on held-out data.
         self.register_buffer("surprise_stats", torch.tensor([0.0, 1.0]))
+        # Waypoints for the landmark high level: the first `landmark_count` rows are set by training.
+        self.register_buffer("landmark_latents", torch.zeros(cfg.landmarks, cfg.latent_dim))
+        self.register_buffer("landmark_count", torch.zeros((), dtype=torch.long))
 
     # ----------------------------------------------------------------- protocol
     @property
@@ -131,7 +134,7 @@ class LatentWorldModel(nn.Module):
         return torch.sigmoid(self.guardrail_logits(z, actions))
 
     def guardrail_logits(self, z: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
-        """Guardrail logits; with actions the head also sees the predicted change ``P_lo(z, a) − z``.
+        """Guardrail logits; with actions the head reads the predicted next latent ``P_lo(z, a)``.
 
         Leading dims of ``z`` and ``actions`` broadcast. The predictor is not trained through this
         path (its output is detached), so guardrail labels never shape the dynamics.
@@ -141,11 +144,21 @@ class LatentWorldModel(nn.Module):
         lead = torch.broadcast_shapes(z.shape[:-1], actions.shape[:-1])
         z = z.expand(*lead, z.shape[-1])
         actions = actions.to(z.dtype).expand(*lead, actions.shape[-1])
-        delta = (self.predictor.step(z, actions) - z).detach()
-        return self.guardrail.logits(z, actions, delta)
+        return self.guardrail.logits(z, self.predictor.step(z, actions).detach())
 
     def temporal_distance(self, z: torch.Tensor, z_goal: torch.Tensor) -> torch.Tensor:
         return self.distance(z, z_goal)
+
+    def waypoints(self) -> torch.Tensor:
+        """``(N, D)`` latents of training observations spread over the data (see ``models/landmarks.py``)."""
+        return self.landmark_latents[: int(self.landmark_count)]
+
+    def set_waypoints(self, z: torch.Tensor) -> None:
+        """Keep (up to ``cfg.landmarks`` of) the rows of ``z (N, D)`` as the waypoints."""
+        count = min(len(z), self.landmark_latents.shape[0])
+        self.landmark_latents.zero_()
+        self.landmark_latents[:count] = z[:count].to(self.landmark_latents)
+        self.landmark_count.fill_(count)
 
     # ----------------------------------------------------------------- rebuild
     def spec(self) -> dict[str, Any]:

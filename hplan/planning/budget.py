@@ -11,7 +11,9 @@ With ``eval_budget = B > 0`` the populations are derived from B (iterations and 
 elite fraction are kept): a flat agent spends up to B on its low level every step; a hierarchical
 agent spends up to ``(1 − high_share)·B`` on its low level every step and, on the steps where it
 replans its subgoals, up to ``high_share·B`` on the high level. So a hierarchical agent never
-spends more per step than the flat one; on average it spends less.
+spends more per step than the flat one; on average it spends less. The ``landmarks`` high level
+spends no predictor evaluations (it searches a graph under the distance head), so its low level
+gets the whole B, exactly like the flat planner's.
 """
 
 from __future__ import annotations
@@ -57,12 +59,13 @@ def high_template(cfg: PlannerConfig) -> Sizes:
 
 
 def resolve_budget(cfg: PlannerConfig) -> Budget:
-    """Sizes for the low level (and the high level when ``cfg.kind == "hier"``)."""
-    low, high = default_sizes(cfg), high_template(cfg) if cfg.kind == "hier" else None
+    """Sizes for the low level (and the high level when it plans over subgoal codes)."""
+    codes = cfg.kind == "hier" and cfg.high == "codes"  # the landmark high level evaluates no predictor
+    low, high = default_sizes(cfg), high_template(cfg) if codes else None
     if cfg.eval_budget <= 0:
         return Budget(low, high)
-    if cfg.kind == "flat":
-        return Budget(fit_sizes(cfg.low, low, cfg.horizon, cfg.eval_budget, "the flat low level"), None)
+    if not codes:
+        return Budget(fit_sizes(cfg.low, low, cfg.horizon, cfg.eval_budget, "the flat low level" if cfg.kind == "flat" else "the hierarchical low level"), None)
     high_budget = int(cfg.eval_budget * cfg.high_share)
     return Budget(
         fit_sizes(cfg.low, low, cfg.horizon, cfg.eval_budget - high_budget, "the hierarchical low level"),

@@ -56,6 +56,12 @@ class PlannerConfig:
     running_weight: float = field(default=1.0, metadata=meta(
         "weight of the mean per-step distance added to the terminal distance (0 = terminal only)", ge=0.0))
     # --- hierarchical planner -------------------------------------------------------------------
+    high: Literal["codes", "landmarks"] = field(default="codes", metadata=meta(
+        "hierarchical high level: `codes` (MPC over subgoal codes rolled out with P_hi) or `landmarks` "
+        "(shortest routes over the model's waypoint latents under the temporal distance; no predictor evaluations)"))
+    landmark_edge: float = field(default=16.0, metadata=meta(
+        "`landmarks`: longest temporal distance of a graph edge, and of the waypoint handed to the low level",
+        gt=0.0))
     high_optimizer: Literal["cem", "mppi"] = field(default="cem", metadata=meta("optimiser over subgoal codes"))
     high_horizon: int = field(default=4, metadata=meta(
         "L: high-level steps planned (each jumps subgoal_interval low-level steps)", ge=1, le=64))

@@ -13,6 +13,9 @@ level is replanned
 * when it *lost* it (distance grew by more than ``subgoal_lost`` in one step);
 
 and while the goal itself is within ``direct_reach`` the low level goes straight for the goal.
+With ``planner.high = "landmarks"`` the subgoal is instead the next waypoint of the shortest
+route over the model's waypoint latents (:mod:`hplan.planning.landmarks`), recomputed every
+step: a route costs no predictor evaluations, so there is nothing to save by keeping a stale one.
 All decisions use the model's own distances; nothing here sees the environment.
 """
 
@@ -24,6 +27,7 @@ import torch
 
 from hplan.planning.config import PlannerConfig
 from hplan.planning.energy import Energy
+from hplan.planning.landmarks import LandmarkGraph
 from hplan.planning.mpc import RecedingHorizon
 from hplan.planning.types import PlanResult
 
@@ -60,18 +64,26 @@ class FlatPlanner:
 class HierarchicalPlanner:
     """High-level MPC over subgoal codes on top of low-level MPC towards the first subgoal."""
 
-    def __init__(self, energy: Energy, low: RecedingHorizon, high: RecedingHorizon, cfg: PlannerConfig) -> None:
+    def __init__(self, energy: Energy, low: RecedingHorizon, high: RecedingHorizon | None, cfg: PlannerConfig) -> None:
         self.energy = energy
         self.model = energy.model
         self.low = low
         self.high = high
         self.cfg = cfg
+        self.graph: LandmarkGraph | None = None
+        if cfg.high == "landmarks":
+            waypoints = getattr(self.model, "waypoints", None)
+            points = waypoints() if callable(waypoints) else torch.zeros(0)
+            self.graph = LandmarkGraph(energy.distance, points, cfg.landmark_edge)
+        elif high is None:
+            raise ValueError("the `codes` high level needs a high-level optimiser")
         self.reset()
 
     def reset(self) -> None:
         """Forget subgoals and warm starts (new episode or new goal)."""
         self.low.reset()
-        self.high.reset()
+        if self.high is not None:
+            self.high.reset()
         self.subgoal: torch.Tensor | None = None
         self.subgoal_index = -1
         self.steps_since_high = 0
@@ -82,6 +94,8 @@ class HierarchicalPlanner:
         return float(self.energy.distance(z[None], target[None])[0])
 
     def _replan_reason(self, z: torch.Tensor) -> str | None:
+        if self.graph is not None:
+            return "route"
         if self.subgoal is None:
             return "start"
         if self.steps_since_high >= self.cfg.replan_every:
@@ -94,6 +108,13 @@ class HierarchicalPlanner:
         return None
 
     def _plan_high(self, z: torch.Tensor, goal: torch.Tensor, generator: torch.Generator, reason: str) -> int:
+        if self.graph is not None:
+            waypoint = self.graph.waypoint(z, goal)
+            self.subgoal = goal if waypoint is None else waypoint
+            self.subgoal_index += 1
+            self.steps_since_high = 0
+            return 0
+        assert self.high is not None
         # warm start: drop the high-level steps already executed (at least the reached subgoal)
         interval = max(1, self.model.subgoal_interval)
         shift = round(self.steps_since_high / interval) if self.subgoal is not None else 0

@@ -1,0 +1,90 @@
+"""The landmark high level: routes over waypoints go round walls and use only short hops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hplan.planning.landmarks import LandmarkGraph
+
+WALL_TOP = 3.0
+
+
+def _crosses_wall(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Does the segment a → b cross the wall x = 0, y ≤ WALL_TOP? (broadcasting)"""
+    xa, ya, xb, yb = a[..., 0], a[..., 1], b[..., 0], b[..., 1]
+    opposite = (xa * xb) < 0
+    t = xa / (xa - xb).where(opposite, torch.ones_like(xa))
+    y_cross = ya + t * (yb - ya)
+    return opposite & (y_cross <= WALL_TOP)
+
+
+def walled_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Straight-line distance, but 1,000 through the wall: what a temporal distance learns."""
+    d = (a - b).norm(dim=-1)
+    return torch.where(_crosses_wall(a, b), torch.full_like(d, 1000.0), d)
+
+
+def _grid() -> torch.Tensor:
+    xs, ys = torch.meshgrid(torch.arange(-3.0, 3.5, 1.0), torch.arange(-1.0, 6.0, 1.0), indexing="ij")
+    points = torch.stack([xs.flatten(), ys.flatten()], dim=1)
+    return points[(points[:, 0] != 0.0) | (points[:, 1] > WALL_TOP)]  # none inside the wall
+
+
+def test_route_goes_round_the_wall_in_short_hops() -> None:
+    graph = LandmarkGraph(walled_distance, _grid(), edge_max=1.5)
+    z, goal = torch.tensor([-0.5, 0.0]), torch.tensor([0.5, 0.0])
+    found = graph.route(z, goal)
+    assert found is not None
+    path, length = found
+    points = graph.points[path]
+    hops = walled_distance(points[:-1], points[1:])
+    assert (hops <= 1.5).all()  # only short, trusted hops
+    assert points[:, 1].max() > WALL_TOP  # over the top of the wall
+    assert length >= 2 * (WALL_TOP + 1.0)  # at least the detour, never the 1-unit shortcut
+    waypoint = graph.waypoint(z, goal)
+    assert waypoint is not None and float(walled_distance(z, waypoint)) <= 1.5
+
+
+def test_goal_within_reach_needs_no_waypoint() -> None:
+    graph = LandmarkGraph(walled_distance, _grid(), edge_max=1.5)
+    assert graph.waypoint(torch.tensor([1.0, 0.0]), torch.tensor([2.0, 0.5])) is None
+
+
+def test_a_model_without_waypoints_is_refused_in_one_line() -> None:
+    with pytest.raises(ValueError, match="landmarks"):
+        LandmarkGraph(walled_distance, torch.zeros(0, 2), edge_max=1.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), n=st.integers(3, 40), edge=st.floats(0.3, 2.0))
+def test_shortest_routes_match_brute_force(seed: int, n: int, edge: float) -> None:
+    """Floyd–Warshall costs equal Dijkstra's on the same graph, and every route is a chain of edges."""
+    points = torch.from_numpy(np.random.default_rng(seed).uniform(-2, 2, size=(n, 2)))
+    graph = LandmarkGraph(walled_distance, points, edge_max=edge)
+    hop = walled_distance(points[:, None], points[None]).numpy()
+    for source in range(n):
+        best = np.full(n, np.inf)
+        best[source] = 0.0
+        todo = set(range(n))
+        while todo:
+            u = min(todo, key=lambda i: best[i])
+            todo.remove(u)
+            if not np.isfinite(best[u]):
+                break
+            for v in range(n):
+                if hop[u, v] <= edge:
+                    best[v] = min(best[v], best[u] + hop[u, v])
+        np.testing.assert_allclose(graph.cost[source].numpy(), best, rtol=1e-9)
+        for target in range(n):
+            if np.isfinite(best[target]) and target != source:
+                node, total = source, 0.0
+                while node != target:
+                    nxt = int(graph.next[node, target])
+                    assert hop[node, nxt] <= edge
+                    total += hop[node, nxt]
+                    node = nxt
+                assert total == pytest.approx(best[target])
