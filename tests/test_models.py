@@ -351,3 +351,22 @@ def test_keypoint_encoder_reads_sub_pixel_positions_of_the_rendered_point() -> N
     assert float(ky.max() - ky.min()) < 0.02
     moving = torch.stack([frames[:-1], frames[1:]], dim=1)  # a frame history: the encoder takes it too
     assert KeypointEncoder((2, 64, 64, 3), cfg)(moving).shape == (5, 8)
+
+
+@settings(max_examples=20, deadline=None)
+@given(scale=st.floats(1e-3, 1e3), shift=st.floats(-10.0, 10.0), seed=st.integers(0, 2**16))
+def test_guardrail_heads_do_not_depend_on_the_latent_scale(scale: float, shift: float, seed: int) -> None:
+    """After ``set_input_stats`` the heads give the same logits for an affinely rescaled latent: a
+    VICReg latent with std 0.14 early in training gets the same head as one with std 1."""
+    from hplan.models.heads import GuardrailHeads
+
+    gen = torch.Generator().manual_seed(seed)
+    heads = GuardrailHeads(latent_dim=6, action_dim=2, hidden=16, num_guardrails=2)
+    z = torch.randn(64, 6, generator=gen, dtype=torch.float64)
+    heads = heads.double()
+    heads.set_input_stats(z)
+    reference = heads.logits(z), heads.logits(z, z.flip(0))
+    moved = z * scale + shift
+    heads.set_input_stats(moved)
+    torch.testing.assert_close(heads.logits(moved), reference[0])
+    torch.testing.assert_close(heads.logits(moved, moved.flip(0)), reference[1])

@@ -88,3 +88,14 @@ def test_shortest_routes_match_brute_force(seed: int, n: int, edge: float) -> No
                     total += hop[node, nxt]
                     node = nxt
                 assert total == pytest.approx(best[target])
+
+
+def test_an_agent_on_a_waypoint_is_handed_the_next_one() -> None:
+    """Routes are recomputed every step: an agent that has reached a waypoint whose successor is
+    just out of reach must get the successor (or the goal after the last one), not the same waypoint."""
+    chain = torch.tensor([[0.0, 0.0], [1.4, 0.0], [2.8, 0.0]])
+    graph = LandmarkGraph(walled_distance, chain, edge_max=1.5)
+    z, goal = torch.tensor([-0.2, 0.0]), torch.tensor([4.2, 0.0])
+    torch.testing.assert_close(graph.waypoint(z, goal, reached=0.0), chain[0])
+    torch.testing.assert_close(graph.waypoint(z, goal, reached=0.5), chain[1])
+    assert graph.waypoint(torch.tensor([2.9, 0.0]), torch.tensor([4.35, 0.0]), reached=0.5) is None  # the goal next

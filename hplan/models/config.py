@@ -49,7 +49,7 @@ class ModelConfig:
     predictor_layers: int = field(default=2, metadata=meta("hidden layers of the residual low-level predictor", ge=1, le=16))
     distance_dim: int = field(default=32, metadata=meta("embedding size of the temporal-distance (quasimetric) head", ge=2, le=1024))
     landmarks: int = field(default=256, metadata=meta(
-        "training latents kept in the checkpoint (farthest-point sampled) as waypoints for the "
+        "training latents kept in the checkpoint (drawn uniformly) as waypoints for the "
         "`landmarks` high level; 0 = none", ge=0, le=65536))
     ema_momentum: float = field(default=0.99, metadata=meta(
         "`ema` regulariser: momentum of the target encoder (BYOL)", ge=0.0, lt=1.0))

@@ -150,7 +150,7 @@ class LatentWorldModel(nn.Module):
         return self.distance(z, z_goal)
 
     def waypoints(self) -> torch.Tensor:
-        """``(N, D)`` latents of training observations spread over the data (see ``models/landmarks.py``)."""
+        """``(N, D)`` latents of training observations drawn uniformly (``WorldModelModule.pick_waypoints``)."""
         return self.landmark_latents[: int(self.landmark_count)]
 
     def set_waypoints(self, z: torch.Tensor) -> None:

@@ -109,7 +109,7 @@ class HierarchicalPlanner:
 
     def _plan_high(self, z: torch.Tensor, goal: torch.Tensor, generator: torch.Generator, reason: str) -> int:
         if self.graph is not None:
-            waypoint = self.graph.waypoint(z, goal)
+            waypoint = self.graph.waypoint(z, goal, self.cfg.subgoal_reached)
             self.subgoal = goal if waypoint is None else waypoint
             self.subgoal_index += 1
             self.steps_since_high = 0

@@ -1,8 +1,9 @@
 """The landmark high level: shortest paths over the model's waypoint latents.
 
 An alternative to planning over subgoal codes with P_hi (``planner.high = "codes"``): the model
-keeps a few hundred training latents spread over the data (``model.waypoints()``, see
-``hplan/models/landmarks.py``); the graph joins two of them when the learned temporal distance
+keeps a few hundred training latents drawn uniformly from the data (``model.waypoints()``, picked
+by ``WorldModelModule.pick_waypoints``; the checkpoint carries them, so planning needs no
+dataset); the graph joins two of them when the learned temporal distance
 between them is at most ``landmark_edge`` steps, all-pairs shortest paths are computed once
 (Floyd–Warshall, ``O(N³)`` on the planner's device: ~20 ms for 256 waypoints), and each step the
 agent enters the graph at a waypoint within reach, leaves it at one within reach of the goal, and
@@ -63,9 +64,15 @@ class LandmarkGraph:
             path.append(int(self.next[path[-1], j]))
         return path, length
 
-    def waypoint(self, z: torch.Tensor, goal: torch.Tensor) -> torch.Tensor | None:
-        """The farthest waypoint along the route that is still within ``edge_max`` of ``z`` (None:
-        no route, or the goal itself is the better target)."""
+    def waypoint(self, z: torch.Tensor, goal: torch.Tensor, reached: float = 0.0) -> torch.Tensor | None:
+        """The farthest waypoint along the route still within ``edge_max`` of ``z`` and farther than
+        ``reached`` (None: no route, or the goal itself is the better target).
+
+        Why skip waypoints already reached: the route is recomputed every step, and an agent sitting
+        on a waypoint whose successor is just out of reach would otherwise be handed the waypoint it
+        is on, over and over (measured: hovering for 180 steps). It gets the successor instead, or
+        the goal after the last one.
+        """
         found = self.route(z, goal)
         if found is None:
             return None
@@ -73,5 +80,9 @@ class LandmarkGraph:
         with torch.no_grad():
             d = self.distance(z[None], self.points[path])
         within = torch.nonzero(d <= self.edge_max).flatten()
-        index = path[int(within[-1])] if within.numel() else path[0]
-        return self.points[index]
+        position = int(within[-1]) if within.numel() else 0
+        if float(d[position]) <= reached:
+            position += 1
+            if position == len(path):
+                return None
+        return self.points[path[position]]
