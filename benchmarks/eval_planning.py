@@ -53,8 +53,6 @@ CASES: tuple[Case, ...] = (
     Case("two_rooms/hier", "point_two_rooms", "hier", "on", "success, two rooms", EQUAL_BUDGET),
     Case("four_rooms/flat", "point_four_rooms", "flat", "on", "success, four rooms diagonal", EQUAL_BUDGET),
     Case("four_rooms/hier", "point_four_rooms", "hier", "on", "success, four rooms diagonal", EQUAL_BUDGET),
-    Case("four_rooms/hier-codes", "point_four_rooms", "hier", "on", "success, four rooms, P_hi subgoal codes",
-         {"planner": {"high": "codes"}}),
     Case("four_rooms/hier-landmarks", "point_four_rooms", "hier", "on", "success, four rooms, landmark routes",
          {"planner": {"high": "landmarks"}}),
     Case("maze3x3/flat", "point_maze3x3", "flat", "on", "success, 3x3 maze", EQUAL_BUDGET),
