@@ -370,3 +370,34 @@ def test_guardrail_heads_do_not_depend_on_the_latent_scale(scale: float, shift: 
     heads.set_input_stats(moved)
     torch.testing.assert_close(heads.logits(moved), reference[0])
     torch.testing.assert_close(heads.logits(moved, moved.flip(0)), reference[1])
+
+
+@pytest.mark.parametrize("balance", [False, True])
+def test_guardrail_balance_trades_calibration_for_recall(balance: bool) -> None:
+    """Unbalanced BCE gives calibrated probabilities (mean ≈ the positive rate, so a hard threshold
+    means a probability); the class-balanced loss inflates them towards 0.5."""
+    from hplan.models.data import DatasetInfo
+    from hplan.models.module import WorldModelModule
+
+    rate = 0.1
+    info = DatasetInfo(env_id="hplan/Test-v0", obs_kind="state", obs_shape=(4,), action_spec=ActionSpec(2),
+                       guardrail_names=("wall_contact",), state_mean=np.zeros(4, np.float32),
+                       state_std=np.ones(4, np.float32), label_positive_rate=np.array([rate]),
+                       train_transitions=100, val_transitions=10)
+    module = WorldModelModule(ModelConfig(**{**SMALL.__dict__, "landmarks": 0}),
+                              TrainConfig(guardrail_balance=balance), info, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    z, action = torch.zeros(2000, 8), torch.zeros(2000, 2)  # one input: only the base rate is learnable
+    labels = (torch.rand(2000, 1, generator=gen) < rate).float()
+    rate = float(labels.mean())
+    optim = torch.optim.Adam(module.model.guardrail.parameters(), lr=3e-3)
+    for _ in range(300):
+        loss = module.guardrail_loss(z, action, labels)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    mean_prob = float(torch.sigmoid(module.model.guardrail_logits(z, action)).mean())
+    if balance:  # the balanced optimum for a base rate alone is 0.5
+        assert abs(mean_prob - 0.5) < 0.1
+    else:
+        assert abs(mean_prob - rate) < 0.03

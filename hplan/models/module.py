@@ -91,7 +91,8 @@ class WorldModelModule(pl.LightningModule):
         if model_cfg.regularizer == "vicreg" and train_cfg.vicreg_idm > 0:
             self.idm = mlp(2 * model_cfg.latent_dim, model_cfg.hidden_dim, info.action_spec.dim, 1)
         rate = np.clip(info.label_positive_rate, 1e-3, 1.0)
-        self.register_buffer("pos_weight", torch.as_tensor(np.clip((1 - rate) / rate, 1.0, 100.0), dtype=torch.float32))
+        balance = np.clip((1 - rate) / rate, 1.0, 100.0) if train_cfg.guardrail_balance else np.ones_like(rate)
+        self.register_buffer("pos_weight", torch.as_tensor(balance, dtype=torch.float32))
         self._val: dict[str, list[Any]] = {}
 
     # ------------------------------------------------------------------ losses
@@ -180,7 +181,8 @@ class WorldModelModule(pl.LightningModule):
         return loss, {"distance_push": push, "distance_violation": violation}, d_far
 
     def guardrail_loss(self, z: torch.Tensor, action: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Class-balanced BCE of both guardrail heads: state-action and state-only (action-marginal)."""
+        """BCE of both guardrail heads, state-action and state-only (action-marginal); class-balanced
+        unless ``train.guardrail_balance`` is off."""
         logits = self.model.guardrail_logits
         return (F.binary_cross_entropy_with_logits(logits(z, action), labels, pos_weight=self.pos_weight)
                 + F.binary_cross_entropy_with_logits(logits(z), labels, pos_weight=self.pos_weight))
