@@ -361,7 +361,7 @@ def test_guardrail_heads_do_not_depend_on_the_latent_scale(scale: float, shift: 
     from hplan.models.heads import GuardrailHeads
 
     gen = torch.Generator().manual_seed(seed)
-    heads = GuardrailHeads(latent_dim=6, action_dim=2, hidden=16, num_guardrails=2)
+    heads = GuardrailHeads(latent_dim=6, hidden=16, num_guardrails=2)
     z = torch.randn(64, 6, generator=gen, dtype=torch.float64)
     heads = heads.double()
     heads.set_input_stats(z)

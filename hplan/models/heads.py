@@ -59,7 +59,7 @@ class GuardrailHeads(nn.Module):
     ``[z, a, Δ]`` head reaches 0.979: the latent carries the information; the labels are scarce.)
     """
 
-    def __init__(self, latent_dim: int, action_dim: int, hidden: int, num_guardrails: int) -> None:
+    def __init__(self, latent_dim: int, hidden: int, num_guardrails: int) -> None:
         super().__init__()
         self.num = num_guardrails
         self.state_action = head_mlp(latent_dim, hidden, max(num_guardrails, 1), 2)

@@ -77,7 +77,7 @@ class LatentWorldModel(nn.Module):
             self.encoder = NormalizedEncoder(self.encoder, cfg.latent_dim)
         self.predictor = ResidualPredictor(cfg.latent_dim, action_spec.dim, cfg.hidden_dim, cfg.predictor_layers)
         self.subgoal = SUBGOAL_MODELS[cfg.subgoal_model](cfg, action_spec.dim)
-        self.guardrail = GuardrailHeads(cfg.latent_dim, action_spec.dim, cfg.hidden_dim, len(self.guardrail_names))
+        self.guardrail = GuardrailHeads(cfg.latent_dim, cfg.hidden_dim, len(self.guardrail_names))
         self.distance = TemporalDistance(cfg.latent_dim, cfg.hidden_dim, cfg.distance_dim, distance_max_gap)
         self.decoder = DECODERS[obs_kind](self.obs_shape, cfg) if REGULARIZERS[cfg.regularizer].decoder else None
         # Surprise calibration: mean and std of the one-step latent prediction error on held-out data.
