@@ -8,6 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hplan.errors import HplanError
 from hplan.planning.landmarks import LandmarkGraph
 
 WALL_TOP = 3.0
@@ -55,7 +56,7 @@ def test_goal_within_reach_needs_no_waypoint() -> None:
 
 
 def test_a_model_without_waypoints_is_refused_in_one_line() -> None:
-    with pytest.raises(ValueError, match="landmarks"):
+    with pytest.raises(HplanError, match="planner.high"):
         LandmarkGraph(walled_distance, torch.zeros(0, 2), edge_max=1.0)
 
 

@@ -19,6 +19,8 @@ from typing import Callable
 
 import torch
 
+from hplan.errors import HplanError
+
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -27,7 +29,7 @@ class LandmarkGraph:
 
     def __init__(self, distance: Distance, waypoints: torch.Tensor, edge_max: float) -> None:
         if len(waypoints) == 0:
-            raise ValueError("planner.high = 'landmarks' needs a model with waypoints (train it with model.landmarks > 0)")
+            raise HplanError("planner.high: 'landmarks' needs a model with waypoints (train it with model.landmarks > 0)")
         self.distance, self.points, self.edge_max = distance, waypoints, float(edge_max)
         n = len(waypoints)
         with torch.no_grad():
