@@ -25,7 +25,6 @@ from hplan.data.shards import load_episodes
 from hplan.diagnostics.probes import fit_linear_probe, r2_score
 from hplan.diagnostics.scores import auroc, spearman
 from hplan.models.data import action_spec_from_manifest
-from hplan.planning.history import sequence_frames
 from hplan.seeding import derive_seed
 
 Geodesic = Callable[[np.ndarray, np.ndarray], float]
@@ -43,9 +42,7 @@ def evaluate_heldout(model, data_dir: str | Path, *, horizon: int = 8, max_episo
         action = np.eye(spec.dim, dtype=np.float32)[np.clip(action[..., 0].astype(int) - offset, 0, spec.dim - 1)]
     n_ep, steps = action.shape[:2]
     device = model.device
-    history = getattr(model, "frame_history", 1)
-    z = torch.cat([model.encode_sequence(sequence_frames(obs, part, np.zeros(len(part), np.int64), steps + 1, history)).cpu()
-                   for part in np.array_split(np.arange(n_ep), max(1, n_ep // 8))])
+    z = model.encode_episodes(obs, np.arange(n_ep), steps + 1).cpu()
     pos_t = torch.from_numpy(pos)
     even = torch.arange(n_ep) % 2 == 0
     probe = fit_linear_probe(z[even].flatten(0, 1), pos_t[even].flatten(0, 1))

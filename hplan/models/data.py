@@ -26,7 +26,7 @@ from hplan.data.shards import load_episodes
 from hplan.errors import HplanError
 from hplan.models.config import ModelConfig, TrainConfig
 from hplan.models.encoders import obs_kind_of
-from hplan.planning.history import gather_frames, sequence_frames
+from hplan.planning.history import sequence_frames
 from hplan.planning.protocol import ActionSpec
 from hplan.seeding import derive_seed
 
@@ -84,10 +84,6 @@ class WindowData(Dataset):
         self.window = window
         self.labelled = labelled  # (episode, t) rows of the labelled subset
         self.history = history
-
-    def frames(self, episode: np.ndarray, step: np.ndarray) -> np.ndarray:
-        """Encoder inputs at ``(episode, step)``: observations with the model's frame history."""
-        return gather_frames(self.obs, episode, step, self.history)
 
     def sequence(self, episode: np.ndarray, first: np.ndarray, length: int) -> np.ndarray:
         """Frames of ``length`` steps from ``first`` plus the ``history - 1`` before (see ``sequence_frames``)."""

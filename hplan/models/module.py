@@ -202,8 +202,8 @@ class WorldModelModule(pl.LightningModule):
         ds = data.dataset
         rows_e, rows_t = labelled
         with torch.no_grad():
-            obs = torch.from_numpy(ds.frames(rows_e, rows_t)).to(self.device)
-            z = torch.cat([self.model.encoder(chunk) for chunk in obs.split(512)])
+            frames = torch.from_numpy(ds.sequence(rows_e, rows_t, 1))
+            z = torch.cat([self.model.encode_sequence(chunk)[:, 0] for chunk in frames.split(512)])
         action = torch.from_numpy(ds.action[rows_e, rows_t]).to(self.device)
         labels = torch.from_numpy(ds.violations[rows_e, rows_t].astype("float32")).to(self.device)
         self.model.guardrail.set_input_stats(z)
@@ -228,10 +228,8 @@ class WorldModelModule(pl.LightningModule):
         rng = np.random.default_rng(derive_seed(self.seed, "distance-fit", self.current_epoch))
         episodes = rng.permutation(episodes)[:FROZEN_EPISODES]
         length = int(data.num_valid[episodes].max())
-        with torch.no_grad():  # a few episodes at a time: all frames at once would be GBs of images
-            z = torch.cat([
-                self.model.encode_sequence(torch.from_numpy(ds.sequence(part, np.zeros(len(part), np.int64), length)))
-                for part in np.array_split(episodes, max(1, len(episodes) // 8))])
+        with torch.no_grad():
+            z = self.model.encode_episodes(ds.obs, episodes, length)
         action = torch.from_numpy(ds.action[episodes, :length - 1]).to(self.device)
         return FrozenLatents(z, action, torch.as_tensor(data.num_valid[episodes], device=self.device), ds.window)
 
@@ -341,7 +339,7 @@ class WorldModelModule(pl.LightningModule):
             refits = cfg.distance_fit_steps or cfg.subgoal_fit_steps or cfg.predictor_fit_steps
             latents = self.frozen_training_latents() if refits or self.model_cfg.landmarks else None
             if latents is not None:
-                self.fit_predictor(latents)  # first: the guardrail heads read its predicted change
+                self.fit_predictor(latents)  # first: the guardrail heads read its predicted next latent
                 self.fit_distance(latents)
                 self.fit_subgoal(latents)
                 self.pick_waypoints(latents)

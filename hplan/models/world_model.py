@@ -23,6 +23,7 @@ from hplan.models.heads import GuardrailHeads, TemporalDistance
 from hplan.models.predictor import ResidualPredictor
 from hplan.models.regularizers import REGULARIZERS
 from hplan.models.subgoal import SUBGOAL_MODELS
+from hplan.planning.history import sequence_frames
 from hplan.planning.protocol import ActionSpec
 
 
@@ -118,6 +119,14 @@ class LatentWorldModel(nn.Module):
             raise ValueError(f"encode_sequence: expected frames (B, L + {self.frame_history - 1}, "
                              f"{', '.join(map(str, self.obs_shape))}), got {tuple(frames.shape)}")
         return encode_sequences(self.encoder, [frames], self.frame_history)[0]
+
+    def encode_episodes(self, obs: np.ndarray, episodes: np.ndarray, length: int, chunk: int = 8) -> torch.Tensor:
+        """Latents ``(E, length, D)`` of the first ``length`` steps of ``episodes`` in ``obs (E_all, T, …)``,
+        ``chunk`` episodes at a time (all frames at once would be GBs of images). No grad is
+        switched off here: callers that do not train wrap it in ``torch.no_grad()``."""
+        parts = np.array_split(np.asarray(episodes), max(1, len(episodes) // chunk))
+        return torch.cat([self.encode_sequence(sequence_frames(obs, part, 0, length, self.frame_history))
+                          for part in parts])
 
     def predict(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.predictor.rollout(z, actions.to(z.dtype))

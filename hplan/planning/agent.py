@@ -85,16 +85,15 @@ class LatentAgent:
         low_space = SearchSpace(planner.horizon, spec.dim, spec.low, spec.high, discrete=self.discrete)
         low = RecedingHorizon(make_optimizer(planner.low, low_space, planner, budget.low), device,
                               warm_start=planner.warm_start)
-        if planner.kind == "hier" and planner.high == "landmarks":
-            self.planner: FlatPlanner | HierarchicalPlanner = HierarchicalPlanner(self.energy, low, None, planner)
-        elif planner.kind == "hier":
-            assert budget.high is not None
-            high_space = SearchSpace(planner.high_horizon, model.code_dim, -planner.code_bound, planner.code_bound)
-            high_cfg = dataclasses.replace(planner, init_std=planner.high_init_std / planner.code_bound,
-                                           min_std=min(planner.min_std, planner.high_init_std / planner.code_bound))
-            high = RecedingHorizon(make_optimizer(planner.high_optimizer, high_space, high_cfg, budget.high), device,
-                                   warm_start=planner.warm_start)
-            self.planner = HierarchicalPlanner(self.energy, low, high, planner)
+        if planner.kind == "hier":
+            high = None  # the landmark high level has no optimiser (and no budget share)
+            if budget.high is not None:
+                high_space = SearchSpace(planner.high_horizon, model.code_dim, -planner.code_bound, planner.code_bound)
+                high_cfg = dataclasses.replace(planner, init_std=planner.high_init_std / planner.code_bound,
+                                               min_std=min(planner.min_std, planner.high_init_std / planner.code_bound))
+                high = RecedingHorizon(make_optimizer(planner.high_optimizer, high_space, high_cfg, budget.high),
+                                       device, warm_start=planner.warm_start)
+            self.planner: FlatPlanner | HierarchicalPlanner = HierarchicalPlanner(self.energy, low, high, planner)
         else:
             self.planner = FlatPlanner(self.energy, low)
         self.budget = budget

@@ -35,13 +35,14 @@ def gather_frames(obs: np.ndarray, episode: np.ndarray, step: np.ndarray, histor
 
 
 def sequence_frames(obs: np.ndarray, episode: np.ndarray, first: np.ndarray, length: int, history: int) -> np.ndarray:
-    """Frames ``first - history + 1 … first + length - 1`` (clamped at 0) of episodes ``episode (B,)``.
+    """Frames ``first - history + 1 … first + length - 1`` (clamped at 0) of episodes ``episode (B,)``;
+    ``first`` is one start per episode or a single start for all.
 
     ``(B, length + history - 1, *shape)``: the input of ``encode_sequence`` for the ``length``
     steps from ``first`` — each frame once, where ``gather_frames`` would repeat it in every
     history it belongs to.
     """
-    steps = np.maximum(np.asarray(first)[:, None] + np.arange(1 - history, length), 0)
+    steps = np.maximum(np.asarray(first).reshape(-1, 1) + np.arange(1 - history, length), 0)
     return obs[np.asarray(episode)[:, None], steps]
 
 
