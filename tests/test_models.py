@@ -401,3 +401,23 @@ def test_guardrail_balance_trades_calibration_for_recall(balance: bool) -> None:
         assert abs(mean_prob - 0.5) < 0.1
     else:
         assert abs(mean_prob - rate) < 0.03
+
+
+def test_keypoint_norm_standardises_each_keypoint_over_the_batch() -> None:
+    """With ``keypoint_norm`` each keypoint coordinate is standardised over a training batch
+    (BatchNorm: ``(k − mean) / sqrt(var + 1e-5)``), so a coordinate that barely moves is scaled up
+    by orders of magnitude; without it the keypoints pass through in raw [-1, 1] units."""
+    from hplan.models.encoders import KeypointEncoder
+
+    frames = torch.randint(0, 256, (64, 16, 16, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    for norm in (False, True):
+        cfg = ModelConfig(**{**SMALL.__dict__, "image_encoder": "keypoints", "keypoints": 3, "keypoint_norm": norm})
+        encoder = KeypointEncoder((16, 16, 3), cfg).train()
+        features = encoder.frame_features(frames).detach()
+        raw = encoder.keypoints(frames).detach()
+        if norm:
+            expected = (raw - raw.mean(0)) / torch.sqrt(raw.var(0, unbiased=False) + 1e-5)
+            torch.testing.assert_close(features, expected, atol=1e-4, rtol=1e-4)
+            assert float((features.std(0) / raw.std(0)).min()) > 10.0  # small motions amplified
+        else:
+            torch.testing.assert_close(features, raw)

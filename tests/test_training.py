@@ -219,3 +219,31 @@ def test_frame_history_model_trains_evaluates_and_acts(image_data: Path, tmp_pat
         with torch.no_grad():
             moving = model.encode(torch.from_numpy(np.stack([frames[0], frames[1]]))[None])[0]
         torch.testing.assert_close(agent._last[0], moving)
+
+
+def test_keypoint_model_keeps_training_latents_as_waypoints_and_a_landmark_agent_acts(
+        image_data: Path, tmp_path: Path) -> None:
+    """Keypoints + ``keypoint_norm`` + two frames train end to end; the checkpoint carries
+    ``landmarks`` waypoints that are latents of training observations, and the landmark high level
+    plans with them (no code optimiser, the whole budget to the low level)."""
+    from hplan.data.shards import load_episodes
+    from hplan.planning.agent import make_agent
+    from hplan.planning.config import GuardrailConfig, PlannerConfig
+
+    scenario = ScenarioConfig(name="synthetic", env=EnvConfig(id=ENV_ID, obs_mode="image"))
+    run = train_world_model(scenario, image_data, tmp_path / "run", max_epochs=1, frame_history=2,
+                            image_encoder="keypoints", keypoints=4, keypoint_norm=True, landmarks=20, **TINY)
+    model = load_world_model(run, device="cpu")
+    waypoints = model.waypoints()
+    assert waypoints.shape == (20, 8)
+    obs = load_episodes(image_data)["obs"]
+    with torch.no_grad():
+        every = model.encode_episodes(obs, np.arange(len(obs)), obs.shape[1]).flatten(0, 1)
+    nearest = (waypoints[:, None] - every[None]).norm(dim=-1).min(dim=1).values  # exact (cdist rounds ~1e-4)
+    assert float(nearest.max()) < 1e-4  # each waypoint is the latent of a real observation
+    agent = make_agent(model, PlannerConfig(kind="hier", high="landmarks", horizon=3, population=16, iterations=1,
+                                            elites=4, eval_budget=200), GuardrailConfig(), seed=0, device="cpu")
+    assert agent.budget.high is None
+    agent.reset(obs[0, -1], seed=0)
+    action, info = agent.act(obs[0, 0])
+    assert np.all(np.abs(action) <= 1.0) and info.model_evals <= 200
