@@ -40,7 +40,7 @@ def test_route_goes_round_the_wall_in_short_hops() -> None:
     z, goal = torch.tensor([-0.5, 0.0]), torch.tensor([0.5, 0.0])
     found = graph.route(z, goal)
     assert found is not None
-    path, length = found
+    path, length = found.path, found.length
     points = graph.points[path]
     hops = walled_distance(points[:-1], points[1:])
     assert (hops <= 1.5).all()  # only short, trusted hops
@@ -100,3 +100,54 @@ def test_an_agent_on_a_waypoint_is_handed_the_next_one() -> None:
     torch.testing.assert_close(graph.waypoint(z, goal, reached=0.0), chain[0])
     torch.testing.assert_close(graph.waypoint(z, goal, reached=0.5), chain[1])
     assert graph.waypoint(torch.tensor([2.9, 0.0]), torch.tensor([4.35, 0.0]), reached=0.5) is None  # the goal next
+
+
+def straight_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """A temporal distance blind to the wall (what a learned one gets wrong across thin walls)."""
+    return (a - b).norm(dim=-1)
+
+
+def _experience(points: torch.Tensor, reach: float = 1.5) -> torch.Tensor:
+    """Edges the data would give: steps between waypoints that are close *and* not across the wall."""
+    hop = walled_distance(points[:, None], points[None])
+    edges = torch.where(hop <= reach, hop.ceil(), torch.full_like(hop, float("inf")))
+    return edges.fill_diagonal_(0.0)
+
+
+def test_experience_edges_keep_a_wall_blind_distance_from_cutting_through_the_wall() -> None:
+    """With the straight-line distance alone the route runs through the wall; the experience graph
+    (no edge ever crosses it) goes over the top, and the waypoint handed to the low level is on
+    the agent's side — while the distance still says the goal is only 1 away."""
+    points, z, goal = _grid(), torch.tensor([-0.5, 0.0]), torch.tensor([0.5, 0.0])
+    blind = LandmarkGraph(straight_distance, points, edge_max=1.5)
+    assert blind.route(z, goal) is None  # "the goal is right there": straight into the wall
+    graph = LandmarkGraph(straight_distance, points, edge_max=3.0, edges=_experience(points), attach=0.8)
+    found = graph.route(z, goal)
+    assert found is not None
+    route = points[found.path]
+    assert route[:, 1].max() > WALL_TOP
+    assert not bool(_crosses_wall(route[:-1], route[1:]).any())
+    waypoint = graph.waypoint(z, goal)
+    assert waypoint is not None and float(waypoint[0]) < 0  # still on the agent's side of the wall
+
+
+def test_experience_edge_costs_are_at_least_the_distance() -> None:
+    """One step between two visits can join waypoints far apart: the cost is the larger of the two."""
+    points = torch.tensor([[0.0, 0.0], [3.0, 0.0]])
+    edges = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    graph = LandmarkGraph(straight_distance, points, edge_max=2.0, edges=edges)
+    assert float(graph.cost[0, 1]) == pytest.approx(3.0)
+
+
+def test_a_state_far_from_every_waypoint_still_attaches_to_the_nearest() -> None:
+    points = torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
+    edges = _experience(points)
+    graph = LandmarkGraph(straight_distance, points, edge_max=1.5, edges=edges, attach=0.5)
+    found = graph.route(torch.tensor([-2.0, 0.0]), torch.tensor([4.0, 0.0]))
+    assert found is not None and found.path[0] == 0 and found.path[-1] == 2
+    assert found.enter == pytest.approx(2.0)
+
+
+def test_edges_of_the_wrong_shape_are_refused_in_one_line() -> None:
+    with pytest.raises(HplanError, match="landmark edges"):
+        LandmarkGraph(straight_distance, torch.zeros(3, 2), edge_max=1.0, edges=torch.zeros(2, 2))

@@ -224,8 +224,8 @@ def test_frame_history_model_trains_evaluates_and_acts(image_data: Path, tmp_pat
 def test_keypoint_model_keeps_training_latents_as_waypoints_and_a_landmark_agent_acts(
         image_data: Path, tmp_path: Path) -> None:
     """Keypoints + ``keypoint_norm`` + two frames train end to end; the checkpoint carries
-    ``landmarks`` waypoints that are latents of training observations, and the landmark high level
-    plans with them (no code optimiser, the whole budget to the low level)."""
+    ``landmarks`` waypoints that are latents of training observations with the graph of the steps
+    the episodes took between them, and the landmark high level plans with them (no code optimiser, the whole budget to the low level)."""
     from hplan.data.shards import load_episodes
     from hplan.planning.agent import make_agent
     from hplan.planning.config import GuardrailConfig, PlannerConfig
@@ -241,6 +241,14 @@ def test_keypoint_model_keeps_training_latents_as_waypoints_and_a_landmark_agent
         every = model.encode_episodes(obs, np.arange(len(obs)), obs.shape[1]).flatten(0, 1)
     nearest = (waypoints[:, None] - every[None]).norm(dim=-1).min(dim=1).values  # exact (cdist rounds ~1e-4)
     assert float(nearest.max()) < 1e-4  # each waypoint is the latent of a real observation
+    edges = model.waypoint_edges()  # the steps training episodes took between waypoints
+    assert edges is not None and edges.shape == (20, 20)
+    assert torch.equal(torch.diagonal(edges), torch.zeros(20))
+    joined = torch.isfinite(edges) & (edges > 0)
+    assert bool(joined.any()) and float(edges[joined].max()) <= model.cfg.landmark_gap
+    before = waypoints.clone()
+    model.set_waypoints(model.waypoints(), edges.clone())  # a view of the buffer itself: nothing lost
+    torch.testing.assert_close(model.waypoints(), before)
     agent = make_agent(model, PlannerConfig(kind="hier", high="landmarks", horizon=3, population=16, iterations=1,
                                             elites=4, eval_budget=200), GuardrailConfig(), seed=0, device="cpu")
     assert agent.budget.high is None

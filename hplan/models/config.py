@@ -50,7 +50,13 @@ class ModelConfig:
     distance_dim: int = field(default=32, metadata=meta("embedding size of the temporal-distance (quasimetric) head", ge=2, le=1024))
     landmarks: int = field(default=256, metadata=meta(
         "training latents kept in the checkpoint (drawn uniformly) as waypoints for the "
-        "`landmarks` high level; 0 = none", ge=0, le=65536))
+        "`landmarks` high level; 0 = none", ge=0, le=2048))
+    landmark_link: float = field(default=3.0, metadata=meta(
+        "a training latent visits a waypoint when their (symmetrised) temporal distance is at most this "
+        "many steps; visits make the waypoint graph (see hplan/models/waypoints.py)", gt=0.0))
+    landmark_gap: int = field(default=16, metadata=meta(
+        "two waypoints are joined when one training episode visited them at most this many steps apart "
+        "(the edge's cost: the fewest steps seen)", ge=1, le=256))
     ema_momentum: float = field(default=0.99, metadata=meta(
         "`ema` regulariser: momentum of the target encoder (BYOL)", ge=0.0, lt=1.0))
 

@@ -38,6 +38,7 @@ from hplan.models.data import DatasetInfo
 from hplan.models.encoders import encode_sequences
 from hplan.models.predictor import mlp
 from hplan.models.regularizers import REGULARIZERS, ema_update
+from hplan.models.waypoints import draw_waypoints, experience_edges, nearest_waypoint
 from hplan.models.world_model import LatentWorldModel
 from hplan.seeding import derive_seed
 
@@ -303,7 +304,8 @@ class WorldModelModule(pl.LightningModule):
                     loss_of, latents, cfg.distance_fit_batch)
 
     def pick_waypoints(self, latents: FrozenLatents) -> None:
-        """Keep ``model.landmarks`` latents of the training episodes, drawn uniformly, as waypoints.
+        """Keep ``model.landmarks`` latents of the training episodes, drawn uniformly, as waypoints,
+        with the graph of the steps the episodes took between them (:mod:`hplan.models.waypoints`).
 
         Why uniform and not farthest-point sampling: FPS picks the extremes of the latent first —
         on four rooms the states pressed against walls and the fastest ones (a linear probe put 44 %
@@ -311,14 +313,14 @@ class WorldModelModule(pl.LightningModule):
         draw follows the data: every visited cell, doorways included, gets its share (four rooms,
         20 episodes: 50 % success with uniform waypoints, 45 % with FPS).
         """
-        if not self.model_cfg.landmarks:
+        cfg = self.model_cfg
+        if not cfg.landmarks:
             return
-        steps = torch.arange(latents.z.shape[1], device=latents.z.device)
-        points = latents.z[steps[None] < latents.valid[:, None]]
-        gen = torch.Generator(device=points.device)
+        gen = torch.Generator(device=latents.z.device)
         gen.manual_seed(derive_seed(self.seed, "waypoints", self.current_epoch))
-        pick = torch.randperm(len(points), generator=gen, device=points.device)[: self.model_cfg.landmarks]
-        self.model.set_waypoints(points[pick])
+        points = draw_waypoints(latents.z, latents.valid, cfg.landmarks, gen)
+        nodes = nearest_waypoint(latents.z, latents.valid, points, self.model.temporal_distance, cfg.landmark_link)
+        self.model.set_waypoints(points, experience_edges(nodes, len(points), cfg.landmark_gap))
 
     # ------------------------------------------------------------------ hooks
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

@@ -86,6 +86,8 @@ class LatentWorldModel(nn.Module):
         # Waypoints for the landmark high level: the first `landmark_count` rows are set by training.
         self.register_buffer("landmark_latents", torch.zeros(cfg.landmarks, cfg.latent_dim))
         self.register_buffer("landmark_count", torch.zeros((), dtype=torch.long))
+        # Steps the training episodes took between waypoints (inf: not joined); see models/waypoints.py.
+        self.register_buffer("landmark_edges", torch.full((cfg.landmarks, cfg.landmarks), float("inf")))
 
     # ----------------------------------------------------------------- protocol
     @property
@@ -162,12 +164,25 @@ class LatentWorldModel(nn.Module):
         """``(N, D)`` latents of training observations drawn uniformly (``WorldModelModule.pick_waypoints``)."""
         return self.landmark_latents[: int(self.landmark_count)]
 
-    def set_waypoints(self, z: torch.Tensor) -> None:
-        """Keep (up to ``cfg.landmarks`` of) the rows of ``z (N, D)`` as the waypoints."""
+    def waypoint_edges(self) -> torch.Tensor | None:
+        """``(N, N)`` steps the training data took from waypoint i to j (``inf``: not joined), or None
+        when training kept no graph (the planner then joins waypoints by temporal distance)."""
+        count = int(self.landmark_count)
+        edges = self.landmark_edges[:count, :count]
+        off_diagonal = edges[~torch.eye(count, dtype=torch.bool, device=edges.device)]
+        return edges if count and bool(torch.isfinite(off_diagonal).any()) else None
+
+    def set_waypoints(self, z: torch.Tensor, edges: torch.Tensor | None = None) -> None:
+        """Keep (up to ``cfg.landmarks`` of) the rows of ``z (N, D)`` as the waypoints, with their
+        experience graph ``edges (N, N)`` when given."""
         count = min(len(z), self.landmark_latents.shape[0])
+        z = z[:count].clone()  # z may be a view of the buffer itself (``self.waypoints()``)
         self.landmark_latents.zero_()
         self.landmark_latents[:count] = z[:count].to(self.landmark_latents)
         self.landmark_count.fill_(count)
+        self.landmark_edges.fill_(float("inf"))
+        if edges is not None:
+            self.landmark_edges[:count, :count] = edges[:count, :count].to(self.landmark_edges)
 
     # ----------------------------------------------------------------- rebuild
     def spec(self) -> dict[str, Any]:

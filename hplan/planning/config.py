@@ -60,8 +60,11 @@ class PlannerConfig:
         "hierarchical high level: `codes` (MPC over subgoal codes rolled out with P_hi) or `landmarks` "
         "(shortest routes over the model's waypoint latents under the temporal distance; no predictor evaluations)"))
     landmark_edge: float = field(default=16.0, metadata=meta(
-        "`landmarks`: longest temporal distance of a graph edge, and of the waypoint handed to the low level",
-        gt=0.0))
+        "`landmarks`: steps along the route to the waypoint handed to the low level (and, for a model "
+        "without an experience graph, longest temporal distance of an edge)", gt=0.0))
+    landmark_attach: float = field(default=4.0, metadata=meta(
+        "`landmarks` with the model's experience graph: temporal distance within which the agent and "
+        "the goal attach to a waypoint, and the goal is approached directly", gt=0.0))
     high_optimizer: Literal["cem", "mppi"] = field(default="cem", metadata=meta("optimiser over subgoal codes"))
     high_horizon: int = field(default=4, metadata=meta(
         "L: high-level steps planned (each jumps subgoal_interval low-level steps)", ge=1, le=64))

@@ -74,7 +74,14 @@ class HierarchicalPlanner:
         if cfg.high == "landmarks":
             waypoints = getattr(self.model, "waypoints", None)
             points = waypoints() if callable(waypoints) else torch.zeros(0)
-            self.graph = LandmarkGraph(energy.distance, points, cfg.landmark_edge)
+            edges = getattr(self.model, "waypoint_edges", None)
+            edges = edges() if callable(edges) and len(points) else None
+            self.graph = LandmarkGraph(energy.distance, points, cfg.landmark_edge, edges,
+                                       cfg.landmark_attach if edges is not None else None)
+            # a waypoint is a moving state of the data: an agent on its spot can still be a few
+            # steps "away" from it (measured: hovering at 3 for 150 steps with 2 as the threshold),
+            # so on an experience graph being within the attach radius counts as reached
+            self.waypoint_reached = max(cfg.subgoal_reached, cfg.landmark_attach if edges is not None else 0.0)
         elif high is None:
             raise ValueError("the `codes` high level needs a high-level optimiser")
         self.reset()
@@ -89,6 +96,7 @@ class HierarchicalPlanner:
         self.steps_since_high = 0
         self.last_subgoal_distance = float("inf")
         self.high_latents: torch.Tensor | None = None
+        self.route_done = False  # landmarks: no waypoint left, the low level goes for the goal
 
     def _distance(self, z: torch.Tensor, target: torch.Tensor) -> float:
         return float(self.energy.distance(z[None], target[None])[0])
@@ -109,8 +117,9 @@ class HierarchicalPlanner:
 
     def _plan_high(self, z: torch.Tensor, goal: torch.Tensor, generator: torch.Generator, reason: str) -> int:
         if self.graph is not None:
-            waypoint = self.graph.waypoint(z, goal, self.cfg.subgoal_reached)
+            waypoint = self.graph.waypoint(z, goal, self.waypoint_reached)
             self.subgoal = goal if waypoint is None else waypoint
+            self.route_done = waypoint is None
             self.subgoal_index += 1
             self.steps_since_high = 0
             return 0
@@ -135,7 +144,9 @@ class HierarchicalPlanner:
 
     def step(self, z: torch.Tensor, goal: torch.Tensor, generator: torch.Generator) -> PlanStep:
         evals, replanned, reason = 0, False, "subgoal"
-        if self._distance(z, goal) <= self.cfg.direct_reach:
+        # the landmark graph decides itself when to go straight (its short attach radius): the
+        # temporal distance says "near" across a wall, where going straight means pressing into it
+        if self.graph is None and self._distance(z, goal) <= self.cfg.direct_reach:
             target, reason = goal, "direct"
         else:
             why = self._replan_reason(z)
@@ -145,6 +156,8 @@ class HierarchicalPlanner:
             assert self.subgoal is not None
             target = self.subgoal
             self.last_subgoal_distance = self._distance(z, target)
+            if self.graph is not None and self.route_done:
+                reason = "direct"
         result = self.low.plan(self.energy.low_objective(z, target), generator)
         self.steps_since_high += 1
         return PlanStep(result=result, target=target, subgoal=None if reason == "direct" else self.subgoal,

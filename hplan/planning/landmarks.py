@@ -3,18 +3,20 @@
 An alternative to planning over subgoal codes with P_hi (``planner.high = "codes"``): the model
 keeps a few hundred training latents drawn uniformly from the data (``model.waypoints()``, picked
 by ``WorldModelModule.pick_waypoints``; the checkpoint carries them, so planning needs no
-dataset); the graph joins two of them when the learned temporal distance
-between them is at most ``landmark_edge`` steps, all-pairs shortest paths are computed once
-(Floyd–Warshall, ``O(N³)`` on the planner's device: ~20 ms for 256 waypoints), and each step the
-agent enters the graph at a waypoint within reach, leaves it at one within reach of the goal, and
-hands the low level the farthest waypoint of that route still within ``landmark_edge`` (as in
-SoRB / SGM). Why: the learned distance is only ever asked about *short* hops, where it is trained
-directly (far pairs are where it is least reliable), and every waypoint is a state the data
-visited — the agent cannot be sent into a wall. It costs no predictor evaluations.
+dataset) and the graph of the steps its training episodes took between them
+(``model.waypoint_edges()``, :mod:`hplan.models.waypoints`); a model without that graph joins
+waypoints whose learned temporal distance is at most ``landmark_edge``. All-pairs shortest paths
+are computed once (Floyd–Warshall, ``O(N³)`` on the planner's device: ~20 ms for 256 waypoints);
+each step the agent enters the graph at a waypoint within ``landmark_attach``, leaves it at one
+within ``landmark_attach`` of the goal, and hands the low level the farthest waypoint at most
+``landmark_edge`` steps along that route (as in SPTM / SoRB / SGM). Why: the learned distance is
+only ever asked about *short* hops, where it is trained directly, and every waypoint is a state
+the data visited. It costs no predictor evaluations.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -24,20 +26,49 @@ from hplan.errors import HplanError
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-class LandmarkGraph:
-    """Shortest routes between waypoints ``(N, D)`` under ``distance`` (quasimetric, broadcasting)."""
+@dataclass(frozen=True)
+class Route:
+    """Waypoint indices from entry to exit, total cost (entry + graph + exit) and the entry's cost."""
 
-    def __init__(self, distance: Distance, waypoints: torch.Tensor, edge_max: float) -> None:
+    path: list[int]
+    length: float
+    enter: float
+
+
+class LandmarkGraph:
+    """Shortest routes between waypoints ``(N, D)``.
+
+    Edges are those of ``edges`` (steps the training data took between waypoints, ``inf`` where
+    none; see :mod:`hplan.models.waypoints`) when the model kept them, weighted by the larger of
+    those steps and the temporal ``distance`` (quasimetric, broadcasting); else every pair whose
+    temporal distance is at most ``edge_max``. The agent and the goal attach
+    to waypoints within ``attach`` steps (default ``edge_max``): with an experience graph that
+    radius is kept short, because the distance is least trustworthy across walls — the very
+    place the data-given edges are for.
+    """
+
+    def __init__(self, distance: Distance, waypoints: torch.Tensor, edge_max: float,
+                 edges: torch.Tensor | None = None, attach: float | None = None) -> None:
         if len(waypoints) == 0:
             raise HplanError("planner.high: 'landmarks' needs a model with waypoints (train it with model.landmarks > 0)")
         self.distance, self.points, self.edge_max = distance, waypoints, float(edge_max)
+        self.attach = self.edge_max if attach is None else float(attach)
         n = len(waypoints)
         with torch.no_grad():
             hop = distance(waypoints[:, None], waypoints[None])  # hop[i, j]: from i to j
-        inf = torch.tensor(float("inf"), device=hop.device, dtype=hop.dtype)
-        cost = torch.where(hop <= self.edge_max, hop, inf)
+        inf = torch.full_like(hop, float("inf"))
+        if edges is None:
+            cost = torch.where(hop <= self.edge_max, hop, inf)
+        else:
+            if edges.shape != (n, n):
+                raise HplanError(f"landmark edges: shape {tuple(edges.shape)} does not fit {n} waypoints")
+            # the data say *whether* two waypoints are joined; how far apart they are is the larger
+            # of the steps seen and the temporal distance (a visit is anywhere within the model's
+            # landmark_link, so one step between visits can join waypoints cells apart)
+            seen = edges.to(hop.device, hop.dtype)
+            cost = torch.where(torch.isfinite(seen), torch.maximum(seen, hop), inf)
         cost.fill_diagonal_(0.0)
-        nxt = torch.arange(n, device=hop.device).expand(n, n).clone()  # next node on the i → j route
+        nxt = torch.arange(n, device=cost.device).expand(n, n).clone()  # next node on the i → j route
         for k in range(n):
             via = cost[:, k, None] + cost[None, k, :]
             better = via < cost
@@ -45,45 +76,53 @@ class LandmarkGraph:
             nxt = torch.where(better, nxt[:, k, None].expand(n, n), nxt)
         self.cost, self.next = cost, nxt
 
-    def route(self, z: torch.Tensor, goal: torch.Tensor) -> tuple[list[int], float] | None:
-        """Waypoint indices of the shortest route from ``z`` to ``goal`` and its length, or None if
-        the graph does not connect them (or going straight is no longer)."""
+    def _attach(self, d: torch.Tensor) -> torch.Tensor:
+        """Distances to the waypoints a state may attach to (``inf`` elsewhere): those within
+        ``attach``, and always the nearest one (a goal seen at rest, say, may be a little farther
+        from every waypoint than ``attach``; it still needs a way in)."""
+        radius = torch.clamp(d.min(), min=self.attach)
+        return torch.where(d <= radius, d, torch.full_like(d, float("inf")))
+
+    def route(self, z: torch.Tensor, goal: torch.Tensor) -> Route | None:
+        """The shortest route from ``z`` to ``goal`` over the waypoints, or None if the graph does
+        not connect them (or the goal is within ``attach`` and going straight is no longer)."""
         with torch.no_grad():
             d_in = self.distance(z[None], self.points)
             d_out = self.distance(self.points, goal[None])
             direct = float(self.distance(z[None], goal[None])[0])
-        inf = torch.tensor(float("inf"), device=d_in.device, dtype=d_in.dtype)
-        enter = torch.where(d_in <= self.edge_max, d_in, inf)
-        leave = torch.where(d_out <= self.edge_max, d_out, inf)
+        enter, leave = self._attach(d_in), self._attach(d_out)
         total = enter[:, None] + self.cost + leave[None, :]
         best = int(torch.argmin(total))
         length = float(total.flatten()[best])
-        if not length < float("inf") or (direct <= self.edge_max and direct <= length):
+        if not length < float("inf") or (direct <= self.attach and direct <= length):
             return None
         i, j = divmod(best, len(self.points))
         path = [i]
         while path[-1] != j:
             path.append(int(self.next[path[-1], j]))
-        return path, length
+        return Route(path, length, float(enter[i]))
 
     def waypoint(self, z: torch.Tensor, goal: torch.Tensor, reached: float = 0.0) -> torch.Tensor | None:
-        """The farthest waypoint along the route still within ``edge_max`` of ``z`` and farther than
-        ``reached`` (None: no route, or the goal itself is the better target).
+        """The farthest waypoint along the route at most ``edge_max`` route steps from ``z`` and
+        farther than ``reached`` (None: no route, or the goal itself is the better target).
 
-        Why skip waypoints already reached: the route is recomputed every step, and an agent sitting
-        on a waypoint whose successor is just out of reach would otherwise be handed the waypoint it
-        is on, over and over (measured: hovering for 180 steps). It gets the successor instead, or
-        the goal after the last one.
+        Why measure along the route and not straight from ``z``: the straight temporal distance
+        is short across a wall, so the farthest waypoint "within reach" was often the one on the
+        other side of it. Why skip waypoints already reached: the route is recomputed every step,
+        and an agent sitting on a waypoint whose successor is just out of reach would otherwise be
+        handed the waypoint it is on, over and over (measured: hovering for 180 steps). It gets
+        the successor instead, or the goal after the last one.
         """
         found = self.route(z, goal)
         if found is None:
             return None
-        path = found[0]
-        with torch.no_grad():
-            d = self.distance(z[None], self.points[path])
-        within = torch.nonzero(d <= self.edge_max).flatten()
+        path = torch.tensor(found.path, device=self.cost.device)
+        along = found.enter + self.cost[path[0], path]
+        within = torch.nonzero(along <= self.edge_max).flatten()
         position = int(within[-1]) if within.numel() else 0
-        if float(d[position]) <= reached:
+        with torch.no_grad():
+            here = float(self.distance(z[None], self.points[path[position]][None])[0])
+        if here <= reached:
             position += 1
             if position == len(path):
                 return None
