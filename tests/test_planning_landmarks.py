@@ -151,3 +151,40 @@ def test_a_state_far_from_every_waypoint_still_attaches_to_the_nearest() -> None
 def test_edges_of_the_wrong_shape_are_refused_in_one_line() -> None:
     with pytest.raises(HplanError, match="landmark edges"):
         LandmarkGraph(straight_distance, torch.zeros(3, 2), edge_max=1.0, edges=torch.zeros(2, 2))
+
+
+def test_blocking_a_spurious_edge_reroutes_round_the_wall_and_reset_restores_it() -> None:
+    """An edge through the wall (a visit counted on the wrong side) is what the route takes first;
+    once the agent gives up on the waypoint behind it (``block``) the next route goes over the top,
+    and a new episode starts from the graph as trained."""
+    points = _grid()
+    edges = _experience(points)
+    left, right = [int(torch.nonzero((points == torch.tensor(p)).all(1))[0]) for p in ([-1.0, 0.0], [1.0, 0.0])]
+    edges[left, right] = 2.0  # the spurious shortcut
+    graph = LandmarkGraph(straight_distance, points, edge_max=3.0, edges=edges, attach=0.3)
+    z, goal = torch.tensor([-1.0, 0.0]), torch.tensor([1.0, 0.0])
+    hand = graph.hand(z, goal)
+    assert hand is not None and hand.index == right and hand.previous == left
+    graph.block(hand, steps=10)
+    found = graph.route(z, goal)
+    assert found is not None and points[found.path][:, 1].max() > WALL_TOP
+    graph.reset()
+    assert graph.hand(z, goal).index == right
+
+
+def test_a_blocked_waypoint_leaves_every_route_and_a_ban_on_going_straight_runs_out() -> None:
+    points = torch.tensor([[0.0, 0.0], [0.5, 0.0], [1.0, 0.0], [2.0, 0.0]])
+    graph = LandmarkGraph(straight_distance, points, edge_max=0.55, edges=_experience(points), attach=0.6)
+    z, goal = torch.tensor([0.1, 0.0]), torch.tensor([2.1, 0.0])
+    first = graph.hand(z, goal)
+    assert first is not None and first.previous is None
+    graph.block(first, steps=2)
+    for _ in range(3):
+        assert first.index not in graph.route(z, goal).path
+    near = torch.tensor([1.9, 0.0])
+    assert graph.hand(near, goal) is None  # the goal is within reach: straight for it
+    graph.block(None, steps=2)
+    assert graph.route(near, goal) is not None  # banned: the route, although the goal is near
+    graph.hand(near, goal)
+    graph.hand(near, goal)
+    assert graph.route(near, goal) is None  # the ban has run out

@@ -183,10 +183,18 @@ class WorldModelModule(pl.LightningModule):
 
     def guardrail_loss(self, z: torch.Tensor, action: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """BCE of both guardrail heads, state-action and state-only (action-marginal); class-balanced
-        unless ``train.guardrail_balance`` is off."""
+        unless ``train.guardrail_balance`` is off.
+
+        Balanced, yet calibrated: positives weighted by ``w`` move the optimal logit up by ``log w``
+        (the odds are multiplied by ``w``), so the loss is applied to ``logit + log w`` and the head
+        itself learns the prior-corrected logit. The ranking of balanced training is kept, and the
+        probabilities the planner thresholds and penalises are not inflated (four rooms, wall contact
+        at a 20 % base rate: balanced probabilities of 0.5 meant 0.2).
+        """
+        shift = torch.log(self.pos_weight)
         logits = self.model.guardrail_logits
-        return (F.binary_cross_entropy_with_logits(logits(z, action), labels, pos_weight=self.pos_weight)
-                + F.binary_cross_entropy_with_logits(logits(z), labels, pos_weight=self.pos_weight))
+        return (F.binary_cross_entropy_with_logits(logits(z, action) + shift, labels, pos_weight=self.pos_weight)
+                + F.binary_cross_entropy_with_logits(logits(z) + shift, labels, pos_weight=self.pos_weight))
 
     def fit_guardrails(self) -> None:
         """Refit the guardrail heads on the whole labelled subset, on the current frozen latent.

@@ -65,6 +65,12 @@ class PlannerConfig:
     landmark_attach: float = field(default=4.0, metadata=meta(
         "`landmarks` with the model's experience graph: temporal distance within which the agent and "
         "the goal attach to a waypoint, and the goal is approached directly", gt=0.0))
+    landmark_patience: int = field(default=12, metadata=meta(
+        "`landmarks`: steps without progress towards the handed waypoint (or the goal) after which the "
+        "agent drops the edge that led there and reroutes (0 = never)", ge=0))
+    landmark_slack: float = field(default=4.0, metadata=meta(
+        "`landmarks` with the model's experience graph: drop an edge whose temporal distance exceeds the "
+        "steps the data took by more than this (a visit counted across a wall)", gt=0.0))
     high_optimizer: Literal["cem", "mppi"] = field(default="cem", metadata=meta("optimiser over subgoal codes"))
     high_horizon: int = field(default=4, metadata=meta(
         "L: high-level steps planned (each jumps subgoal_interval low-level steps)", ge=1, le=64))

@@ -16,6 +16,9 @@ and while the goal itself is within ``direct_reach`` the low level goes straight
 With ``planner.high = "landmarks"`` the subgoal is instead the next waypoint of the shortest
 route over the model's waypoint latents (:mod:`hplan.planning.landmarks`), recomputed every
 step: a route costs no predictor evaluations, so there is nothing to save by keeping a stale one.
+A waypoint the low level has not come closer to in ``landmark_patience`` steps is taken out of
+the graph for the rest of the episode (``LandmarkGraph.block``): with only its own observations,
+that is how the agent finds out that a waypoint lies across a wall.
 All decisions use the model's own distances; nothing here sees the environment.
 """
 
@@ -27,9 +30,15 @@ import torch
 
 from hplan.planning.config import PlannerConfig
 from hplan.planning.energy import Energy
-from hplan.planning.landmarks import LandmarkGraph
+from hplan.planning.landmarks import Hand, LandmarkGraph
 from hplan.planning.mpc import RecedingHorizon
 from hplan.planning.types import PlanResult
+
+
+PROGRESS = 0.5
+"""Landmarks: temporal-distance steps the agent must gain on its waypoint to count as progress."""
+BAN_PATIENCES = 3
+"""Landmarks: after a stall going straight for the goal, it stays banned this many patiences."""
 
 
 @dataclass
@@ -77,11 +86,7 @@ class HierarchicalPlanner:
             edges = getattr(self.model, "waypoint_edges", None)
             edges = edges() if callable(edges) and len(points) else None
             self.graph = LandmarkGraph(energy.distance, points, cfg.landmark_edge, edges,
-                                       cfg.landmark_attach if edges is not None else None)
-            # a waypoint is a moving state of the data: an agent on its spot can still be a few
-            # steps "away" from it (measured: hovering at 3 for 150 steps with 2 as the threshold),
-            # so on an experience graph being within the attach radius counts as reached
-            self.waypoint_reached = max(cfg.subgoal_reached, cfg.landmark_attach if edges is not None else 0.0)
+                                       cfg.landmark_attach if edges is not None else None, cfg.landmark_slack)
         elif high is None:
             raise ValueError("the `codes` high level needs a high-level optimiser")
         self.reset()
@@ -97,6 +102,10 @@ class HierarchicalPlanner:
         self.last_subgoal_distance = float("inf")
         self.high_latents: torch.Tensor | None = None
         self.route_done = False  # landmarks: no waypoint left, the low level goes for the goal
+        self.stall_key: int | None = None  # landmarks: the waypoint (-1: the goal) being watched for progress
+        self.stall_best, self.stall_steps = float("inf"), 0
+        if self.graph is not None:
+            self.graph.reset()
 
     def _distance(self, z: torch.Tensor, target: torch.Tensor) -> float:
         return float(self.energy.distance(z[None], target[None])[0])
@@ -115,11 +124,30 @@ class HierarchicalPlanner:
             return "lost"
         return None
 
+    def _watch_progress(self, z: torch.Tensor, goal: torch.Tensor, hand: Hand | None) -> Hand | None:
+        """Landmarks: give up on a waypoint (or for a while on going straight for the goal) that the
+        low level has not come closer to by ``PROGRESS`` steps in ``landmark_patience`` steps, and reroute."""
+        patience = self.cfg.landmark_patience
+        key = -1 if hand is None else hand.index
+        distance = self._distance(z, goal if hand is None else hand.latent)
+        if key != self.stall_key:
+            self.stall_key, self.stall_best, self.stall_steps = key, distance, 0
+        elif distance < self.stall_best - PROGRESS:
+            self.stall_best, self.stall_steps = distance, 0
+        else:
+            self.stall_steps += 1
+        if not patience or self.stall_steps < patience:
+            return hand
+        assert self.graph is not None
+        self.graph.block(hand, BAN_PATIENCES * patience)
+        self.stall_key = None
+        return self.graph.hand(z, goal, self.cfg.subgoal_reached)
+
     def _plan_high(self, z: torch.Tensor, goal: torch.Tensor, generator: torch.Generator, reason: str) -> int:
         if self.graph is not None:
-            waypoint = self.graph.waypoint(z, goal, self.waypoint_reached)
-            self.subgoal = goal if waypoint is None else waypoint
-            self.route_done = waypoint is None
+            hand = self._watch_progress(z, goal, self.graph.hand(z, goal, self.cfg.subgoal_reached))
+            self.subgoal = goal if hand is None else hand.latent
+            self.route_done = hand is None
             self.subgoal_index += 1
             self.steps_since_high = 0
             return 0
