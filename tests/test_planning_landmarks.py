@@ -188,3 +188,23 @@ def test_a_blocked_waypoint_leaves_every_route_and_a_ban_on_going_straight_runs_
     graph.hand(near, goal)
     graph.hand(near, goal)
     assert graph.route(near, goal) is None  # the ban has run out
+
+
+def test_routes_avoid_waypoints_the_guardrail_cost_marks_and_take_them_when_nothing_else_goes() -> None:
+    """Two ways round an obstacle: the short one through a waypoint the heads call unsafe and a
+    longer safe one. A hard waypoint cost sends the route the long way; with the long way gone, the
+    unsafe waypoint is still used (a finite cost: the least risky way, not none)."""
+    points = torch.tensor([[0.0, 0.0], [1.0, 1.0], [1.0, -2.0], [2.0, 0.0]])
+    edges = torch.full((4, 4), float("inf")).fill_diagonal_(0.0)
+    for a, b in [(0, 1), (1, 3), (0, 2), (2, 3)]:
+        edges[a, b] = edges[b, a] = 1.0
+    unsafe = torch.tensor([0.0, 1000.0, 0.0, 0.0])
+    z, goal = torch.tensor([-0.1, 0.0]), torch.tensor([2.1, 0.0])
+    graph = LandmarkGraph(straight_distance, points, edge_max=10.0, edges=edges, attach=0.2, node_cost=unsafe)
+    assert graph.route(z, goal).path == [0, 2, 3]
+    assert LandmarkGraph(straight_distance, points, edge_max=10.0, edges=edges, attach=0.2).route(z, goal).path == [0, 1, 3]
+    edges[0, 2] = edges[2, 0] = float("inf")
+    graph = LandmarkGraph(straight_distance, points, edge_max=10.0, edges=edges, attach=0.2, node_cost=unsafe)
+    assert graph.route(z, goal).path == [0, 1, 3]
+    hand = graph.hand(z, goal)
+    assert hand is not None and hand.index == 3  # "along the route" counts steps, not guardrail cost

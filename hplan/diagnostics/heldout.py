@@ -6,7 +6,8 @@ The figures the model issue asks for, measured outside training on data the mode
 * ``probe_r2_pred``: the same probe applied to latents predicted open-loop ``horizon`` steps ahead;
 * ``probe_r2_pred_delta``: the same on the predicted displacement over those steps (a predictor
   that ignores its actions scores well on the line above and near zero here);
-* ``auroc_<name>``: guardrail heads P(violation at the next step | z_t, a_t) against what happened;
+* ``auroc_<name>``, ``ece_<name>``: guardrail heads P(violation at the next step | z_t, a_t) against
+  what happened — ranking, and calibration (expected calibration error, 10 bins);
 * ``distance_spearman_geodesic``: rank correlation of ``temporal_distance`` with the true
   shortest-path distance (when a geodesic function is given), next to the same number for the
   straight-line distance — a useful planning cost around walls tracks the geodesic better than
@@ -25,6 +26,7 @@ from hplan.data.shards import load_episodes
 from hplan.diagnostics.probes import fit_linear_probe, r2_score
 from hplan.diagnostics.scores import auroc, spearman
 from hplan.models.data import action_spec_from_manifest
+from hplan.stress.metrics import expected_calibration_error
 from hplan.seeding import derive_seed
 
 Geodesic = Callable[[np.ndarray, np.ndarray], float]
@@ -63,6 +65,7 @@ def evaluate_heldout(model, data_dir: str | Path, *, horizon: int = 8, max_episo
     for i, name in enumerate(model.guardrail_names):
         labels = data["violations"][..., i].astype(bool)[valid.numpy()]
         out[f"auroc_{name}"] = auroc(probs[..., i][valid].numpy(), labels)
+        out[f"ece_{name}"] = expected_calibration_error(probs[..., i][valid].numpy(), labels)
         out[f"positives_{name}"] = float(labels.sum())
 
     if geodesic is not None:

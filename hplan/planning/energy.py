@@ -35,6 +35,9 @@ from hplan.planning.protocol import WorldModel
 from hplan.planning.types import Evaluation, Objective
 
 
+HARD_WAYPOINT_COST = 1000.0
+"""Hard mode: route cost of a waypoint predicted unsafe (in temporal-distance steps)."""
+
 AUTO_MAX_BATCH = {"cpu": 256}
 """``max_batch = 0`` per device type (default for other devices: :data:`AUTO_MAX_BATCH_ACCELERATOR`)."""
 AUTO_MAX_BATCH_ACCELERATOR = 16384
@@ -105,6 +108,22 @@ class Energy:
             barrier = max(g.weight, 1.0) * F.relu(risk - g.threshold) * probs.shape[1]
         return Evaluation(cost=cost, risk=risk.detach(), feasible=feasible, mean_risk=mean_risk.detach(),
                           barrier=barrier, n_evals=n_evals)
+
+    def waypoint_cost(self, points: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` extra route cost of passing through each waypoint ``(N, D)``, from the
+        action-marginal heads: ``weight`` (or λ) × Σ_g p in penalty (Lagrangian) mode; in hard mode
+        ``HARD_WAYPOINT_COST`` per waypoint whose max p exceeds ``threshold`` — large but finite, so
+        when every way to the goal is risky the least risky one is still taken (as the
+        low level ranks infeasible candidates by risk)."""
+        if not self.uses_heads:
+            return torch.zeros(len(points), device=points.device, dtype=points.dtype)
+        with torch.no_grad():
+            probs = self.model.heads(points)
+        g = self.guardrails
+        if g.mode == "hard":
+            return torch.where(probs.amax(-1) > g.threshold, HARD_WAYPOINT_COST, 0.0).to(points.dtype)
+        weight = g.weight if g.mode == "penalty" else self.multiplier()
+        return weight * probs.sum(-1)
 
     # -- objectives -----------------------------------------------------------------------------
     def low_objective(self, z0: torch.Tensor, goal: torch.Tensor, max_batch: int | None = None) -> Objective:

@@ -28,7 +28,8 @@ Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class Route:
-    """Waypoint indices from entry to exit, total cost (entry + graph + exit) and the entry's cost."""
+    """Waypoint indices from entry to exit, total cost (entry + graph + exit, guardrail costs
+    included) and the steps to the entry."""
 
     path: list[int]
     length: float
@@ -59,7 +60,8 @@ class LandmarkGraph:
     """
 
     def __init__(self, distance: Distance, waypoints: torch.Tensor, edge_max: float,
-                 edges: torch.Tensor | None = None, attach: float | None = None, slack: float = float("inf")) -> None:
+                 edges: torch.Tensor | None = None, attach: float | None = None, slack: float = float("inf"),
+                 node_cost: torch.Tensor | None = None) -> None:
         if len(waypoints) == 0:
             raise HplanError("planner.high: 'landmarks' needs a model with waypoints (train it with model.landmarks > 0)")
         self.distance, self.points, self.edge_max = distance, waypoints, float(edge_max)
@@ -82,6 +84,9 @@ class LandmarkGraph:
             seen = edges.to(hop.device, hop.dtype)
             consistent = torch.isfinite(seen) & (hop <= seen + slack)
             cost = torch.where(consistent, torch.maximum(seen, hop), inf)
+        self.node_cost = torch.zeros(n, device=cost.device, dtype=cost.dtype) if node_cost is None \
+            else node_cost.to(cost.device, cost.dtype)
+        cost = cost + self.node_cost[None, :]  # arriving at a waypoint pays its (guardrail) cost
         cost.fill_diagonal_(0.0)
         self.base = cost  # edge costs before shortest paths (what ``block`` edits)
         self._solve()
@@ -143,7 +148,7 @@ class LandmarkGraph:
             d_in = self.distance(z[None], self.points)
             d_out = self.distance(self.points, goal[None])
             direct = float(self.distance(z[None], goal[None])[0])
-        enter, leave = self._attach(d_in), self._attach(d_out)
+        enter, leave = self._attach(d_in) + self.node_cost, self._attach(d_out)
         total = enter[:, None] + self.cost + leave[None, :]
         best = int(torch.argmin(total))
         length = float(total.flatten()[best])
@@ -153,7 +158,7 @@ class LandmarkGraph:
         path = [i]
         while path[-1] != j:
             path.append(int(self.next[path[-1], j]))
-        return Route(path, length, float(enter[i]))
+        return Route(path, length, float(enter[i] - self.node_cost[i]))
 
     def hand(self, z: torch.Tensor, goal: torch.Tensor, reached: float = 0.0) -> Hand | None:
         """The farthest waypoint along the route at most ``edge_max`` route steps from ``z`` and
@@ -172,7 +177,8 @@ class LandmarkGraph:
         if found is None:
             return None
         path = torch.tensor(found.path, device=self.cost.device)
-        along = found.enter + self.cost[path[0], path]
+        hops = self.base[path[:-1], path[1:]] - self.node_cost[path[1:]]  # steps, without guardrail costs
+        along = found.enter + torch.cat([hops.new_zeros(1), hops.cumsum(0)])
         within = torch.nonzero(along <= self.edge_max).flatten()
         position = int(within[-1]) if within.numel() else 0
         with torch.no_grad():
