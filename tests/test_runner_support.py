@@ -65,7 +65,8 @@ def two_rooms(max_steps: int = 25, **extra: Any) -> ScenarioConfig:
 
 
 def tiny_checkpoint(run_dir: Path, scenario: ScenarioConfig) -> Path:
-    """An untrained LatentWorldModel for ``scenario``'s env saved as ``run_dir/model.pt``."""
+    """An untrained LatentWorldModel for ``scenario``'s env saved as ``run_dir/model.pt`` (with 16
+    waypoints, latents of random states, so the ``landmarks`` high level can run on it)."""
     import torch
 
     from hplan.envs.factory import make_env
@@ -82,6 +83,10 @@ def tiny_checkpoint(run_dir: Path, scenario: ScenarioConfig) -> Path:
         env.close()
     model = LatentWorldModel(scenario.model, obs_kind="state", obs_shape=shape, action_spec=ActionSpec(dim=2),
                              guardrail_names=names, env_id=scenario.env.id)
+    if model.cfg.landmarks:  # waypoints as training would keep them (no experience graph: untrained)
+        states = torch.rand(16, *model.input_shape, generator=torch.Generator().manual_seed(0)) * 4.0
+        with torch.no_grad():
+            model.set_waypoints(model.eval().encode(states))
     save_world_model(model, Path(run_dir) / "model.pt")
     return Path(run_dir)
 
