@@ -293,6 +293,17 @@ def test_summarize_uses_documented_definitions() -> None:
     assert summary["model_evals_per_step"] == pytest.approx(600 / 40)
 
 
+def test_summarize_reports_each_guardrail_on_its_own() -> None:
+    frame = pd.DataFrame({"success": [True, False, True], "steps": [10, 30, 60], "violations": [5, 2, 0],
+                          "violation": [True, True, False], "act_ms": [1.0] * 3, "model_evals": [1] * 3,
+                          "violations_wall_contact": [5, 0, 0], "violations_restricted_zone": [0, 2, 0]})
+    summary = summarize(frame)
+    assert summary["wall_contact_rate"] == pytest.approx(1 / 3)
+    assert summary["wall_contact_per_1000_steps"] == pytest.approx(1000 * 5 / 100)
+    assert summary["restricted_zone_rate"] == pytest.approx(1 / 3)
+    assert summary["restricted_zone_per_1000_steps"] == pytest.approx(1000 * 2 / 100)
+
+
 @pytest.mark.parametrize(("file_mode", "choice", "expected"), [
     ("penalty", "on", "penalty"), ("hard", "on", "hard"), ("off", "on", "penalty"), ("penalty", "off", "off"),
     ("off", "lagrangian", "lagrangian"), ("hard", None, "hard"),

@@ -8,6 +8,7 @@
 * ``cpu_ms_per_step``: the same with the calling thread's CPU time (robust to a busy machine when
   torch runs on one thread; it does not include GPU time or other torch threads).
 * ``model_evals_per_step``: predictor evaluations per step (the planners' compute budget).
+* ``<name>_rate``, ``<name>_per_1000_steps``: the two violation figures for one guardrail alone.
 """
 
 from __future__ import annotations
@@ -47,7 +48,19 @@ def summarize(frame: pd.DataFrame) -> dict[str, Any]:
         "ms_per_step": weighted_ms / total_steps if total_steps else math.nan,
         "cpu_ms_per_step": _weighted(frame, "act_cpu_ms", steps),
         "model_evals_per_step": float(frame["model_evals"].sum()) / total_steps if total_steps else math.nan,
+        **_per_guardrail(frame, total_steps),
     }
+
+
+def _per_guardrail(frame: pd.DataFrame, total_steps: float) -> dict[str, float]:
+    """``<name>_rate`` and ``<name>_per_1000_steps`` for every ``violations_<name>`` column: one
+    guardrail's figures (restricted zones, say) are not drowned by another's (wall contact)."""
+    out: dict[str, float] = {}
+    for column in sorted(c for c in frame.columns if c.startswith("violations_")):
+        name, counts = column[len("violations_"):], frame[column].astype(float)
+        out[f"{name}_rate"] = float((counts > 0).mean())
+        out[f"{name}_per_1000_steps"] = 1000.0 * float(counts.sum()) / total_steps if total_steps else 0.0
+    return out
 
 
 def _weighted(frame: pd.DataFrame, column: str, steps: pd.Series) -> float:
