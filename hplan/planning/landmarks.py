@@ -53,10 +53,11 @@ class LandmarkGraph:
     none; see :mod:`hplan.models.waypoints`) when the model kept them, weighted by the larger of
     those steps and the temporal ``distance`` (quasimetric, broadcasting) and dropped where that
     distance exceeds the steps seen by more than ``slack``; else every pair whose temporal distance
-    is at most ``edge_max``. The agent and the goal attach
-    to waypoints within ``attach`` steps (default ``edge_max``): with an experience graph that
-    radius is kept short, because the distance is least trustworthy across walls — the very
-    place the data-given edges are for.
+    is at most ``edge_max``. Arriving at waypoint j costs ``node_cost[j]`` more (the guardrail
+    cost of being there; :meth:`~hplan.planning.energy.Energy.waypoint_cost`). The agent and the
+    goal attach to waypoints within ``attach`` steps (default ``edge_max``): with an experience
+    graph that radius is kept short, because the distance is least trustworthy across walls — the
+    very place the data-given edges are for.
     """
 
     def __init__(self, distance: Distance, waypoints: torch.Tensor, edge_max: float,
