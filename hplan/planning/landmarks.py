@@ -38,11 +38,9 @@ class Route:
 
 @dataclass(frozen=True)
 class Hand:
-    """The waypoint handed to the low level: its index, the route node before it (None: it is
-    where the route enters the graph) and its latent."""
+    """The waypoint handed to the low level: its index and its latent."""
 
     index: int
-    previous: int | None
     latent: torch.Tensor
 
 
@@ -189,9 +187,4 @@ class LandmarkGraph:
             if position == len(path):
                 return None
         index = found.path[position]
-        return Hand(index, found.path[position - 1] if position else None, self.points[index])
-
-    def waypoint(self, z: torch.Tensor, goal: torch.Tensor, reached: float = 0.0) -> torch.Tensor | None:
-        """The latent of :meth:`hand` (None: go for the goal)."""
-        hand = self.hand(z, goal, reached)
-        return None if hand is None else hand.latent
+        return Hand(index, self.points[index])
