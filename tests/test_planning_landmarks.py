@@ -9,7 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hplan.errors import HplanError
-from hplan.planning.landmarks import LandmarkGraph
+from hplan.planning.agent import make_agent
+from hplan.planning.analytic import PointMassModel
+from hplan.planning.config import GuardrailConfig, PlannerConfig
+from hplan.planning.hierarchical import HierarchicalPlanner
+from hplan.planning.landmarks import Hand, LandmarkGraph
 
 WALL_TOP = 3.0
 
@@ -213,3 +217,47 @@ def test_routes_avoid_waypoints_the_guardrail_cost_marks_and_take_them_when_noth
     assert graph.route(z, goal).path == [0, 1, 3]
     hand = graph.hand(z, goal)
     assert hand is not None and hand.index == 3  # "along the route" counts steps, not guardrail cost
+
+
+class _AlternatingGraph:
+    """A route that hands two waypoints in turn while its length stays put: an agent pressed into a
+    wall corner, each waypoint across the wall. Records what the planner gives up on."""
+
+    def __init__(self, points: torch.Tensor) -> None:
+        self.points, self.calls, self.blocked = points, 0, []
+
+    def reset(self) -> None:
+        self.calls, self.blocked = 0, []
+
+    def hand(self, z: torch.Tensor, goal: torch.Tensor, reached: float = 0.0) -> Hand | None:
+        left = [i for i in range(len(self.points)) if i not in self.blocked]
+        if not left:
+            return None
+        self.calls += 1
+        index = left[self.calls % len(left)]
+        return Hand(index, self.points[index], route_length=30.0)
+
+    def block(self, hand: Hand | None, steps: int) -> None:
+        self.blocked.append(None if hand is None else hand.index)
+
+
+def test_a_stalled_agent_gives_up_on_every_waypoint_it_was_handed() -> None:
+    """No progress along the route for ``landmark_patience`` steps blocks the waypoints handed in
+    that time, even when the handed waypoint changes from step to step."""
+    model = PointMassModel(wall_x=0.0)
+    points = torch.tensor([[-0.1, -0.5], [-0.1, -0.7]])
+    model.waypoints = lambda: points  # type: ignore[attr-defined]
+    cfg = PlannerConfig(kind="hier", high="landmarks", horizon=3, population=16, iterations=1, elites=4,
+                        landmark_patience=5)
+    agent = make_agent(model, cfg, GuardrailConfig(mode="off"), seed=0, device="cpu")
+    planner = agent.planner
+    assert isinstance(planner, HierarchicalPlanner)
+    stub = _AlternatingGraph(points)
+    planner.graph = stub  # type: ignore[assignment]
+    planner.reset()
+    z, goal, gen = torch.tensor([0.05, -0.6]), torch.tensor([-0.5, -0.6]), torch.Generator().manual_seed(0)
+    for _ in range(cfg.landmark_patience):
+        planner.step(z, goal, gen)
+        assert stub.blocked == []  # patience not yet spent
+    planner.step(z, goal, gen)
+    assert sorted(stub.blocked) == [0, 1]

@@ -103,8 +103,11 @@ class HierarchicalPlanner:
         self.last_subgoal_distance = float("inf")
         self.high_latents: torch.Tensor | None = None
         self.route_done = False  # landmarks: no waypoint left, the low level goes for the goal
-        self.stall_key: int | None = None  # landmarks: the waypoint (-1: the goal) being watched for progress
+        # landmarks: progress watch (going straight for the goal or not, best remaining distance, steps
+        # without progress, waypoints handed meanwhile)
+        self.stall_direct: bool | None = None
         self.stall_best, self.stall_steps = float("inf"), 0
+        self.stall_hands: dict[int, Hand] = {}
         if self.graph is not None:
             self.graph.reset()
 
@@ -126,22 +129,33 @@ class HierarchicalPlanner:
         return None
 
     def _watch_progress(self, z: torch.Tensor, goal: torch.Tensor, hand: Hand | None) -> Hand | None:
-        """Landmarks: give up on a waypoint (or for a while on going straight for the goal) that the
-        low level has not come closer to by ``PROGRESS`` steps in ``landmark_patience`` steps, and reroute."""
+        """Landmarks: the agent must get ``PROGRESS`` steps closer to the goal — along its route, or
+        straight while it goes for the goal — every ``landmark_patience`` steps. If it does not,
+        every waypoint it was handed meanwhile leaves the episode's graph (or, going straight, the
+        goal is not approached straight for a while), and it reroutes.
+
+        Why the route's length and not the distance to the handed waypoint: the route is recomputed
+        every step, and an agent pressed into a wall corner was handed two waypoints in turn, each
+        new to a per-waypoint watch, so neither was ever given up (two rooms: 8 of 20 episodes
+        stuck there until time ran out).
+        """
         patience = self.cfg.landmark_patience
-        key = -1 if hand is None else hand.index
-        distance = self._distance(z, goal if hand is None else hand.latent)
-        if key != self.stall_key:
-            self.stall_key, self.stall_best, self.stall_steps = key, distance, 0
-        elif distance < self.stall_best - PROGRESS:
-            self.stall_best, self.stall_steps = distance, 0
+        direct = hand is None
+        remaining = self._distance(z, goal) if hand is None else hand.route_length
+        if direct != self.stall_direct:
+            self.stall_direct, self.stall_best, self.stall_steps, self.stall_hands = direct, remaining, 0, {}
+        elif remaining < self.stall_best - PROGRESS:
+            self.stall_best, self.stall_steps, self.stall_hands = remaining, 0, {}
         else:
             self.stall_steps += 1
+        if hand is not None:
+            self.stall_hands[hand.index] = hand
         if not patience or self.stall_steps < patience:
             return hand
         assert self.graph is not None
-        self.graph.block(hand, BAN_PATIENCES * patience)
-        self.stall_key = None
+        for stalled in (self.stall_hands.values() if self.stall_hands else [None]):
+            self.graph.block(stalled, BAN_PATIENCES * patience)
+        self.stall_direct = None
         return self.graph.hand(z, goal, self.cfg.subgoal_reached)
 
     def _plan_high(self, z: torch.Tensor, goal: torch.Tensor, generator: torch.Generator, reason: str) -> int:

@@ -38,10 +38,12 @@ class Route:
 
 @dataclass(frozen=True)
 class Hand:
-    """The waypoint handed to the low level: its index and its latent."""
+    """The waypoint handed to the low level: its index, its latent and the length of the route
+    it lies on (steps from the agent to the goal over the graph)."""
 
     index: int
     latent: torch.Tensor
+    route_length: float
 
 
 class LandmarkGraph:
@@ -187,4 +189,4 @@ class LandmarkGraph:
             if position == len(path):
                 return None
         index = found.path[position]
-        return Hand(index, self.points[index])
+        return Hand(index, self.points[index], found.length)
