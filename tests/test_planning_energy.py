@@ -86,14 +86,15 @@ def test_high_level_energy_charges_unreachable_jumps():
 def test_hard_mode_agent_never_picks_a_predicted_unsafe_plan_when_a_safe_one_was_evaluated(
         start, centre, radius, seed, low):
     model = PointMassModel(unsafe=UnsafeDisc(centre=centre, radius=radius))
+    # every step's risk counts here, also after arriving at the goal (that is tested on its own below)
     cfg = PlannerConfig(kind="flat", low=low, horizon=5, population=24, elites=4, iterations=2, grad_restarts=4,
-                        grad_steps=3)
+                        grad_steps=3, goal_ends_episode=False)
     agent = make_agent(model, cfg, GuardrailConfig(mode="hard", threshold=0.3), seed, "cpu")
     seen_safe = []
     build = agent.energy.low_objective
 
-    def spying(z0, goal, max_batch=None):
-        objective = build(z0, goal, max_batch)
+    def spying(z0, goal, max_batch=None, final=False):
+        objective = build(z0, goal, max_batch, final)
 
         def wrapped(candidates):
             ev = objective(candidates)
@@ -270,3 +271,27 @@ def test_auto_chunk_size_bounds_the_batch_the_model_sees():
     Energy(Recording(), PlannerConfig(max_batch=1000), GuardrailConfig(mode="off")).low_objective(
         torch.zeros(2), torch.ones(2))(torch.zeros(600, 3, 2))
     assert seen == [600]
+
+
+def test_going_for_the_goal_the_risk_after_arriving_is_not_counted():
+    """The episode ends at the goal: a plan that arrives and then sits in an unsafe region pays only
+    for the steps up to its arrival; towards a subgoal (or with goal_ends_episode off) every step pays."""
+    model = PointMassModel(unsafe=UnsafeDisc(centre=(0.2, 0.0), radius=0.15))
+    z0, goal = torch.zeros(2), torch.tensor([0.2, 0.0])
+    arrive = torch.tensor([[1.0, 0.0]] * 4 + [[0.0, 0.0]] * 2)  # 0.05 a step: 3, 2, 1, 0, 0, 0 steps away
+    stay = torch.zeros(6, 2)  # never arrives
+    candidates = torch.stack([arrive, stay])
+    z = model.predict(z0.expand(2, -1), candidates)
+    probs = model.heads(torch.cat([z0.expand(2, 1, -1), z[:, :-1]], 1), candidates)[..., 0]
+    cfg, guard = PlannerConfig(), GuardrailConfig(mode="penalty", weight=1.0)
+    task = Energy(model, cfg, guard).task_cost(z, goal)
+    final = Energy(model, cfg, guard).low_objective(z0, goal, final=True)(candidates)
+    subgoal = Energy(model, cfg, guard).low_objective(z0, goal)(candidates)
+    everything = Energy(model, dataclasses.replace(cfg, goal_ends_episode=False), guard).low_objective(
+        z0, goal, final=True)(candidates)
+    # arrival (distance 2 <= subgoal_reached) is after the second action: only actions 0 and 1 pay
+    assert cfg.subgoal_reached == 2.0
+    torch.testing.assert_close(final.cost, task + torch.stack([probs[0, :2].sum(), probs[1].sum()]))
+    torch.testing.assert_close(subgoal.cost, task + probs.sum(1))
+    torch.testing.assert_close(everything.cost, subgoal.cost)
+    assert float(probs[0, 2:].sum()) > 1.0  # what was left out is real risk

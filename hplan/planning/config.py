@@ -55,6 +55,9 @@ class PlannerConfig:
         "distance to the goal/subgoal: learned temporal distance or latent L2"))
     running_weight: float = field(default=1.0, metadata=meta(
         "weight of the mean per-step distance added to the terminal distance (0 = terminal only)", ge=0.0))
+    goal_ends_episode: bool = field(default=True, metadata=meta(
+        "going for the episode's goal, risk predicted after arriving (distance <= subgoal_reached) is not "
+        "counted: the episode ends there"))
     # --- hierarchical planner -------------------------------------------------------------------
     high: Literal["codes", "landmarks"] = field(default="codes", metadata=meta(
         "hierarchical high level: `codes` (MPC over subgoal codes rolled out with P_hi) or `landmarks` "
@@ -66,8 +69,8 @@ class PlannerConfig:
         "`landmarks` with the model's experience graph: temporal distance within which the agent and "
         "the goal attach to a waypoint, and the goal is approached directly", gt=0.0))
     landmark_patience: int = field(default=12, metadata=meta(
-        "`landmarks`: steps without progress towards the handed waypoint (or the goal) after which the "
-        "agent drops the edge that led there and reroutes (0 = never)", ge=0))
+        "`landmarks`: steps without progress along the route (or towards the goal, going straight) after "
+        "which the agent gives up the waypoints it was handed meanwhile and reroutes (0 = never)", ge=0))
     landmark_slack: float = field(default=4.0, metadata=meta(
         "`landmarks` with the model's experience graph: drop an edge whose temporal distance exceeds the "
         "steps the data took by more than this (a visit counted across a wall)", gt=0.0))

@@ -80,10 +80,13 @@ class Energy:
             return (z - goal).norm(dim=-1)
         return self.model.temporal_distance(z, goal)
 
-    def task_cost(self, z: torch.Tensor, goal: torch.Tensor, running_weight: float | None = None) -> torch.Tensor:
-        """``(N, T, D)`` predicted latents → ``(N,)`` terminal + running distance to ``goal``."""
+    def task_cost(self, z: torch.Tensor, goal: torch.Tensor, running_weight: float | None = None,
+                  per_step: torch.Tensor | None = None) -> torch.Tensor:
+        """``(N, T, D)`` predicted latents → ``(N,)`` terminal + running distance to ``goal``
+        (``per_step``: those distances ``(N, T)`` when the caller has them already)."""
         weight = self.planner.running_weight if running_weight is None else running_weight
-        per_step = self.distance(z, goal)
+        if per_step is None:
+            per_step = self.distance(z, goal)
         cost = per_step[:, -1]
         if weight > 0:
             cost = cost + weight * per_step.mean(1)
@@ -126,19 +129,34 @@ class Energy:
         return weight * probs.sum(-1)
 
     # -- objectives -----------------------------------------------------------------------------
-    def low_objective(self, z0: torch.Tensor, goal: torch.Tensor, max_batch: int | None = None) -> Objective:
-        """Objective over action sequences ``(N, H, A)`` from latent ``z0 (D,)`` towards ``goal (D,)``."""
+    def low_objective(self, z0: torch.Tensor, goal: torch.Tensor, max_batch: int | None = None,
+                      final: bool = False) -> Objective:
+        """Objective over action sequences ``(N, H, A)`` from latent ``z0 (D,)`` towards ``goal (D,)``.
+
+        ``final``: ``goal`` is the episode's goal, and with ``planner.goal_ends_episode`` the risk of
+        the steps after a candidate's predicted arrival (distance ≤ ``subgoal_reached``) is not
+        counted. Why: the episode ends there, and summing the risk of a horizon spent sitting at
+        a goal by a wall made the guarded agent circle such goals instead of reaching them
+        (two rooms, penalty mode: 13 of 15 failures).
+        """
         model = self.model
+        stop = final and self.planner.goal_ends_episode
 
         def evaluate(actions: torch.Tensor) -> Evaluation:
             n, horizon = actions.shape[:2]
             start = z0.expand(n, -1)
             z = model.predict(start, actions)
-            task = self.task_cost(z, goal)
+            per_step = self.distance(z, goal)
+            task = self.task_cost(z, goal, per_step=per_step)
             if not self.uses_heads:
                 return Evaluation.unconstrained(task, n * horizon)
             before = torch.cat([start[:, None], z[:, :-1]], dim=1)
-            return self.guardrail(model.heads(before, actions), task, n * horizon)
+            probs = model.heads(before, actions)
+            if stop:  # step t counts while no earlier step has arrived
+                arrived = per_step <= self.planner.subgoal_reached
+                going = torch.cat([arrived.new_zeros(n, 1), arrived[:, :-1]], dim=1).cummax(1).values.logical_not()
+                probs = probs * going[..., None].to(probs.dtype)
+            return self.guardrail(probs, task, n * horizon)
 
         return chunked(evaluate, resolve_max_batch(max_batch or self.planner.max_batch, z0.device))
 

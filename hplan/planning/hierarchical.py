@@ -65,7 +65,7 @@ class FlatPlanner:
         self.low.reset()
 
     def step(self, z: torch.Tensor, goal: torch.Tensor, generator: torch.Generator) -> PlanStep:
-        result = self.low.plan(self.energy.low_objective(z, goal), generator)
+        result = self.low.plan(self.energy.low_objective(z, goal, final=True), generator)
         return PlanStep(result=result, target=goal, subgoal=None, subgoal_index=-1, replanned_high=False,
                         reason="flat", model_evals=result.n_evals)
 
@@ -201,7 +201,7 @@ class HierarchicalPlanner:
             self.last_subgoal_distance = self._distance(z, target)
             if self.graph is not None and self.route_done:
                 reason = "direct"
-        result = self.low.plan(self.energy.low_objective(z, target), generator)
+        result = self.low.plan(self.energy.low_objective(z, target, final=reason == "direct"), generator)
         self.steps_since_high += 1
         return PlanStep(result=result, target=target, subgoal=None if reason == "direct" else self.subgoal,
                         subgoal_index=self.subgoal_index, replanned_high=replanned, reason=reason,
