@@ -136,8 +136,8 @@ class Energy:
         ``final``: ``goal`` is the episode's goal, and with ``planner.goal_ends_episode`` the risk of
         the steps after a candidate's predicted arrival (distance ≤ ``subgoal_reached``) is not
         counted. Why: the episode ends there, and summing the risk of a horizon spent sitting at
-        a goal by a wall made the guarded agent circle such goals instead of reaching them
-        (two rooms, penalty mode: 13 of 15 failures).
+        a goal by a wall made the guarded agent circle such goals instead of reaching them (two
+        rooms, penalty mode, 50 episodes: 11 of the 15 failures ended within 3 cells of the goal).
         """
         model = self.model
         stop = final and self.planner.goal_ends_episode
