@@ -295,3 +295,26 @@ def test_going_for_the_goal_the_risk_after_arriving_is_not_counted():
     torch.testing.assert_close(subgoal.cost, task + probs.sum(1))
     torch.testing.assert_close(everything.cost, subgoal.cost)
     assert float(probs[0, 2:].sum()) > 1.0  # what was left out is real risk
+
+
+def test_guardrails_names_picks_the_heads_the_planner_heeds():
+    """``[guardrails] names`` restricts the energy to some heads; an unknown name is refused in one line."""
+
+    class TwoHeads(PointMassModel):
+        def heads(self, z, a=None):  # a second head that always fires
+            zone = super().heads(z, a)
+            return torch.cat([zone, torch.ones_like(zone)], -1)
+
+    model = TwoHeads(unsafe=DISC)
+    model.guardrail_names = ("restricted_zone", "always")
+    seq = actions(n=6)
+    z0, goal = torch.zeros(2), torch.tensor([0.4, 0.0])
+    guard = GuardrailConfig(mode="penalty", weight=1.0)
+    heeded = Energy(model, PlannerConfig(), dataclasses.replace(guard, names=("restricted_zone",)))
+    only_zone = Energy(PointMassModel(unsafe=DISC), PlannerConfig(), guard)
+    both = Energy(model, PlannerConfig(), guard)
+    torch.testing.assert_close(heeded.low_objective(z0, goal)(seq).cost, only_zone.low_objective(z0, goal)(seq).cost)
+    extra = both.low_objective(z0, goal)(seq).cost - only_zone.low_objective(z0, goal)(seq).cost
+    torch.testing.assert_close(extra, torch.full_like(extra, float(seq.shape[1])))  # the always-head: 1 per step
+    with pytest.raises(HplanError, match=r"\[guardrails\] names: unknown guardrail\(s\) \['lava'\]"):
+        Energy(model, PlannerConfig(), dataclasses.replace(guard, names=("lava",)))

@@ -132,3 +132,5 @@ class GuardrailConfig:
         "Lagrangian mode: dual-ascent step / PID integral gain per planning step", ge=0.0))
     pid_kp: float = field(default=10.0, metadata=meta("Lagrangian PID mode: proportional gain", ge=0.0))
     pid_kd: float = field(default=0.0, metadata=meta("Lagrangian PID mode: derivative gain", ge=0.0))
+    names: tuple[str, ...] = field(default=(), metadata=meta(
+        "the guardrail heads the planner heeds, by name (empty = all the model has); the others are still logged"))

@@ -30,6 +30,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from hplan.errors import HplanError
 from hplan.planning.config import GuardrailConfig, PlannerConfig
 from hplan.planning.protocol import WorldModel
 from hplan.planning.types import Evaluation, Objective
@@ -70,7 +71,18 @@ class Energy:
         self.planner = planner
         self.guardrails = guardrails
         self.multiplier = multiplier or (lambda: guardrails.multiplier_init)
-        self.uses_heads = guardrails.mode != "off" and len(model.guardrail_names) > 0
+        known = tuple(model.guardrail_names)
+        unknown = [name for name in guardrails.names if name not in known]
+        if unknown:
+            raise HplanError(f"[guardrails] names: unknown guardrail(s) {unknown} (the model has: {list(known)})")
+        # the heads' columns the energy heeds (all unless [guardrails] names picks some)
+        self.heeded = [known.index(name) for name in guardrails.names] if guardrails.names else list(range(len(known)))
+        self.uses_heads = guardrails.mode != "off" and len(self.heeded) > 0
+
+    def heads(self, z: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
+        """The heeded guardrail probabilities ``(..., G')`` (``model.heads`` restricted to ``guardrails.names``)."""
+        probs = self.model.heads(z, actions)
+        return probs if len(self.heeded) == probs.shape[-1] else probs[..., self.heeded]
 
     # -- pieces ---------------------------------------------------------------------------------
     def distance(self, z: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
@@ -121,7 +133,7 @@ class Energy:
         if not self.uses_heads:
             return torch.zeros(len(points), device=points.device, dtype=points.dtype)
         with torch.no_grad():
-            probs = self.model.heads(points)
+            probs = self.heads(points)
         g = self.guardrails
         if g.mode == "hard":
             return torch.where(probs.amax(-1) > g.threshold, HARD_WAYPOINT_COST, 0.0).to(points.dtype)
@@ -151,7 +163,7 @@ class Energy:
             if not self.uses_heads:
                 return Evaluation.unconstrained(task, n * horizon)
             before = torch.cat([start[:, None], z[:, :-1]], dim=1)
-            probs = model.heads(before, actions)
+            probs = self.heads(before, actions)
             if stop:  # step t counts while no earlier step has arrived
                 arrived = per_step <= self.planner.subgoal_reached
                 going = torch.cat([arrived.new_zeros(n, 1), arrived[:, :-1]], dim=1).cummax(1).values.logical_not()
@@ -186,6 +198,6 @@ class Energy:
                 task = task + self.planner.reach_weight * F.relu(jump - k).sum(1)
             if not self.uses_heads:
                 return Evaluation.unconstrained(task, n * length)
-            return self.guardrail(model.heads(z), task, n * length)
+            return self.guardrail(self.heads(z), task, n * length)
 
         return chunked(evaluate, resolve_max_batch(max_batch or self.planner.max_batch, z0.device))
