@@ -121,7 +121,9 @@ class GuardrailConfig:
 
     mode: Literal["off", "penalty", "hard", "lagrangian"] = field(
         default="penalty", metadata=meta("off, weighted penalty, hard constraint or Lagrangian"))
-    weight: float = field(default=10.0, metadata=meta("penalty weight on predicted violation probability", ge=0.0))
+    weight: float = field(default=3.0, metadata=meta(
+        "penalty weight on predicted violation probability (steps of distance one predicted violation is worth)",
+        ge=0.0))
     threshold: float = field(default=0.5, metadata=meta("probability above which a candidate is unsafe", gt=0.0, lt=1.0))
     budget: float = field(default=0.02, metadata=meta("Lagrangian mode: allowed mean violation probability", ge=0.0, le=1.0))
     multiplier_init: float = field(default=1.0, metadata=meta("Lagrangian mode: initial multiplier", ge=0.0))
