@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from hplan.errors import HplanError
 from hplan.planning.agent import make_agent
-from hplan.planning.analytic import PointMassModel
+from hplan.planning.analytic import PointMassModel, UnsafeDisc
 from hplan.planning.config import GuardrailConfig, PlannerConfig
+from hplan.planning.energy import Energy
 from hplan.planning.hierarchical import HierarchicalPlanner
 from hplan.planning.landmarks import Hand, LandmarkGraph
 
@@ -261,3 +262,29 @@ def test_a_stalled_agent_gives_up_on_every_waypoint_it_was_handed() -> None:
         assert stub.blocked == []  # patience not yet spent
     planner.step(z, goal, gen)
     assert sorted(stub.blocked) == [0, 1]
+
+
+@pytest.mark.parametrize("mode", ["penalty", "hard", "off"])
+def test_a_guarded_route_goes_round_a_hazard_that_lies_between_two_safe_waypoints(mode: str) -> None:
+    """Edges pay the guardrail cost of the way between their waypoints (``Energy.edge_cost``), so a
+    route no longer hops past a hazard that neither end of the hop is in."""
+    model = PointMassModel(unsafe=UnsafeDisc(centre=(0.0, 0.0), radius=0.2))
+    energy = Energy(model, PlannerConfig(landmark_edge_samples=3), GuardrailConfig(mode=mode, weight=10.0, threshold=0.5))
+    points = torch.tensor([[-0.5, 0.0], [0.5, 0.0], [0.0, 0.6]])  # the hop 0 → 1 crosses the disc
+    steps = model.temporal_distance(points[:, None], points[None])  # every pair joined by the data
+    priced = energy.edge_cost(points, steps)
+    assert float(energy.waypoint_cost(points).abs().max()) < 0.05  # the waypoints themselves are safe
+    graph = LandmarkGraph(model.temporal_distance, points, edge_max=25.0, edges=steps, attach=1.0,
+                          node_cost=energy.waypoint_cost(points), edge_cost=energy.edge_cost)
+    found = graph.route(points[0], points[1])
+    assert found is not None
+    if mode == "off":
+        assert float(priced.abs().max()) == 0.0 and found.path == [0, 1]  # nothing heeded: straight
+    else:
+        detour = float(steps[0, 2] + steps[2, 1] - steps[0, 1])  # ~11 steps longer
+        assert float(priced[0, 1]) > 2 * detour and float(priced[0, 2]) < 1.0
+        assert found.path == [0, 2, 1]  # round the disc
+    hand = graph.hand(points[0], points[1])
+    assert hand is not None and hand.route_length == pytest.approx(found.length)
+    unpriced = Energy(model, PlannerConfig(), GuardrailConfig(mode=mode, weight=10.0, threshold=0.5))
+    assert float(unpriced.edge_cost(points, steps).abs().max()) == 0.0  # landmark_edge_samples = 0: waypoints only

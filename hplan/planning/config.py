@@ -71,6 +71,9 @@ class PlannerConfig:
     landmark_patience: int = field(default=12, metadata=meta(
         "`landmarks`: steps without progress along the route (or towards the goal, going straight) after "
         "which the agent gives up the waypoints it was handed meanwhile and reroutes (0 = never)", ge=0))
+    landmark_edge_samples: int = field(default=0, metadata=meta(
+        "`landmarks` with guardrails: points on the latent segment between two joined waypoints at which the "
+        "heads price the edge (0 = price the waypoints only)", ge=0, le=64))
     landmark_slack: float = field(default=4.0, metadata=meta(
         "`landmarks` with the model's experience graph: drop an edge whose temporal distance exceeds the "
         "steps the data took by more than this (a visit counted across a wall)", gt=0.0))

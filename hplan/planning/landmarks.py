@@ -53,7 +53,9 @@ class LandmarkGraph:
     none; see :mod:`hplan.models.waypoints`) when the model kept them, weighted by the larger of
     those steps and the temporal ``distance`` (quasimetric, broadcasting) and dropped where that
     distance exceeds the steps seen by more than ``slack``; else every pair whose temporal distance
-    is at most ``edge_max``. Arriving at waypoint j costs ``node_cost[j]`` more (the guardrail
+    is at most ``edge_max``. Going from i to j costs ``edge_cost(waypoints, steps)[i, j]`` more (the
+    guardrail cost of the way between them; :meth:`~hplan.planning.energy.Energy.edge_cost`).
+    Arriving at waypoint j costs ``node_cost[j]`` more (the guardrail
     cost of being there; :meth:`~hplan.planning.energy.Energy.waypoint_cost`). The agent and the
     goal attach to waypoints within ``attach`` steps (default ``edge_max``): with an experience
     graph that radius is kept short, because the distance is least trustworthy across walls — the
@@ -62,7 +64,8 @@ class LandmarkGraph:
 
     def __init__(self, distance: Distance, waypoints: torch.Tensor, edge_max: float,
                  edges: torch.Tensor | None = None, attach: float | None = None, slack: float = float("inf"),
-                 node_cost: torch.Tensor | None = None) -> None:
+                 node_cost: torch.Tensor | None = None,
+                 edge_cost: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> None:
         if len(waypoints) == 0:
             raise HplanError("planner.high: 'landmarks' needs a model with waypoints (train it with model.landmarks > 0)")
         self.distance, self.points, self.edge_max = distance, waypoints, float(edge_max)
@@ -87,6 +90,10 @@ class LandmarkGraph:
             cost = torch.where(consistent, torch.maximum(seen, hop), inf)
         self.node_cost = torch.zeros(n, device=cost.device, dtype=cost.dtype) if node_cost is None \
             else node_cost.to(cost.device, cost.dtype)
+        cost.fill_diagonal_(0.0)
+        self.steps = cost  # steps between joined waypoints, without guardrail costs
+        if edge_cost is not None:  # the way between two waypoints pays its (guardrail) cost
+            cost = cost + edge_cost(waypoints, cost).to(cost.device, cost.dtype)
         cost = cost + self.node_cost[None, :]  # arriving at a waypoint pays its (guardrail) cost
         cost.fill_diagonal_(0.0)
         self.base = cost  # edge costs before shortest paths (what ``block`` edits)
@@ -178,7 +185,7 @@ class LandmarkGraph:
         if found is None:
             return None
         path = torch.tensor(found.path, device=self.cost.device)
-        hops = self.base[path[:-1], path[1:]] - self.node_cost[path[1:]]  # steps, without guardrail costs
+        hops = self.steps[path[:-1], path[1:]]
         along = found.enter + torch.cat([hops.new_zeros(1), hops.cumsum(0)])
         within = torch.nonzero(along <= self.edge_max).flatten()
         position = int(within[-1]) if within.numel() else 0
