@@ -12,6 +12,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from hplan.errors import HplanError
 
@@ -41,7 +42,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except HplanError as err:
-        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         sys.exit(err.exit_code)
     except typer.Abort:
         sys.exit(130)

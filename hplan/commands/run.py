@@ -37,6 +37,7 @@ def run_command(
     from hplan.envs.factory import validate_scenario_env
     from hplan.models.checkpoint import load_world_model
     from hplan.runner import run_episodes, summarize, summary_table
+    from hplan.planning.energy import heeded_guardrails
     from hplan.runner.settings import resolve_guardrails, resolve_planner
 
     if threads is not None:
@@ -49,6 +50,7 @@ def run_command(
     guard_cfg = resolve_guardrails(config.guardrails, guardrails)
     torch_device = resolve_device(device)
     model = load_world_model(checkpoint, device=torch_device, expect_env_id=config.env.id)
+    heeded_guardrails(guard_cfg.names, tuple(model.guardrail_names), config.source)  # fail before any episode
     master_seed = config.seed if seed is None else seed
     out_dir = out if out is not None else (
         Path("runs") / "eval" / config.name / f"{planner_cfg.kind}-{guard_cfg.mode}-seed{master_seed}")

@@ -62,6 +62,16 @@ def chunked(evaluate: Callable[[torch.Tensor], Evaluation], max_batch: int) -> O
     return objective
 
 
+def heeded_guardrails(names: tuple[str, ...], known: tuple[str, ...], source: str = "") -> list[int]:
+    """The head columns ``[guardrails] names`` picks (all when empty); an unknown name is refused
+    in one line (prefixed with ``source``, the scenario file, when given)."""
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        where = f"{source}: " if source else ""
+        raise HplanError(f"{where}[guardrails] names: unknown guardrail(s) {unknown} (the model has: {list(known)})")
+    return [list(known).index(name) for name in names] if names else list(range(len(known)))
+
+
 class Energy:
     """Builds objectives (low-level over actions, high-level over subgoal codes) for one model."""
 
@@ -71,12 +81,7 @@ class Energy:
         self.planner = planner
         self.guardrails = guardrails
         self.multiplier = multiplier or (lambda: guardrails.multiplier_init)
-        known = tuple(model.guardrail_names)
-        unknown = [name for name in guardrails.names if name not in known]
-        if unknown:
-            raise HplanError(f"[guardrails] names: unknown guardrail(s) {unknown} (the model has: {list(known)})")
-        # the heads' columns the energy heeds (all unless [guardrails] names picks some)
-        self.heeded = [known.index(name) for name in guardrails.names] if guardrails.names else list(range(len(known)))
+        self.heeded = heeded_guardrails(guardrails.names, model.guardrail_names)
         self.uses_heads = guardrails.mode != "off" and len(self.heeded) > 0
 
     def heads(self, z: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
