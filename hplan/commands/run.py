@@ -36,8 +36,8 @@ def run_command(
     from hplan.device import resolve_device
     from hplan.envs.factory import validate_scenario_env
     from hplan.models.checkpoint import load_world_model
-    from hplan.runner import run_episodes, summarize, summary_table
     from hplan.planning.energy import heeded_guardrails
+    from hplan.runner import run_episodes, summarize, summary_table
     from hplan.runner.settings import resolve_guardrails, resolve_planner
 
     if threads is not None:

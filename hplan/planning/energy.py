@@ -139,11 +139,16 @@ class Energy:
             return torch.zeros(len(points), device=points.device, dtype=points.dtype)
         with torch.no_grad():
             probs = self.heads(points)
+        return self._route_price(probs.sum(-1), probs.amax(-1)).to(points.dtype)
+
+    def _route_price(self, expected: torch.Tensor, worst: torch.Tensor) -> torch.Tensor:
+        """Route cost of a waypoint or an edge from its ``expected`` violations (Σ p) and its
+        ``worst`` probability: ``weight`` (λ in Lagrangian mode) × expected, or in hard mode
+        ``HARD_WAYPOINT_COST`` where worst exceeds ``threshold``."""
         g = self.guardrails
         if g.mode == "hard":
-            return torch.where(probs.amax(-1) > g.threshold, HARD_WAYPOINT_COST, 0.0).to(points.dtype)
-        weight = g.weight if g.mode == "penalty" else self.multiplier()
-        return weight * probs.sum(-1)
+            return torch.where(worst > g.threshold, HARD_WAYPOINT_COST, 0.0)
+        return (g.weight if g.mode == "penalty" else self.multiplier()) * expected
 
     def edge_cost(self, points: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
         """``(N, N)`` extra route cost of going from waypoint i to j (``steps[i, j]`` steps apart,
@@ -172,12 +177,7 @@ class Energy:
         with torch.no_grad():
             between = points[i, None] + frac[None, :, None] * (points[j] - points[i])[:, None]
             probs = torch.cat([self.heads(part) for part in between.split(4096)])  # (E, S, G)
-        g = self.guardrails
-        if g.mode == "hard":
-            out[i, j] = torch.where(probs.amax((1, 2)) > g.threshold, HARD_WAYPOINT_COST, 0.0).to(out.dtype)
-            return out
-        weight = g.weight if g.mode == "penalty" else self.multiplier()
-        out[i, j] = (weight * steps[i, j] * probs.sum(-1).mean(-1)).to(out.dtype)
+        out[i, j] = self._route_price(steps[i, j] * probs.sum(-1).mean(-1), probs.amax((1, 2))).to(out.dtype)
         return out
 
     # -- objectives -----------------------------------------------------------------------------
