@@ -421,3 +421,47 @@ def test_keypoint_norm_standardises_each_keypoint_over_the_batch() -> None:
             assert float((features.std(0) / raw.std(0)).min()) > 10.0  # small motions amplified
         else:
             torch.testing.assert_close(features, raw)
+
+
+def test_guardrail_ensemble_combines_members_and_single_heads_keep_their_checkpoint_keys() -> None:
+    """Members stack on a new axis; the ensemble's logit is that of the members' mean probability,
+    ``combine="max"`` takes the largest; one member has exactly the single head's parameters."""
+    from hplan.models.heads import GuardrailHeads
+
+    single = GuardrailHeads(latent_dim=6, hidden=16, num_guardrails=2)
+    assert all(not key.startswith("extra") for key in single.state_dict())
+    model = _model(guardrail_members=3)
+    z, action = torch.randn(5, model.latent_dim), torch.rand(5, 2) * 2 - 1
+    members = model.guardrail_member_logits(z, action)
+    assert members.shape == (5, 3, len(model.guardrail_names))
+    assert not torch.allclose(members[:, 0], members[:, 1])  # independently initialised
+    probs = torch.sigmoid(members)
+    torch.testing.assert_close(model.heads(z, action), probs.mean(1))
+    torch.testing.assert_close(model.heads(z, action, combine="max"), probs.amax(1))
+    torch.testing.assert_close(torch.sigmoid(model.guardrail_logits(z, action)), probs.mean(1))
+
+
+def test_guardrail_bootstrap_weights_train_each_member_on_its_own_labels() -> None:
+    """A member whose bootstrap weights drop every positive learns a lower probability than member 0,
+    which sees each label once: the weights reach the loss member by member."""
+    from hplan.models.data import DatasetInfo
+    from hplan.models.module import WorldModelModule
+
+    info = DatasetInfo(env_id="hplan/Test-v0", obs_kind="state", obs_shape=(4,), action_spec=ActionSpec(2),
+                       guardrail_names=("wall_contact",), state_mean=np.zeros(4, np.float32),
+                       state_std=np.ones(4, np.float32), label_positive_rate=np.array([0.3]),
+                       train_transitions=100, val_transitions=10)
+    module = WorldModelModule(ModelConfig(**{**SMALL.__dict__, "landmarks": 0, "guardrail_members": 2}),
+                              TrainConfig(guardrail_balance=False), info, seed=0)
+    z, action = torch.zeros(600, 8), torch.zeros(600, 2)
+    labels = (torch.arange(600) % 10 < 3).float()[:, None]
+    weights = torch.ones(600, 2)
+    weights[labels[:, 0] > 0, 1] = 0.0
+    optim = torch.optim.Adam(module.model.guardrail.parameters(), lr=3e-3)
+    for _ in range(300):
+        loss = module.guardrail_loss(z, action, labels, weights)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    probs = torch.sigmoid(module.model.guardrail_member_logits(z[:1], action[:1]))[0, :, 0]
+    assert abs(float(probs[0]) - 0.3) < 0.05 and float(probs[1]) < 0.05

@@ -318,3 +318,23 @@ def test_guardrails_names_picks_the_heads_the_planner_heeds():
     torch.testing.assert_close(extra, torch.full_like(extra, float(seq.shape[1])))  # the always-head: 1 per step
     with pytest.raises(HplanError, match=r"\[guardrails\] names: unknown guardrail\(s\) \['lava'\]"):
         Energy(model, PlannerConfig(), dataclasses.replace(guard, names=("lava",)))
+
+
+def test_guardrails_members_max_asks_the_model_for_its_most_pessimistic_member():
+    """``[guardrails] members = "max"`` passes ``combine="max"`` to the model; the default (mean)
+    calls ``heads`` without it, so a model with a single head needs no such argument."""
+
+    class Ensemble(PointMassModel):
+        def heads(self, z, a=None, combine="mean"):
+            zone = super().heads(z, a)
+            return zone if combine == "mean" else torch.ones_like(zone)  # one member always fires
+
+    seq = actions(n=5)
+    z0, goal = torch.zeros(2), torch.tensor([0.4, 0.0])
+    guard = GuardrailConfig(mode="penalty", weight=1.0)
+    single = Energy(PointMassModel(unsafe=DISC), PlannerConfig(), guard).low_objective(z0, goal)(seq).cost
+    mean = Energy(Ensemble(unsafe=DISC), PlannerConfig(), guard).low_objective(z0, goal)(seq).cost
+    worst = Energy(Ensemble(unsafe=DISC), PlannerConfig(), dataclasses.replace(guard, members="max"))
+    torch.testing.assert_close(mean, single)
+    task = Energy(PointMassModel(), PlannerConfig(), GuardrailConfig(mode="off")).low_objective(z0, goal)(seq).cost
+    torch.testing.assert_close(worst.low_objective(z0, goal)(seq).cost, task + seq.shape[1])

@@ -262,3 +262,18 @@ def test_keypoint_model_keeps_training_latents_as_waypoints_and_a_landmark_agent
     agent.reset(obs[0, -1], seed=0)
     action, info = agent.act(obs[0, 0])
     assert np.all(np.abs(action) <= 1.0) and info.model_evals <= 200
+
+
+def test_guardrail_ensemble_trains_through_the_refit_and_reloads(state_data: Path, tmp_path: Path) -> None:
+    """``guardrail_members = 2``: the refit gives the bootstrap member its own fit (the two disagree),
+    and the checkpoint reloads both members with the same outputs."""
+    run = train_world_model(SCENARIO, state_data, tmp_path / "run", max_epochs=1, guardrail_members=2, **TINY)
+    model = load_world_model(run, device="cpu", expect_env_id=ENV_ID)
+    assert model.guardrail.members == 2
+    z, action = torch.randn(32, 8, generator=torch.Generator().manual_seed(0)), torch.zeros(32, 2)
+    with torch.no_grad():
+        members = torch.sigmoid(model.guardrail_member_logits(z, action))
+        assert (members[:, 0] - members[:, 1]).abs().max() > 1e-3
+        again = load_world_model(run, device="cpu").guardrail_member_logits(z, action)
+        torch.testing.assert_close(torch.sigmoid(again), members)
+        assert bool((model.heads(z, action, combine="max") >= model.heads(z, action) - 1e-7).all())

@@ -57,6 +57,9 @@ class ModelConfig:
     landmark_gap: int = field(default=16, metadata=meta(
         "two waypoints are joined when one training episode visited them at most this many steps apart "
         "(the edge's cost: the fewest steps seen)", ge=1, le=256))
+    guardrail_members: int = field(default=1, metadata=meta(
+        "guardrail heads per violation, each refitted on its own bootstrap resample of the labels; the "
+        "planner takes their mean or their largest probability (`[guardrails] members`)", ge=1, le=16))
     ema_momentum: float = field(default=0.99, metadata=meta(
         "`ema` regulariser: momentum of the target encoder (BYOL)", ge=0.0, lt=1.0))
 

@@ -59,11 +59,17 @@ class GuardrailHeads(nn.Module):
     ``[z, a, Δ]`` head reaches 0.979: the latent carries the information; the labels are scarce.)
     """
 
-    def __init__(self, latent_dim: int, hidden: int, num_guardrails: int) -> None:
+    def __init__(self, latent_dim: int, hidden: int, num_guardrails: int, members: int = 1) -> None:
         super().__init__()
         self.num = num_guardrails
-        self.state_action = head_mlp(latent_dim, hidden, max(num_guardrails, 1), 2)
-        self.state = head_mlp(latent_dim, hidden, max(num_guardrails, 1), 2)
+        self.members = members
+        width = max(num_guardrails, 1)
+        self.state_action = head_mlp(latent_dim, hidden, width, 2)
+        self.state = head_mlp(latent_dim, hidden, width, 2)
+        # Members 1..K-1 of an ensemble (``[model] guardrail_members``); member 0 keeps the names above,
+        # so single-head checkpoints load unchanged.
+        self.extra_state_action = nn.ModuleList(head_mlp(latent_dim, hidden, width, 2) for _ in range(members - 1))
+        self.extra_state = nn.ModuleList(head_mlp(latent_dim, hidden, width, 2) for _ in range(members - 1))
         # Input standardisation, set from the labelled latents at each refit (``set_input_stats``):
         # a latent's scale depends on the regulariser and the epoch (a VICReg latent had std 0.14
         # after one epoch), and with weight decay an unscaled head then stayed constant (AUROC 0.5).
@@ -74,14 +80,19 @@ class GuardrailHeads(nn.Module):
         self.in_mean.copy_(z.mean(0))
         self.in_std.copy_(z.std(0).clamp_min(1e-6))
 
+    def member_logits(self, z: torch.Tensor, z_next: torch.Tensor | None = None) -> torch.Tensor:
+        """``z (..., D)`` → ``(..., K, G)``, one row per ensemble member; with ``z_next`` (the
+        predicted next latent, same shape) the state-action logits, else the action-marginal ones."""
+        nets = [self.state, *self.extra_state] if z_next is None else [self.state_action, *self.extra_state_action]
+        x = ((z if z_next is None else z_next) - self.in_mean) / self.in_std
+        return torch.stack([net(x)[..., : self.num] for net in nets], dim=-2)
+
     def logits(self, z: torch.Tensor, z_next: torch.Tensor | None = None) -> torch.Tensor:
-        """``z (..., D)`` → ``(..., G)``; with ``z_next`` (the predicted next latent, same shape) the
-        state-action logits, else the action-marginal ones."""
-        if z_next is None:
-            out = self.state((z - self.in_mean) / self.in_std)
-        else:
-            out = self.state_action((z_next - self.in_mean) / self.in_std)
-        return out[..., : self.num]
+        """``(..., G)``: the logit of the members' mean probability (a single head's own logit)."""
+        out = self.member_logits(z, z_next)
+        if self.members == 1:
+            return out[..., 0, :]
+        return torch.logit(torch.sigmoid(out).mean(-2), eps=1e-7)
 
 
 class TemporalDistance(nn.Module):

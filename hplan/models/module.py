@@ -181,9 +181,11 @@ class WorldModelModule(pl.LightningModule):
         loss = push + cfg.distance_constraint_weight * violation
         return loss, {"distance_push": push, "distance_violation": violation}, d_far
 
-    def guardrail_loss(self, z: torch.Tensor, action: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """BCE of both guardrail heads, state-action and state-only (action-marginal); class-balanced
-        unless ``train.guardrail_balance`` is off.
+    def guardrail_loss(self, z: torch.Tensor, action: torch.Tensor, labels: torch.Tensor,
+                       weights: torch.Tensor | None = None) -> torch.Tensor:
+        """BCE of both guardrail heads, state-action and state-only (action-marginal), for every
+        ensemble member; class-balanced unless ``train.guardrail_balance`` is off. ``weights (N, K)``:
+        each member's bootstrap count of each label (all ones when not given).
 
         Balanced, yet calibrated: positives weighted by ``w`` move the optimal logit up by ``log w``
         (the odds are multiplied by ``w``), so the loss is applied to ``logit + log w`` and the head
@@ -192,9 +194,13 @@ class WorldModelModule(pl.LightningModule):
         at a 20 % base rate: balanced probabilities of 0.5 meant 0.2).
         """
         shift = torch.log(self.pos_weight)
-        logits = self.model.guardrail_logits
-        return (F.binary_cross_entropy_with_logits(logits(z, action) + shift, labels, pos_weight=self.pos_weight)
-                + F.binary_cross_entropy_with_logits(logits(z) + shift, labels, pos_weight=self.pos_weight))
+        target = labels[:, None, :]
+        total = z.new_zeros(())
+        for logits in (self.model.guardrail_member_logits(z, action), self.model.guardrail_member_logits(z)):
+            loss = F.binary_cross_entropy_with_logits(logits + shift, target.expand_as(logits),
+                                                      pos_weight=self.pos_weight, reduction="none")  # (N, K, G)
+            total = total + (loss.mean() if weights is None else (loss * weights[..., None]).mean())
+        return total
 
     def fit_guardrails(self) -> None:
         """Refit the guardrail heads on the whole labelled subset, on the current frozen latent.
@@ -216,11 +222,17 @@ class WorldModelModule(pl.LightningModule):
         action = torch.from_numpy(ds.action[rows_e, rows_t]).to(self.device)
         labels = torch.from_numpy(ds.violations[rows_e, rows_t].astype("float32")).to(self.device)
         self.model.guardrail.set_input_stats(z)
+        weights = None
+        if self.model.guardrail.members > 1:  # member 0: every label once; the others: bootstrap resamples
+            gen = torch.Generator().manual_seed(derive_seed(self.seed, "guardrail-bootstrap", self.global_step))
+            weights = torch.poisson(torch.ones(len(z), self.model.guardrail.members), generator=gen)
+            weights[:, 0] = 1.0
+            weights = weights.to(self.device)
         optim = torch.optim.Adam(self.model.guardrail.parameters(), lr=self.train_cfg.guardrail_lr,
                                   weight_decay=self.train_cfg.guardrail_weight_decay)
         with torch.enable_grad():
             for _ in range(steps):
-                loss = self.guardrail_loss(z, action, labels)
+                loss = self.guardrail_loss(z, action, labels, weights)
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()

@@ -9,7 +9,7 @@ the model is in :meth:`spec`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -78,7 +78,8 @@ class LatentWorldModel(nn.Module):
             self.encoder = NormalizedEncoder(self.encoder, cfg.latent_dim)
         self.predictor = ResidualPredictor(cfg.latent_dim, action_spec.dim, cfg.hidden_dim, cfg.predictor_layers)
         self.subgoal = SUBGOAL_MODELS[cfg.subgoal_model](cfg, action_spec.dim)
-        self.guardrail = GuardrailHeads(cfg.latent_dim, cfg.hidden_dim, len(self.guardrail_names))
+        self.guardrail = GuardrailHeads(cfg.latent_dim, cfg.hidden_dim, len(self.guardrail_names),
+                                        cfg.guardrail_members)
         self.distance = TemporalDistance(cfg.latent_dim, cfg.hidden_dim, cfg.distance_dim, distance_max_gap)
         self.decoder = DECODERS[obs_kind](self.obs_shape, cfg) if REGULARIZERS[cfg.regularizer].decoder else None
         # Surprise calibration: mean and std of the one-step latent prediction error on held-out data.
@@ -141,21 +142,31 @@ class LatentWorldModel(nn.Module):
             outputs.append(z)
         return torch.stack(outputs, dim=-2)
 
-    def heads(self, z: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
-        return torch.sigmoid(self.guardrail_logits(z, actions))
+    def heads(self, z: torch.Tensor, actions: torch.Tensor | None = None, combine: str = "mean") -> torch.Tensor:
+        """Guardrail probabilities ``(..., G)``; with an ensemble, the members' ``mean`` or ``max``."""
+        probs = torch.sigmoid(self.guardrail_member_logits(z, actions))
+        return probs.amax(-2) if combine == "max" else probs.mean(-2)
 
     def guardrail_logits(self, z: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
-        """Guardrail logits; with actions the head reads the predicted next latent ``P_lo(z, a)``.
+        """Guardrail logits ``(..., G)`` (of the members' mean probability); see :meth:`guardrail_member_logits`."""
+        return self._read_guardrails(self.guardrail.logits, z, actions)
+
+    def guardrail_member_logits(self, z: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-member logits ``(..., K, G)``; with actions the heads read the predicted next latent ``P_lo(z, a)``.
 
         Leading dims of ``z`` and ``actions`` broadcast. The predictor is not trained through this
         path (its output is detached), so guardrail labels never shape the dynamics.
         """
+        return self._read_guardrails(self.guardrail.member_logits, z, actions)
+
+    def _read_guardrails(self, read: Callable[..., torch.Tensor], z: torch.Tensor,
+                         actions: torch.Tensor | None) -> torch.Tensor:
         if actions is None:
-            return self.guardrail.logits(z)
+            return read(z)
         lead = torch.broadcast_shapes(z.shape[:-1], actions.shape[:-1])
         z = z.expand(*lead, z.shape[-1])
         actions = actions.to(z.dtype).expand(*lead, actions.shape[-1])
-        return self.guardrail.logits(z, self.predictor.step(z, actions).detach())
+        return read(z, self.predictor.step(z, actions).detach())
 
     def temporal_distance(self, z: torch.Tensor, z_goal: torch.Tensor) -> torch.Tensor:
         return self.distance(z, z_goal)

@@ -93,7 +93,8 @@ class PointMassModel:
             out.append(z)
         return torch.stack(out, dim=1)
 
-    def heads(self, z: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
+    def heads(self, z: torch.Tensor, actions: torch.Tensor | None = None, combine: str = "mean") -> torch.Tensor:
+        del combine  # one head: its mean and its max are the same
         if self.unsafe is None:
             return z.new_zeros((*z.shape[:-1], 0))
         where = z if actions is None else self._move(z, self._velocity(actions))

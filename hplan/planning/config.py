@@ -139,3 +139,6 @@ class GuardrailConfig:
     pid_kd: float = field(default=0.0, metadata=meta("Lagrangian PID mode: derivative gain", ge=0.0))
     names: tuple[str, ...] = field(default=(), metadata=meta(
         "the guardrail heads the planner heeds, by name (empty = all the model has); the others are still logged"))
+    members: Literal["mean", "max"] = field(default="mean", metadata=meta(
+        "a model with a guardrail ensemble ([model] guardrail_members > 1): heed the members' mean "
+        "probability, or the largest (pessimistic: a way is risky when any member says so)"))

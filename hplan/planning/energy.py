@@ -85,8 +85,13 @@ class Energy:
         self.uses_heads = guardrails.mode != "off" and len(self.heeded) > 0
 
     def heads(self, z: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
-        """The heeded guardrail probabilities ``(..., G')`` (``model.heads`` restricted to ``guardrails.names``)."""
-        probs = self.model.heads(z, actions)
+        """The heeded guardrail probabilities ``(..., G')`` (``model.heads`` restricted to ``guardrails.names``;
+        ``combine`` is passed only when ``guardrails.members`` asks for more than the mean, so a model
+        without an ensemble needs no such argument)."""
+        if self.guardrails.members == "mean":
+            probs = self.model.heads(z, actions)
+        else:
+            probs = self.model.heads(z, actions, combine=self.guardrails.members)
         return probs if len(self.heeded) == probs.shape[-1] else probs[..., self.heeded]
 
     # -- pieces ---------------------------------------------------------------------------------

@@ -45,6 +45,8 @@ class WorldModel(Protocol):
       ``codes (B, L, M)`` → ``(B, L, D)``, the predicted latent every ``subgoal_interval`` steps.
     * ``heads(z, actions=None)``: guardrail probabilities ``(..., G)`` that the state (or the
       state-action) leads to a violation within the next step; ``G == len(guardrail_names)``.
+      A model with an ensemble of heads also takes ``combine="max"`` (the members' largest
+      probability instead of their mean); the planner passes it only when asked to.
     * ``temporal_distance(z, z_goal)``: learned estimate (in low-level steps) of how far ``z`` is
       from ``z_goal``; broadcasts over leading dims. This is the task head.
     """
