@@ -57,6 +57,15 @@ class GuardrailHeads(nn.Module):
     1,000 random labels (held-out wall-contact AUROC, 3 label draws): ``[z, a, Δ]`` 0.833,
     ``z + Δ`` 0.873, and 0.885 with the refit's stronger weight decay. (With 40,000 labels the
     ``[z, a, Δ]`` head reaches 0.979: the latent carries the information; the labels are scarce.)
+
+    Ensembles (``members`` > 1): independently initialised heads, each refitted on its own bootstrap
+    resample of the labels; the planner heeds their mean or their largest probability
+    (``[guardrails] members``). Why: a planner *optimises against* its heads, so it finds the places
+    where a head is wrong, and a zone corner a head rounds off is exactly where the shortest path
+    goes. Zones, one head (5,000 labels), 50 guarded episodes: 22 zone entries, the entering step
+    predicted at median p 0.028 (four more heads trained offline on bootstrap resamples put 68 % of
+    those entries above 0.3). Five heads, their mean at penalty 5: zone entered in 24 % of the
+    episodes (one head: 42 %) at 86 % success; their largest at penalty 10: 2 %, but 32 % success.
     """
 
     def __init__(self, latent_dim: int, hidden: int, num_guardrails: int, members: int = 1) -> None:
