@@ -92,16 +92,19 @@ class GuardrailHeads(nn.Module):
     def member_logits(self, z: torch.Tensor, z_next: torch.Tensor | None = None) -> torch.Tensor:
         """``z (..., D)`` → ``(..., K, G)``, one row per ensemble member; with ``z_next`` (the
         predicted next latent, same shape) the state-action logits, else the action-marginal ones."""
-        nets = [self.state, *self.extra_state] if z_next is None else [self.state_action, *self.extra_state_action]
-        x = ((z if z_next is None else z_next) - self.in_mean) / self.in_std
+        nets, x = self._inputs(z, z_next)
         return torch.stack([net(x)[..., : self.num] for net in nets], dim=-2)
 
     def logits(self, z: torch.Tensor, z_next: torch.Tensor | None = None) -> torch.Tensor:
         """``(..., G)``: the logit of the members' mean probability (a single head's own logit)."""
-        out = self.member_logits(z, z_next)
-        if self.members == 1:
-            return out[..., 0, :]
-        return torch.logit(torch.sigmoid(out).mean(-2), eps=1e-7)
+        if self.members == 1:  # the planner's hot path: no stacking
+            nets, x = self._inputs(z, z_next)
+            return nets[0](x)[..., : self.num]
+        return torch.logit(torch.sigmoid(self.member_logits(z, z_next)).mean(-2), eps=1e-7)
+
+    def _inputs(self, z: torch.Tensor, z_next: torch.Tensor | None) -> tuple[list[nn.Module], torch.Tensor]:
+        nets = [self.state, *self.extra_state] if z_next is None else [self.state_action, *self.extra_state_action]
+        return nets, ((z if z_next is None else z_next) - self.in_mean) / self.in_std
 
 
 class TemporalDistance(nn.Module):

@@ -144,6 +144,8 @@ class LatentWorldModel(nn.Module):
 
     def heads(self, z: torch.Tensor, actions: torch.Tensor | None = None, combine: str = "mean") -> torch.Tensor:
         """Guardrail probabilities ``(..., G)``; with an ensemble, the members' ``mean`` or ``max``."""
+        if self.guardrail.members == 1:
+            return torch.sigmoid(self.guardrail_logits(z, actions))
         probs = torch.sigmoid(self.guardrail_member_logits(z, actions))
         return probs.amax(-2) if combine == "max" else probs.mean(-2)
 
