@@ -25,6 +25,7 @@ Training (``train.distance_objective``, see ``module.py``):
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -46,6 +47,26 @@ def head_mlp(dim_in: int, hidden: int, dim_out: int, layers: int) -> nn.Sequenti
     return nn.Sequential(*mods, nn.Linear(width, dim_out))
 
 
+def positive_weight(rate: torch.Tensor) -> torch.Tensor:
+    """Class-balancing weight of the positives, ``(1 - rate) / rate`` kept within [1, 100]."""
+    rate = torch.as_tensor(rate, dtype=torch.float32).clamp(1e-3, 1.0)
+    return ((1 - rate) / rate).clamp(1.0, 100.0)
+
+
+def balanced_bce(logits: torch.Tensor, target: torch.Tensor, pos_weight: torch.Tensor,
+                 reduction: str = "mean") -> torch.Tensor:
+    """BCE with positives weighted by ``pos_weight``, applied to ``logit + log w``.
+
+    Balanced, yet calibrated: positives weighted by ``w`` move the optimal logit up by ``log w``
+    (the odds are multiplied by ``w``), so shifting the logit by ``log w`` inside the loss lets the
+    head itself learn the prior-corrected logit. The ranking of balanced training is kept, and the
+    probabilities the planner thresholds and penalises are not inflated (four rooms, wall contact
+    at a 20 % base rate: balanced probabilities of 0.5 meant 0.2).
+    """
+    return F.binary_cross_entropy_with_logits(logits + torch.log(pos_weight), target, pos_weight=pos_weight,
+                                              reduction=reduction)
+
+
 class GuardrailHeads(nn.Module):
     """One logit per violation name: from the predicted next latent ``P_lo(z, a)`` and
     (action-marginal) from ``z`` alone.
@@ -61,7 +82,7 @@ class GuardrailHeads(nn.Module):
     standardised, reaches 0.98 with all 100,000 labels but 0.80 with 1,000 (0.93 with 5,000;
     ``benchmarks/guardrail_label_ceiling.py``) — contact is a sharp function of where the walls are,
     and 1,000 random transitions (200 contacts) sample the wall map thinly. Handed the physics'
-    unobstructed next position as well, 0.93 with 1,000.
+    unobstructed next position and the position alone, 0.93 with 1,000.
 
     Ensembles (``members`` > 1): independently initialised heads, each refitted on its own bootstrap
     resample of the labels; the planner heeds their mean or their largest probability

@@ -36,6 +36,7 @@ from hplan.diagnostics.scores import auroc, spearman
 from hplan.models.config import ModelConfig, TrainConfig
 from hplan.models.data import DatasetInfo
 from hplan.models.encoders import encode_sequences
+from hplan.models.heads import balanced_bce, positive_weight
 from hplan.models.predictor import mlp
 from hplan.models.regularizers import REGULARIZERS, ema_update
 from hplan.models.waypoints import draw_waypoints, experience_edges, nearest_waypoint
@@ -91,9 +92,9 @@ class WorldModelModule(pl.LightningModule):
         self.idm = None
         if model_cfg.regularizer == "vicreg" and train_cfg.vicreg_idm > 0:
             self.idm = mlp(2 * model_cfg.latent_dim, model_cfg.hidden_dim, info.action_spec.dim, 1)
-        rate = np.clip(info.label_positive_rate, 1e-3, 1.0)
-        balance = np.clip((1 - rate) / rate, 1.0, 100.0) if train_cfg.guardrail_balance else np.ones_like(rate)
-        self.register_buffer("pos_weight", torch.as_tensor(balance, dtype=torch.float32))
+        rate = torch.as_tensor(info.label_positive_rate, dtype=torch.float32)
+        balance = positive_weight(rate) if train_cfg.guardrail_balance else torch.ones_like(rate)
+        self.register_buffer("pos_weight", balance)
         self._val: dict[str, list[Any]] = {}
 
     # ------------------------------------------------------------------ losses
@@ -184,21 +185,14 @@ class WorldModelModule(pl.LightningModule):
     def guardrail_loss(self, z: torch.Tensor, action: torch.Tensor, labels: torch.Tensor,
                        weights: torch.Tensor | None = None) -> torch.Tensor:
         """BCE of both guardrail heads, state-action and state-only (action-marginal), for every
-        ensemble member; class-balanced unless ``train.guardrail_balance`` is off. ``weights (N, K)``:
-        each member's bootstrap count of each label (all ones when not given).
-
-        Balanced, yet calibrated: positives weighted by ``w`` move the optimal logit up by ``log w``
-        (the odds are multiplied by ``w``), so the loss is applied to ``logit + log w`` and the head
-        itself learns the prior-corrected logit. The ranking of balanced training is kept, and the
-        probabilities the planner thresholds and penalises are not inflated (four rooms, wall contact
-        at a 20 % base rate: balanced probabilities of 0.5 meant 0.2).
+        ensemble member; class-balanced (and calibrated: :func:`~hplan.models.heads.balanced_bce`)
+        unless ``train.guardrail_balance`` is off. ``weights (N, K)``: each member's bootstrap count
+        of each label (all ones when not given).
         """
-        shift = torch.log(self.pos_weight)
         target = labels[:, None, :]
         total = z.new_zeros(())
         for logits in (self.model.guardrail_member_logits(z, action), self.model.guardrail_member_logits(z)):
-            loss = F.binary_cross_entropy_with_logits(logits + shift, target.expand_as(logits),
-                                                      pos_weight=self.pos_weight, reduction="none")  # (N, K, G)
+            loss = balanced_bce(logits, target.expand_as(logits), self.pos_weight, reduction="none")  # (N, K, G)
             total = total + (loss.mean() if weights is None else (loss * weights[..., None]).mean())
         return total
 
