@@ -32,6 +32,7 @@ from hplan.planning.lagrangian import LagrangeMultiplier
 from hplan.planning.mpc import RecedingHorizon
 from hplan.planning.protocol import WorldModel
 from hplan.planning.registry import make_optimizer
+from hplan.planning.correction import ResidualMemory
 from hplan.planning.surprise import RunningZScore
 from hplan.planning.types import PlanResult, SearchSpace
 from hplan.seeding import torch_generator
@@ -81,6 +82,9 @@ class LatentAgent:
         self.discrete = bool(spec.discrete)
         self.multiplier = LagrangeMultiplier(guardrails)
         self.energy = Energy(model, planner, guardrails, multiplier=self.multiplier)
+        if planner.correction_memory:
+            self.energy.correction = ResidualMemory(planner.correction_memory, planner.correction_radius,
+                                                    planner.correction_action_width)
         budget = resolve_budget(planner)
         low_space = SearchSpace(planner.horizon, spec.dim, spec.low, spec.high, discrete=self.discrete)
         low = RecedingHorizon(make_optimizer(planner.low, low_space, planner, budget.low), device,
@@ -112,6 +116,8 @@ class LatentAgent:
         self.generator = torch_generator(self.seed, self.device)
         self.multiplier.reset()
         self.surprise.reset()
+        if self.energy.correction is not None:
+            self.energy.correction.reset()
         self._last = None
         self.last_step = None
         self.planner.reset()
@@ -142,12 +148,15 @@ class LatentAgent:
         """Z-scored one-step prediction error (mean squared over latent dims, as the model's own
         calibration defines it). A model that carries held-out calibration (``surprise_stats`` =
         [mean, std], set by training) is scored against it; otherwise against the running
-        statistics of this episode (:class:`RunningZScore`)."""
+        statistics of this episode (:class:`RunningZScore`). The same error, as a vector, goes to
+        the episode's dynamics correction when the planner keeps one."""
         if self._last is None:
             return 0.0
         z_prev, a_prev = self._last
         with torch.no_grad():
             predicted = self.model.predict(z_prev[None], a_prev[None, None])[0, -1]
+        if self.energy.correction is not None:
+            self.energy.correction.add(z_prev, a_prev, z, predicted)
         error = float((predicted - z).pow(2).mean())
         running = self.surprise.score(error)
         stats = getattr(self.model, "surprise_stats", None)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from hplan.errors import HplanError
 from hplan.planning.config import GuardrailConfig, PlannerConfig
+from hplan.planning.correction import ResidualMemory
 from hplan.planning.protocol import WorldModel
 from hplan.planning.types import Evaluation, Objective
 
@@ -83,6 +84,8 @@ class Energy:
         self.multiplier = multiplier or (lambda: guardrails.multiplier_init)
         self.heeded = heeded_guardrails(guardrails.names, model.guardrail_names)
         self.uses_heads = guardrails.mode != "off" and len(self.heeded) > 0
+        # the episode's own prediction errors, set by the agent (``planner.correction_memory``)
+        self.correction: ResidualMemory | None = None
 
     def heads(self, z: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
         """The heeded guardrail probabilities ``(..., G')`` (``model.heads`` restricted to ``guardrails.names``;
@@ -202,7 +205,8 @@ class Energy:
         def evaluate(actions: torch.Tensor) -> Evaluation:
             n, horizon = actions.shape[:2]
             start = z0.expand(n, -1)
-            z = model.predict(start, actions)
+            memory = self.correction
+            z = memory.rollout(model.predict, start, actions) if memory else model.predict(start, actions)
             per_step = self.distance(z, goal)
             task = self.task_cost(z, goal, per_step=per_step)
             if not self.uses_heads:
