@@ -84,7 +84,7 @@ class LatentAgent:
         self.energy = Energy(model, planner, guardrails, multiplier=self.multiplier)
         if planner.correction_memory:
             self.energy.correction = ResidualMemory(planner.correction_memory, planner.correction_radius,
-                                                    planner.correction_action_width)
+                                                    planner.correction_action_width, planner.correction_threshold)
         budget = resolve_budget(planner)
         low_space = SearchSpace(planner.horizon, spec.dim, spec.low, spec.high, discrete=self.discrete)
         low = RecedingHorizon(make_optimizer(planner.low, low_space, planner, budget.low), device,

@@ -14,8 +14,10 @@ planner makes, their kernel-weighted mean (Nadaraya–Watson, weight 1 at an exa
     P'(z, a) = P(z, a) + Σ_i w_i r_i / max(1, Σ_i w_i),
     w_i = exp(-|z - z_i|² / 2(ρ s)²) · exp(-|a - a_i|² / 2σ_a²)
 
-``s`` is the median one-step latent move seen in the episode, so ``ρ`` (``correction_radius``) is
-in steps and the same setting fits every latent scale. Far from where the agent has been, and for
+``s`` is the median one-step latent move the model predicted in the episode, so ``ρ``
+(``correction_radius``) is in steps and the same setting fits every latent scale (the predicted
+move and not the observed one: an agent pinned to a wall barely moves, and its own moves would
+shrink the kernel to nothing just when it is needed). Far from where the agent has been, and for
 actions unlike those it tried, the prediction is untouched; in free space the residuals are the
 model's small noise. Why not fine-tune the predictor online: a few gradient steps on a handful of
 transitions move it everywhere, not just at the corner, and cost far more than this lookup
@@ -36,38 +38,60 @@ Predict = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class ResidualMemory:
     """The last ``capacity`` one-step residuals of an episode and the correction they imply."""
 
-    def __init__(self, capacity: int, radius: float, action_width: float) -> None:
-        if capacity < 1 or radius <= 0 or action_width <= 0:
-            raise ValueError("ResidualMemory needs capacity >= 1, radius > 0 and action_width > 0")
+    def __init__(self, capacity: int, radius: float, action_width: float, threshold: float = 0.0) -> None:
+        if capacity < 1 or radius <= 0 or action_width <= 0 or threshold < 0:
+            raise ValueError("ResidualMemory needs capacity >= 1, radius > 0, action_width > 0 and threshold >= 0")
         self.capacity, self.radius, self.action_width = int(capacity), float(radius), float(action_width)
+        self.threshold = float(threshold)
         self.reset()
 
     def reset(self) -> None:
         self.z: torch.Tensor | None = None  # (M, D) latents the residuals were seen from
         self.a: torch.Tensor | None = None  # (M, A) the actions taken there
         self.r: torch.Tensor | None = None  # (M, D) observed minus predicted next latent
-        self.moves: list[float] = []  # |z_{t+1} - z_t| of every step: the latent's scale
+        self.moves: list[float] = []  # |P(z_t, a_t) - z_t| of every step: the latent's scale
+        self._keys: tuple[torch.Tensor, torch.Tensor, float] | None = None  # scaled [z, a] rows, |row|², scale
 
     def __len__(self) -> int:
         return 0 if self.z is None else len(self.z)
 
     def add(self, z: torch.Tensor, action: torch.Tensor, observed: torch.Tensor, predicted: torch.Tensor) -> None:
-        """Remember one transition ``z (D,) --action (A,)--> observed (D,)`` that the model predicted as ``predicted``."""
-        self.moves.append(float((observed - z).norm()))
-        row = (z[None], action.to(z.dtype)[None], (observed - predicted)[None])
+        """Remember one transition ``z (D,) --action (A,)--> observed (D,)`` that the model predicted as
+        ``predicted`` — if its error is at least ``threshold`` median moves (smaller ones are the
+        model's noise: kept, they would only cost time)."""
+        self.moves.append(float((predicted - z).norm()))
+        residual = observed - predicted
+        if float(residual.norm()) < self.threshold * self.scale:
+            return
+        row = (z[None], action.to(z.dtype)[None], residual[None])
+        self._keys = None
         if self.z is None:
             self.z, self.a, self.r = row
             return
         self.z, self.a, self.r = (torch.cat([old, new])[-self.capacity:] for old, new in zip((self.z, self.a, self.r), row))
 
+    @property
+    def scale(self) -> float:
+        """The median one-step move the model predicted in this episode (the latent's scale)."""
+        return max(statistics.median(self.moves), 1e-6) if self.moves else 1e-6
+
+    def _scaled(self, z: torch.Tensor, actions: torch.Tensor, scale: float) -> torch.Tensor:
+        """``[z / √2ρs, a / √2σ_a]``: rows whose squared distances are the kernel's exponent."""
+        return torch.cat([z / (2 ** 0.5 * self.radius * scale),
+                          actions.to(z.dtype) / (2 ** 0.5 * self.action_width)], dim=-1)
+
     def correction(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``z (..., D)``, ``actions (..., A)`` → the residual to add to ``P(z, actions)`` (zeros when empty)."""
         if self.z is None or self.a is None or self.r is None:
             return torch.zeros_like(z)
-        scale = max(statistics.median(self.moves), 1e-6) * self.radius
-        dz = torch.cdist(z.reshape(-1, z.shape[-1]), self.z).pow(2) / (2 * scale ** 2)
-        da = torch.cdist(actions.reshape(-1, actions.shape[-1]).to(z.dtype), self.a).pow(2) / (2 * self.action_width ** 2)
-        weight = torch.exp(-(dz + da))  # (N, M)
+        scale = self.scale
+        if self._keys is None or self._keys[2] != scale:  # the rows change only when a residual or the scale does
+            keys = self._scaled(self.z, self.a, scale)
+            self._keys = (keys, keys.pow(2).sum(-1), scale)
+        keys, key_norms, _ = self._keys
+        query = self._scaled(z.reshape(-1, z.shape[-1]), actions.reshape(-1, actions.shape[-1]), scale)
+        exponent = (query.pow(2).sum(-1, keepdim=True) + key_norms - 2.0 * query @ keys.T).clamp_min(0.0)
+        weight = torch.exp(-exponent)  # (N, M)
         mixed = weight @ self.r / weight.sum(-1, keepdim=True).clamp_min(1.0)
         return mixed.reshape(z.shape)
 
