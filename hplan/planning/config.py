@@ -65,7 +65,7 @@ class PlannerConfig:
         "kernel width of that correction in latent space, in median one-step moves of the episode", gt=0.0))
     correction_action_width: float = field(default=0.5, metadata=meta(
         "kernel width of that correction over actions (continuous actions in their own units)", gt=0.0))
-    correction_threshold: float = field(default=0.5, metadata=meta(
+    correction_threshold: float = field(default=0.25, metadata=meta(
         "errors smaller than this many median one-step moves are not remembered (the model's noise)", ge=0.0))
     # --- hierarchical planner -------------------------------------------------------------------
     high: Literal["codes", "landmarks"] = field(default="codes", metadata=meta(
