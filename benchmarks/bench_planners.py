@@ -10,7 +10,9 @@ iterations, guardrails in penalty mode so every term of the energy is paid) it p
   peak, measured in the same run (best of several ``torch.mm`` of two 2048² matrices). FLOPs are
   counted by ``torch.utils.flop_counter`` (matmuls only, so the fraction is conservative);
 
-then times the *default* agent (``PlannerConfig()``) end to end: one ``act`` of the hierarchical
+then the cost of the episodic dynamics correction (``planner.correction_memory``; a CEM plan with
+its memory full, against the same plan without it, in the same run), then times the *default*
+agent (``PlannerConfig()``) end to end: one ``act`` of the hierarchical
 planner (image observation in, action out), on a step where the high level replans and on a
 step where it does not, and the flat planner for reference. Target on CPU: ≥ 40 % of peak at
 4,096 candidates and a hierarchical plan step ≤ 100 ms.
@@ -41,6 +43,7 @@ from hplan.device import resolve_device
 from hplan.planning.agent import make_agent
 from hplan.planning.budget import resolve_budget
 from hplan.planning.config import GuardrailConfig, PlannerConfig
+from hplan.planning.correction import ResidualMemory
 from hplan.planning.energy import Energy
 from hplan.planning.protocol import ActionSpec
 from hplan.planning.registry import Sizes, make_optimizer
@@ -50,6 +53,7 @@ app = typer.Typer(add_completion=False)
 console = Console(width=200)
 GUARDRAILS = ("wall_contact", "restricted_zone")
 IMAGE_SHAPE = (64, 64, 3)
+CORRECTION_MEMORY = 32  # the two-rooms and maze scenarios' setting
 
 
 def build_model(device: torch.device):
@@ -209,6 +213,33 @@ def bench_optimizers(model, device, cfg: PlannerConfig, candidates: list[int], r
     return table
 
 
+def bench_correction(model, device, cfg: PlannerConfig, candidates: list[int], repeats: int) -> Table:
+    """One CEM plan without and with a full correction memory (random residuals: the cost does not
+    depend on their values) — what turning ``correction_memory`` on costs a planning step."""
+    table = Table(title=f"dynamics correction: one CEM plan, memory of {CORRECTION_MEMORY} residuals vs none")
+    for col in ("candidates", "ms / plan, off", "ms / plan, on", "on / off"):
+        table.add_column(col, justify="right")
+    energy = Energy(model, cfg, GuardrailConfig(mode="penalty"))
+    memory = ResidualMemory(CORRECTION_MEMORY, cfg.correction_radius, cfg.correction_action_width)
+    gen = torch.Generator(device).manual_seed(0)
+    for _ in range(CORRECTION_MEMORY):
+        z = torch.randn(model.latent_dim, device=device, generator=gen)
+        a = torch.rand(model.action_spec.dim, device=device, generator=gen) * 2 - 1
+        memory.add(z, a, z + torch.randn(z.shape, device=device, generator=gen), z)
+    z0, goal = torch.randn(model.latent_dim, device=device), torch.randn(model.latent_dim, device=device)
+    space = SearchSpace(cfg.horizon, model.action_spec.dim)
+    for n in candidates:
+        optimizer = make_optimizer("cem", space, cfg, Sizes(population=n, iterations=cfg.iterations, elites=max(1, n // 8)))
+        times = []
+        for correction in (None, memory):
+            energy.correction = correction
+            objective = energy.low_objective(z0, goal)
+            times.append(timed(lambda: optimizer.optimize(objective, space.initial_mean(device),
+                                                          torch.Generator(device).manual_seed(0)), device, repeats).wall)
+        table.add_row(f"{n:,}", f"{1000 * times[0]:.1f}", f"{1000 * times[1]:.1f}", f"{times[1] / times[0]:.2f}x")
+    return table
+
+
 def dev_is_cpu(device: torch.device) -> bool:
     return device.type == "cpu"
 
@@ -271,6 +302,7 @@ def main(device: str = typer.Option("auto", help="torch device: auto, cpu, cuda,
                   f"{peak[1] / 1e9:.1f} GFLOP/s uncontended estimate")
     console.print(f"load average now: {load_average()}")
     console.print(bench_optimizers(model, dev, cfg, candidates, repeats, peak))
+    console.print(bench_correction(model, dev, cfg, candidates, repeats))
     table = Table(title="default agent, one act() (image obs → action), PlannerConfig() defaults")
     for col in ("planner", "mean ms", "p50 ms", "max ms", "uncontended est. mean ms", "ms on high replan",
                 "ms otherwise", "replans/steps", "model evals/step", "low pop×iters", "high pop×iters"):
