@@ -2,14 +2,15 @@
 
 A latent predictor is smooth, and the world is not: at a doorway's corner the two-rooms predictor
 lets a point pushed into the divider 0.2 cells below the opening move on by half a cell, where the
-real point stops dead (``runs/s8/corner.py``; every two-rooms failure in 200 episodes was an agent
-pinned there, pushing into the corner for up to 100 steps). No planner rule over waypoints can
-repair that: the low level keeps choosing the push its model says gets through.
+real point stops dead (five pushes right from x = 8.6, read with a linear probe of the position;
+every two-rooms failure in 200 episodes was an agent pinned there, pushing into the corner for up to
+100 steps). No planner rule over waypoints can repair that: the low level keeps choosing the push
+its model says gets through.
 
 The agent does see, one step later, that the push did not get through: the observed latent
 ``z_{t+1}`` differs from the predicted ``P(z_t, a_t)``. :class:`ResidualMemory` keeps the last
-``capacity`` such residuals ``r_i = z_{i+1} - P(z_i, a_i)`` and adds, to every prediction the
-planner makes, their kernel-weighted mean (Nadaraya–Watson, weight 1 at an exact match)::
+``capacity`` residuals ``r_i = z_{i+1} - P(z_i, a_i)`` of at least ``threshold`` median moves and
+adds, to every prediction the planner makes, their kernel-weighted mean (Nadaraya–Watson, weight 1 at an exact match)::
 
     P'(z, a) = P(z, a) + Σ_i w_i r_i / max(1, Σ_i w_i),
     w_i = exp(-|z - z_i|² / 2(ρ s)²) · exp(-|a - a_i|² / 2σ_a²)
@@ -18,11 +19,15 @@ planner makes, their kernel-weighted mean (Nadaraya–Watson, weight 1 at an exa
 (``correction_radius``) is in steps and the same setting fits every latent scale (the predicted
 move and not the observed one: an agent pinned to a wall barely moves, and its own moves would
 shrink the kernel to nothing just when it is needed). Far from where the agent has been, and for
-actions unlike those it tried, the prediction is untouched; in free space the residuals are the
-model's small noise. Why not fine-tune the predictor online: a few gradient steps on a handful of
+actions unlike those it tried, the prediction is untouched; in free space the errors are the
+model's small noise and are not kept (so the memory is usually empty and costs nothing). Why not fine-tune the predictor online: a few gradient steps on a handful of
 transitions move it everywhere, not just at the corner, and cost far more than this lookup
 (``capacity`` × candidates × horizon kernel terms). The memory is reset with each episode, so a
 seed still fixes an episode and replays re-execute exactly.
+
+Measured: two rooms (50 episodes × seeds 0–3, within 100 steps) 95.5 → 99.5 %; the 3×3 maze (50
+episodes) 98 → 100 %. In the guarded four-rooms scenarios it did not help (four rooms 100 → 96 %, zones 86 → 80 %),
+so it is a per-scenario setting (``[planner] correction_memory``), off by default.
 """
 
 from __future__ import annotations
