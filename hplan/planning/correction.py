@@ -26,8 +26,8 @@ transitions move it everywhere, not just at the corner, and cost far more than t
 seed still fixes an episode and replays re-execute exactly.
 
 Measured: two rooms (50 episodes × seeds 0–3, within 100 steps) 95.5 → 99.5 %; the 3×3 maze (50
-episodes) 98 → 100 %. In the guarded four-rooms scenarios it did not help (four rooms 100 → 96 %, zones 86 → 80 %),
-so it is a per-scenario setting (``[planner] correction_memory``), off by default.
+episodes) 98 → 100 %. In the guarded four-rooms scenarios it did not help (four rooms, seeds 0 / 1:
+100 / 96 % → 96 / 96 %; zones 86 → 80 %), so it is a per-scenario setting (``[planner] correction_memory``), off by default.
 """
 
 from __future__ import annotations
