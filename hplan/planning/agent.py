@@ -25,6 +25,7 @@ import torch
 from hplan.device import resolve_device
 from hplan.planning.budget import resolve_budget
 from hplan.planning.config import GuardrailConfig, PlannerConfig
+from hplan.planning.correction import ResidualMemory
 from hplan.planning.energy import Energy
 from hplan.planning.history import FrameHistory, repeat_frame
 from hplan.planning.hierarchical import FlatPlanner, HierarchicalPlanner, PlanStep
@@ -32,7 +33,6 @@ from hplan.planning.lagrangian import LagrangeMultiplier
 from hplan.planning.mpc import RecedingHorizon
 from hplan.planning.protocol import WorldModel
 from hplan.planning.registry import make_optimizer
-from hplan.planning.correction import ResidualMemory
 from hplan.planning.surprise import RunningZScore
 from hplan.planning.types import PlanResult, SearchSpace
 from hplan.seeding import torch_generator
