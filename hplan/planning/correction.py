@@ -27,7 +27,8 @@ seed still fixes an episode and replays re-execute exactly.
 
 Measured: two rooms (50 episodes × seeds 0–3, within 100 steps) 95.5 → 99.5 %; the 3×3 maze (50
 episodes) 98 → 100 %. In the guarded four-rooms scenarios it did not help (four rooms, seeds 0 / 1:
-100 / 96 % → 96 / 96 %; zones 86 → 80 %), so it is a per-scenario setting (``[planner] correction_memory``), off by default.
+100 / 96 % → 96 / 96 %; zones 86 / 94 → 80 / 90 %, zone entered more often), so it is a
+per-scenario setting (``[planner] correction_memory``), off by default.
 """
 
 from __future__ import annotations
