@@ -56,6 +56,7 @@ class ResidualMemory:
         self.a: torch.Tensor | None = None  # (M, A) the actions taken there
         self.r: torch.Tensor | None = None  # (M, D) observed minus predicted next latent
         self.moves: list[float] = []  # |P(z_t, a_t) - z_t| of every step: the latent's scale
+        self.scale = 1e-6  # their median (kept up to date by ``add``: read once per rollout step)
         self._keys: tuple[torch.Tensor, torch.Tensor, float] | None = None  # scaled [z, a] rows, |row|², scale
 
     def __len__(self) -> int:
@@ -66,6 +67,7 @@ class ResidualMemory:
         ``predicted`` — if its error is at least ``threshold`` median moves (smaller ones are the
         model's noise: kept, they would only cost time)."""
         self.moves.append(float((predicted - z).norm()))
+        self.scale = max(statistics.median(self.moves), 1e-6)
         residual = observed - predicted
         if float(residual.norm()) < self.threshold * self.scale:
             return
@@ -75,11 +77,6 @@ class ResidualMemory:
             self.z, self.a, self.r = row
             return
         self.z, self.a, self.r = (torch.cat([old, new])[-self.capacity:] for old, new in zip((self.z, self.a, self.r), row))
-
-    @property
-    def scale(self) -> float:
-        """The median one-step move the model predicted in this episode (the latent's scale)."""
-        return max(statistics.median(self.moves), 1e-6) if self.moves else 1e-6
 
     def _scaled(self, z: torch.Tensor, actions: torch.Tensor, scale: float) -> torch.Tensor:
         """``[z / √2ρs, a / √2σ_a]``: rows whose squared distances are the kernel's exponent."""
