@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 
 from hplan.errors import HplanError
@@ -24,3 +27,15 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise HplanError(f"device {spec!r} requested but CUDA is not available on this machine")
     return device
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run a block at ``count`` intra-op CPU threads (``None`` or 0: unchanged), then restore the count."""
+    previous = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(int(count))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -19,13 +19,12 @@ re-executed on CPU for the actions check only.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 
@@ -162,7 +161,9 @@ def replay_agent(log: EpisodeLog, *, device: str = "cpu", make_env: Callable[...
         raise CheckpointError(f"{err}{_code_changed_note(header)}") from None
     env = _build_env(log, make_env, wrap_env)
     try:
-        with _torch_threads(header.torch_threads):  # CPU reductions are exact only at the same thread count
+        from hplan.device import torch_threads
+
+        with torch_threads(header.torch_threads):  # CPU reductions are exact only at the same thread count
             agent = make_agent(model, planner, guardrails, header.seed, device)
             rerun = run_episode(env, agent, header.seed, max_steps=header.max_steps)
     finally:
@@ -337,19 +338,6 @@ def _code_changed_note(header: Any) -> str:
     if header.source_sha256 is None or header.source_sha256 == source_sha256():
         return ""
     return " (note: the hplan source code changed since this log was recorded)"
-
-
-@contextlib.contextmanager
-def _torch_threads(count: int | None) -> Iterator[None]:
-    import torch
-
-    previous = torch.get_num_threads()
-    if count:
-        torch.set_num_threads(int(count))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _default_load_model(checkpoint: str, device: str = "cpu") -> Any:

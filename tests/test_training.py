@@ -277,3 +277,22 @@ def test_guardrail_ensemble_trains_through_the_refit_and_reloads(state_data: Pat
         again = load_world_model(run, device="cpu").guardrail_member_logits(z, action)
         torch.testing.assert_close(torch.sigmoid(again), members)
         assert bool((model.heads(z, action, combine="max") >= model.heads(z, action) - 1e-7).all())
+
+
+def test_weak_motion_labels_join_the_guardrail_refit(state_data: Path, tmp_path: Path) -> None:
+    """``guardrail_weak_labels``: every frozen training transition gets a weak wall label from its
+    free-motion residual; the residual agrees with the labelled subset, and the heads come out
+    different from a refit on the labels alone. A name the data does not record is refused."""
+    weak = train_world_model(SCENARIO, state_data, tmp_path / "weak", max_epochs=1,
+                             guardrail_weak_labels=("wall_contact",), guardrail_weak_steps=60, **TINY)
+    plain = train_world_model(SCENARIO, state_data, tmp_path / "plain", max_epochs=1, **TINY)
+    metrics = pd.read_csv(weak / "metrics.csv")
+    assert metrics["train/weak_auroc_wall_contact"].dropna().iloc[-1] > 0.9
+    assert "train/weak_auroc_wall_contact" not in pd.read_csv(plain / "metrics.csv")
+    z, action = torch.randn(64, 8, generator=torch.Generator().manual_seed(0)), torch.rand(64, 2) * 2 - 1
+    with torch.no_grad():
+        p_weak, p_plain = (torch.sigmoid(load_world_model(run, device="cpu").guardrail_logits(z, action))
+                           for run in (weak, plain))
+    assert (p_weak[:, 0] - p_plain[:, 0]).abs().max() > 1e-2  # the wall head was refitted differently
+    with pytest.raises(HplanError, match=r"train\.guardrail_weak_labels: 'lava'"):
+        train_world_model(SCENARIO, state_data, tmp_path / "bad", max_epochs=1, guardrail_weak_labels=("lava",), **TINY)

@@ -133,3 +133,16 @@ class TrainConfig:
     guardrail_weight_decay: float = field(default=1e-2, metadata=meta(
         "L2 weight decay (Adam) of that refit (1,000 labels: 1e-2 gave +0.01 held-out AUROC over 1e-4)", ge=0.0, le=1.0))
     guardrail_batch: int = field(default=64, metadata=meta("labelled transitions per training step (guardrail heads)", ge=1))
+    guardrail_weak_labels: tuple[str, ...] = field(default=(), metadata=meta(
+        "guardrail heads (violation names) also trained on weak labels of every training transition, read "
+        "from obstructed motion (`hplan.data.motion_labels`; for contact-like violations such as wall_contact). "
+        "Four rooms, 1,000 labels, held-out wall AUROC: 0.89 without, 0.96 with"))
+    guardrail_weak_rows: int = field(default=50_000, metadata=meta(
+        "unlabelled training transitions (drawn uniformly, seeded) that get weak labels in that refit", ge=1))
+    guardrail_weak_steps: int = field(default=2000, metadata=meta(
+        "Adam steps of the guardrail refit when weak labels are on (minibatches of labelled and weak rows)", ge=1))
+    guardrail_weak_batch: int = field(default=1024, metadata=meta(
+        "rows per step of that refit, drawn uniformly from the labelled and the weakly labelled transitions", ge=1))
+    guardrail_weak_weight_decay: float = field(default=1e-4, metadata=meta(
+        "L2 weight decay of that refit: with ~50,000 weak rows the heads need little (1e-2: AUROC 0.88, "
+        "1e-4: 0.96)", ge=0.0, le=1.0))

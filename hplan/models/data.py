@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from hplan.data.motion_labels import free_motion_residuals, tracked_signal
 from hplan.data.shards import load_episodes
 from hplan.errors import HplanError
 from hplan.models.config import ModelConfig, TrainConfig
@@ -84,6 +85,7 @@ class WindowData(Dataset):
         self.window = window
         self.labelled = labelled  # (episode, t) rows of the labelled subset
         self.history = history
+        self.motion_residual: np.ndarray | None = None  # (E, T) free-motion residuals, for weak labels
 
     def sequence(self, episode: np.ndarray, first: np.ndarray, length: int) -> np.ndarray:
         """Frames of ``length`` steps from ``first`` plus the ``history - 1`` before (see ``sequence_frames``)."""
@@ -225,12 +227,29 @@ class EpisodeDataModule(pl.LightningDataModule):
             mean, std = flat.mean(0).astype(np.float32), flat.std(0).astype(np.float32)
         self.num_valid = num_valid
         self.dataset = WindowData(obs, action, violations, pos, self.window, labelled, self.model_cfg.frame_history)
+        if self.train_cfg.guardrail_weak_labels:
+            self.dataset.motion_residual = self._motion_residuals(obs, action, valid, names, source)
         self.info = DatasetInfo(
             env_id=str(manifest.get("env_id", "")), obs_kind=kind, obs_shape=tuple(obs.shape[2:]),
             action_spec=spec, guardrail_names=names, state_mean=mean, state_std=std,
             label_positive_rate=np.asarray(rate, dtype=np.float64),
             train_transitions=int(valid[self.train_episodes].sum()), val_transitions=int(valid[self.val_episodes].sum()))
         self._loaded = True
+
+    def _motion_residuals(self, obs: np.ndarray, action: np.ndarray, valid: np.ndarray, names: tuple[str, ...],
+                          source: str) -> np.ndarray:
+        """Free-motion residuals of every transition (the model is fitted on training episodes only)."""
+        unknown = [name for name in self.train_cfg.guardrail_weak_labels if name not in names]
+        if unknown:
+            raise HplanError(f"train.guardrail_weak_labels: {unknown[0]!r} is not a violation of {source} "
+                             f"(it records {', '.join(names) or 'none'})")
+        in_train = np.zeros(len(valid), dtype=bool)
+        in_train[self.train_episodes] = True
+        try:
+            signal = tracked_signal(obs)
+        except ValueError as err:
+            raise HplanError(f"train.guardrail_weak_labels: {source}: {err}") from None
+        return free_motion_residuals(signal, action, valid & in_train[:, None], derive_seed(self.seed, "free-motion"))
 
     def _loader(self, episodes: np.ndarray, train: bool) -> DataLoader:
         cfg = self.train_cfg
