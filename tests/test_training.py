@@ -19,7 +19,7 @@ from hplan.diagnostics.collapse import CollapseRule
 from hplan.diagnostics.report import read_run_metrics
 from hplan.errors import CheckpointError, ConfigError, HplanError
 from hplan.models.checkpoint import load_world_model
-from hplan.models.training import train_world_model
+from hplan.models.training import finished_run_matches, train_world_model
 
 sys.path.insert(0, str(Path(__file__).parent))
 from synthetic_episodes import ENV_ID, make_dataset  # noqa: E402
@@ -296,3 +296,13 @@ def test_weak_motion_labels_join_the_guardrail_refit(state_data: Path, tmp_path:
     assert (p_weak[:, 0] - p_plain[:, 0]).abs().max() > 1e-2  # the wall head was refitted differently
     with pytest.raises(HplanError, match=r"train\.guardrail_weak_labels: 'lava'"):
         train_world_model(SCENARIO, state_data, tmp_path / "bad", max_epochs=1, guardrail_weak_labels=("lava",), **TINY)
+
+
+def test_a_finished_run_is_reused_only_with_the_same_settings(state_data: Path, tmp_path: Path) -> None:
+    """What `hplan demo` asks before reusing its model: a changed setting (here the weak labels a new
+    scenario turns on) or more epochs mean the saved model is not the one asked for."""
+    run = train_world_model(SCENARIO, state_data, tmp_path / "run", max_epochs=1, **TINY)
+    assert finished_run_matches(SCENARIO, run, max_epochs=1, **TINY)
+    assert not finished_run_matches(SCENARIO, run, max_epochs=2, **TINY)
+    assert not finished_run_matches(SCENARIO, run, max_epochs=1, guardrail_weak_labels=("wall_contact",), **TINY)
+    assert not finished_run_matches(SCENARIO, tmp_path / "absent", max_epochs=1, **TINY)

@@ -7,7 +7,6 @@ demo after an interruption or to look at the report again is cheap. ``fresh=True
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -115,19 +114,15 @@ def _collect(config: ScenarioConfig, data_dir: Path, profile: DemoProfile, conso
 
 
 def _train(config: ScenarioConfig, data_dir: Path, run_dir: Path, profile: DemoProfile, device: str) -> Path:
-    from hplan.models.checkpoint import MODEL_FILE
-    from hplan.models.training import train_world_model
+    from hplan.models.training import finished_run_matches, train_world_model
 
-    config_file = run_dir / "config.json"
-    if (run_dir / MODEL_FILE).exists() and config_file.exists():
-        trained_epochs = json.loads(config_file.read_text()).get("train", {}).get("max_epochs")
-        if trained_epochs == profile.max_epochs:
-            return run_dir  # finished earlier with the same settings: reuse (--fresh retrains)
-    # Otherwise train or resume; a run dir with other settings is refused with one line (use --fresh).
     heads = ({} if profile.head_fit_steps is None else
              {f"{part}_fit_steps": profile.head_fit_steps for part in ("guardrail", "distance", "subgoal", "predictor")})
-    return train_world_model(config, data_dir, run_dir, progress=True, max_epochs=profile.max_epochs,
-                             device=device, **heads)
+    settings = dict(max_epochs=profile.max_epochs, device=device, **heads)
+    if finished_run_matches(config, run_dir, **settings):
+        return run_dir  # finished earlier with the same settings: reuse (--fresh retrains)
+    # Otherwise train or resume; a run dir with other settings is refused with one line (use --fresh).
+    return train_world_model(config, data_dir, run_dir, progress=True, **settings)
 
 
 def _evaluate(config: ScenarioConfig, run_dir: Path, eval_dir: Path, profile: DemoProfile,

@@ -87,7 +87,7 @@ class GuardrailHeads(nn.Module):
     What breaks that ceiling is labelling the other transitions without asking anyone: a contact
     leaves the point short of where free motion would have carried it, and a position-blind model of
     free motion exposes that (:mod:`hplan.data.motion_labels`). With ``[train] guardrail_weak_labels
-    = ["wall_contact"]`` the last refit adds every frozen training transition with its weak label
+    = ["wall_contact"]`` the last refit adds 50,000 training transitions with their weak labels
     (threshold matched to the 1,000 real labels): held-out wall AUROC 0.96 (four rooms, 200k image
     transitions), from a proxy that alone ranks held-out contacts at 0.97.
 

@@ -296,20 +296,24 @@ class WorldModelModule(pl.LightningModule):
         train = np.zeros(len(residual), dtype=bool)
         train[data.train_episodes] = True
         candidates = np.flatnonzero((np.isfinite(residual) & train[:, None]).reshape(-1))
+        labelled_res = residual[labelled]
+        scored = np.isfinite(labelled_res)  # NaN: the tracker found no agent in that frame
+        if not len(candidates) or not scored.any():
+            return None
         rng = np.random.default_rng(derive_seed(self.seed, "guardrail-weak-rows"))
         flat = np.sort(rng.choice(candidates, min(self.train_cfg.guardrail_weak_rows, len(candidates)), replace=False))
         episode, step = np.unravel_index(flat, residual.shape)
         z, action = self._encode_transitions(data.dataset, episode, step)
         weak = torch.zeros(len(z), len(self.model.guardrail_names), device=self.device)
         mask = torch.zeros_like(weak)
-        labelled_res = residual[labelled]
         self._weak_agreement = {}
         for name in names:
             col = self.model.guardrail_names.index(name)
-            threshold = balanced_threshold(labelled_res, labels[:, col])
+            truth = labels[scored, col] > 0.5
+            threshold = balanced_threshold(labelled_res[scored], truth)
             weak[:, col] = torch.from_numpy(residual[episode, step] > threshold).float().to(self.device)
             mask[:, col] = 1.0
-            self._weak_agreement[f"train/weak_auroc_{name}"] = auroc(labelled_res, labels[:, col] > 0.5)
+            self._weak_agreement[f"train/weak_auroc_{name}"] = auroc(labelled_res[scored], truth)
         return z, action, weak, mask
 
     def frozen_training_latents(self) -> FrozenLatents | None:

@@ -94,6 +94,21 @@ def apply_overrides(scenario: ScenarioConfig, overrides: Mapping[str, Any]) -> S
     return dataclasses.replace(scenario, model=model, train=train, seed=int(seed))
 
 
+def finished_run_matches(scenario: ScenarioConfig, out_dir: str | Path, **overrides: Any) -> bool:
+    """True when ``out_dir`` holds a saved model trained with these settings (what
+    :func:`train_world_model` would resume), so a caller may reuse it instead of training."""
+    out_dir = Path(out_dir)
+    if not (out_dir / MODEL_FILE).exists() or not (out_dir / "config.json").exists():
+        return False
+    config = to_mapping(apply_overrides(scenario, overrides))
+    try:
+        _check_existing_run(out_dir, config)
+        trained = json.loads((out_dir / "config.json").read_text()).get("train", {}).get("max_epochs")
+    except (CheckpointError, json.JSONDecodeError):
+        return False
+    return trained == config["train"]["max_epochs"]  # resumable, yet a run with fewer epochs is not finished
+
+
 def _check_existing_run(out_dir: Path, config: dict[str, Any]) -> None:
     path = out_dir / "config.json"
     if not path.exists():
