@@ -111,10 +111,11 @@ def free_motion_residuals(signal: np.ndarray, action: np.ndarray, valid: np.ndar
     rows = torch.from_numpy(np.flatnonzero(mask.reshape(-1)))
     flat_in, flat_target = inputs.reshape(-1, inputs.shape[-1]), target.reshape(-1, target.shape[-1])
     gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    net = nn.Sequential(nn.Linear(flat_in.shape[1], FREE_MOTION_HIDDEN), nn.ReLU(),
-                        nn.Linear(FREE_MOTION_HIDDEN, FREE_MOTION_HIDDEN), nn.ReLU(),
-                        nn.Linear(FREE_MOTION_HIDDEN, flat_target.shape[1]))
+    with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG
+        torch.manual_seed(seed)
+        net = nn.Sequential(nn.Linear(flat_in.shape[1], FREE_MOTION_HIDDEN), nn.ReLU(),
+                            nn.Linear(FREE_MOTION_HIDDEN, FREE_MOTION_HIDDEN), nn.ReLU(),
+                            nn.Linear(FREE_MOTION_HIDDEN, flat_target.shape[1]))
     optim = torch.optim.Adam(net.parameters(), lr=fit.lr)
     with torch.enable_grad():
         for _ in range(fit.steps):

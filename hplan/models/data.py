@@ -238,7 +238,8 @@ class EpisodeDataModule(pl.LightningDataModule):
 
     def _motion_residuals(self, obs: np.ndarray, action: np.ndarray, valid: np.ndarray, names: tuple[str, ...],
                           source: str) -> np.ndarray:
-        """Free-motion residuals of every transition (the model is fitted on training episodes only)."""
+        """Free-motion residuals of the training episodes' valid transitions (NaN elsewhere: validation
+        episodes are neither fitted nor weakly labelled)."""
         unknown = [name for name in self.train_cfg.guardrail_weak_labels if name not in names]
         if unknown:
             raise HplanError(f"train.guardrail_weak_labels: {unknown[0]!r} is not a violation of {source} "

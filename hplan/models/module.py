@@ -293,9 +293,9 @@ class WorldModelModule(pl.LightningModule):
         names, residual = self.train_cfg.guardrail_weak_labels, getattr(data.dataset, "motion_residual", None)
         if not names or residual is None or self.current_epoch < (self.trainer.max_epochs or 1) - 1:
             return None
-        train = np.zeros(len(residual), dtype=bool)
-        train[data.train_episodes] = True
-        candidates = np.flatnonzero((np.isfinite(residual) & train[:, None]).reshape(-1))
+        # Finite residuals are exactly the valid, tracked transitions of training episodes
+        # (EpisodeDataModule fits and scores the free-motion model there only).
+        candidates = np.flatnonzero(np.isfinite(residual).reshape(-1))
         labelled_res = residual[labelled]
         scored = np.isfinite(labelled_res)  # NaN: the tracker found no agent in that frame
         if not len(candidates) or not scored.any():
