@@ -6,6 +6,9 @@ Parsed once into frozen dataclasses by :func:`load_scenario`; every malformed in
 
 from __future__ import annotations
 
+import math
+import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -106,13 +109,106 @@ def resolve_scenario_path(name_or_path: str | Path) -> Path:
     return builtin
 
 
-def load_scenario(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> ScenarioConfig:
-    """Read and validate a scenario file (semantic env checks happen in ``hplan.envs.factory``)."""
+def load_scenario(name_or_path: str | Path, overrides: dict[str, Any] | None = None,
+                  sets: Sequence[str] = (), overrides_source: str = "overrides") -> ScenarioConfig:
+    """Read and validate a scenario file (semantic env checks happen in ``hplan.envs.factory``).
+
+    ``overrides`` are nested tables merged over the file (a suite's or study's; name their file
+    in ``overrides_source``); ``sets`` are the command line's ``--set section.field=value``
+    assignments, merged last. A bad value from ``--set`` is reported as ``--set section.field``.
+    """
     path = resolve_scenario_path(name_or_path)
-    data = read_toml(path)
-    data = deep_merge(data, overrides or {})
+    raw = read_toml(path)
+    from_sets = parse_sets(sets)
+    data = deep_merge(deep_merge(raw, overrides or {}), from_sets)
     data["source"] = str(path)
-    return from_mapping(ScenarioConfig, data, source=str(path))
+    resolve_budget_layers(data, [(str(path), raw), (overrides_source, overrides or {}), ("--set", from_sets)])
+    try:
+        return from_mapping(ScenarioConfig, data, source=str(path))
+    except ConfigError as err:
+        if _set_target(err.field, sets) is None:
+            raise
+        raise ConfigError("--set", err.field, err.message) from None
+
+
+def parse_assignment(text: str, *, source: str = "--set") -> tuple[str, Any]:
+    """``"planner.population=64"`` → ``("planner.population", 64)`` (the value is read as TOML;
+    a bare word is a string, so ``model.regularizer=sigreg`` needs no quotes)."""
+    target, sep, raw = text.partition("=")
+    target = target.strip()
+    if not sep or not target or any(not part for part in target.split(".")):
+        raise ConfigError(source, text, "expected SECTION.FIELD=VALUE, e.g. planner.population=64")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(source, target, f"must be a finite number, got {raw.strip()}")
+    return target, value
+
+
+def nested(target: str, value: Any) -> dict[str, Any]:
+    """``"model.latent_dim", 64`` → ``{"model": {"latent_dim": 64}}``."""
+    out: dict[str, Any] = {}
+    node = out
+    parts = target.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def parse_sets(sets: Sequence[str], *, source: str = "--set") -> dict[str, Any]:
+    """Repeatable ``--set`` assignments → one nested override table (later ones win)."""
+    out: dict[str, Any] = {}
+    for text in sets:
+        target, value = parse_assignment(text, source=source)
+        out = deep_merge(out, nested(target, value))
+    return out
+
+
+def _set_target(field: str, sets: Sequence[str]) -> str | None:
+    """The ``--set`` target an error's field path lies under, if any."""
+    for text in sets:
+        target = text.partition("=")[0].strip()
+        if field == target or field.startswith(target + ".") or target.startswith(field + "."):
+            return target
+    return None
+
+
+# Planner fields that fix a search's size by hand; ``eval_budget`` derives them (it keeps the
+# iteration counts and the elite fraction, so those may be set beside it).
+POPULATION_FIELDS = ("population", "high_population")
+
+
+def resolve_budget_layers(data: dict[str, Any], layers: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """The documented rule between ``[planner] eval_budget`` and explicit search sizes.
+
+    ``layers`` are ``(where, table)`` in merge order: the scenario file, a suite's or study's
+    overrides, the command line's ``--set``.
+
+    * One layer that sets both ``eval_budget > 0`` and a population or iteration count is
+      refused: which of the two it meant is ambiguous.
+    * A later layer that sets a population or iteration count without an ``eval_budget`` turns
+      an earlier budget off: the search a file names is the search it gets. ``hplan scenario
+      check`` prints the sizes each planner ends up with.
+    """
+    tables = [(where, layer["planner"]) for where, layer in layers if isinstance(layer.get("planner"), dict)]
+    for where, planner in tables:
+        sizes = [key for key in POPULATION_FIELDS if key in planner]
+        budget = planner.get("eval_budget")
+        if sizes and isinstance(budget, int) and not isinstance(budget, bool) and budget > 0:
+            raise ConfigError(where, f"planner.{sizes[0]}",
+                              "set together with planner.eval_budget, which derives it; keep one of the two")
+    budget, touched = None, False
+    for _, layer in layers[1:]:
+        planner = layer.get("planner") if isinstance(layer.get("planner"), dict) else {}
+        if "eval_budget" in planner:
+            budget, touched = planner["eval_budget"], True
+        elif any(key in planner for key in POPULATION_FIELDS):
+            budget, touched = 0, True
+    if touched and isinstance(data.get("planner"), dict):
+        data["planner"] = {**data["planner"], "eval_budget": budget}
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -37,3 +37,29 @@ def torch_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gene
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     return gen
+
+
+EVAL_SPLITS = ("val", "test")
+"""Evaluation splits: every choice of a setting is made on ``val``, every reported number on ``test``."""
+
+COLLECT_SPLITS = ("train", "heldout")
+"""Collection streams: ``heldout`` datasets (for diagnostics) come from seeds training never sees."""
+
+
+def eval_episode_seed(base: int, split: str, index: int) -> int:
+    """The reset (and agent) seed of evaluation episode ``index`` of ``split``.
+
+    Why the parity bit: hashing alone makes a collision between the streams merely unlikely;
+    ``val`` seeds are even and ``test`` seeds odd, so no episode can ever be in both.
+    """
+    if split not in EVAL_SPLITS:
+        raise ValueError(f"split must be one of {', '.join(EVAL_SPLITS)}, got {split!r}")
+    return (derive_seed(base, "episode", split, index) & ~1) | EVAL_SPLITS.index(split)
+
+
+def collect_stream(split: str) -> str:
+    """The seed label of a collection split (``train`` keeps the original stream, so datasets
+    collected before splits existed are still the training split)."""
+    if split not in COLLECT_SPLITS:
+        raise ValueError(f"split must be one of {', '.join(COLLECT_SPLITS)}, got {split!r}")
+    return "collect" if split == "train" else "collect-heldout"

@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from hplan.commands.options import SET_OPTION, record_command
+
 
 def collect_command(
     scenario: str = typer.Argument(..., help="built-in scenario name or path to a scenario TOML file"),
@@ -21,15 +23,18 @@ def collect_command(
                                            help="episodes to collect (default: the scenario's [collect].episodes)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o",
                                        help="dataset directory (default: runs/data/<scenario name>)"),
+    split: str = typer.Option("train", "--split",
+                              help="`train`, or `heldout`: a seed stream training never uses (for diagnostics)"),
+    set_: list[str] = SET_OPTION,
 ) -> None:
     """Collect exploration episodes into sharded files with a manifest (resumable)."""
     from hplan.config import load_scenario
     from hplan.data.collect import collect
     from hplan.envs.factory import validate_scenario_env
 
-    config = load_scenario(scenario)
+    config = load_scenario(scenario, sets=set_)
     validate_scenario_env(config)
-    out_dir = out if out is not None else Path("runs") / "data" / config.name
+    out_dir = out if out is not None else Path("runs") / "data" / (config.name + ("" if split == "train" else f"-{split}"))
     console = Console()
     with Progress(TextColumn("[bold]collect[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("episodes"), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
@@ -39,8 +44,9 @@ def collect_command(
         def on_start(total: int, done: int) -> None:
             progress.update(task, total=total, completed=done)
 
-        result = collect(config, out_dir, episodes=episodes, on_start=on_start,
+        result = collect(config, out_dir, episodes=episodes, on_start=on_start, split=split,
                          on_episodes=lambda n: progress.advance(task, n))
+    record_command(out_dir, set_)
     console.print(summary_table(result.manifest, result))
 
 

@@ -13,6 +13,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from hplan.commands.options import SET_OPTION, SPLIT_OPTION, record_command
+
 
 def run_command(
     scenario: str = typer.Argument(..., help="built-in scenario name or path to a scenario TOML file"),
@@ -30,6 +32,8 @@ def run_command(
     device: str = typer.Option("auto", "--device", help="torch device for the model and planner: auto, cpu, cuda"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1,
                                           help="torch CPU threads (default: torch's; 1 is fastest on a busy machine)"),
+    split: str = SPLIT_OPTION,
+    set_: list[str] = SET_OPTION,
 ) -> None:
     """Run seeded episodes of env + planner; print success, violations and planning time per step."""
     from hplan.config import load_scenario
@@ -44,7 +48,12 @@ def run_command(
         import torch
 
         torch.set_num_threads(threads)
-    config = load_scenario(scenario)
+    from hplan.errors import ConfigError
+    from hplan.seeding import EVAL_SPLITS
+
+    if split not in EVAL_SPLITS:
+        raise ConfigError("--split", "", f"must be one of {', '.join(EVAL_SPLITS)}, got {split!r}")
+    config = load_scenario(scenario, sets=set_)
     validate_scenario_env(config)
     planner_cfg = resolve_planner(config.planner, planner, device)
     guard_cfg = resolve_guardrails(config.guardrails, guardrails)
@@ -53,13 +62,14 @@ def run_command(
     heeded_guardrails(guard_cfg.names, tuple(model.guardrail_names), config.source)  # fail before any episode
     master_seed = config.seed if seed is None else seed
     out_dir = out if out is not None else (
-        Path("runs") / "eval" / config.name / f"{planner_cfg.kind}-{guard_cfg.mode}-seed{master_seed}")
+        Path("runs") / "eval" / config.name / f"{planner_cfg.kind}-{guard_cfg.mode}-{split}-seed{master_seed}")
     frame = run_episodes(config, model, planner_kind=planner_cfg.kind, guardrails=guard_cfg, episodes=episodes,
                          seed=master_seed, log_dir=out_dir, checkpoint=checkpoint, device=str(torch_device),
-                         progress=True)
+                         progress=True, split=split, overrides=tuple(set_))
+    record_command(out_dir, set_)
     console = Console()
     label = f"{config.name} {planner_cfg.kind} guardrails={guard_cfg.mode}"
-    console.print(summary_table([(label, summarize(frame))], title=f"{episodes} episodes, seed {master_seed}, "
+    console.print(summary_table([(label, summarize(frame))], title=f"{episodes} {split} episodes, seed {master_seed}, "
                                                                    f"device {torch_device}"))
     console.print(f"episode logs: {out_dir / 'episodes'}  (verify: hplan replay {out_dir} --verify)")
 

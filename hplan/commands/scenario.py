@@ -14,6 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hplan.commands.options import SET_OPTION
+
 scenario_app = typer.Typer(help="List built-in scenarios and check scenario files.", no_args_is_help=True)
 
 
@@ -33,11 +35,12 @@ def list_scenarios() -> None:
 
 
 @scenario_app.command("check")
-def check(file: Path = typer.Argument(..., help="scenario TOML file (or the name of a built-in scenario)")) -> None:
+def check(file: Path = typer.Argument(..., help="scenario TOML file (or the name of a built-in scenario)"),
+          set_: list[str] = SET_OPTION) -> None:
     """Validate a scenario file fully and print a short summary; errors name the file and field."""
     from hplan.data.validate import validate_scenario
 
-    report = validate_scenario(file)
+    report = validate_scenario(file, sets=set_)
     console = Console()
     scenario = report.scenario
     console.print(f"[bold green]ok[/] {scenario.source}: [bold]{scenario.name}[/] — {scenario.description}",

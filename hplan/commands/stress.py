@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hplan.commands.options import SET_OPTION
+
 
 def _print_verdicts(console: Console, outcome) -> None:
     from hplan.stress.summary import verdict_table
@@ -38,6 +40,7 @@ def stress(
     no_report: bool = typer.Option(False, "--no-report", help="skip report.html"),
     episodes: Optional[int] = typer.Option(None, "--episodes", help="override episodes per scenario × shift × severity"),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="override every scenario's step budget"),
+    set_: list[str] = SET_OPTION,
 ) -> None:
     """Run a stress suite: scenarios × shifts × severities × seeds → results.parquet, summary.csv, report.html."""
     from hplan.errors import ThresholdFailure
@@ -45,7 +48,7 @@ def stress(
     from hplan.stress.runner import run_suite
 
     console = Console()
-    config, scenarios = validate_suite(suite, checkpoint, episodes=episodes, max_steps=max_steps)
+    config, scenarios = validate_suite(suite, checkpoint, episodes=episodes, max_steps=max_steps, sets=tuple(set_))
     cells = len(scenarios) * sum(len(s.severities) for s in config.shifts) * config.blocks
     console.print(f"[bold green]ok[/] {config.source}: {len(scenarios)} scenario(s), {len(config.shifts)} shift(s), "
                   f"{cells} cells of up to {config.episodes_per_cell} episodes", highlight=False)

@@ -8,6 +8,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from hplan.commands.options import SET_OPTION, record_command
+
 
 def train_command(
     scenario: str = typer.Argument(..., help="built-in scenario name or path to a scenario TOML file"),
@@ -17,15 +19,19 @@ def train_command(
     max_epochs: Optional[int] = typer.Option(None, "--max-epochs", min=1, help="override [train] max_epochs"),
     latent_dim: Optional[int] = typer.Option(None, "--latent-dim", min=2, help="override [model] latent_dim"),
     device: Optional[str] = typer.Option(None, help="override [train] device: auto, cpu, cuda, ..."),
-    seed: Optional[int] = typer.Option(None, min=0, help="override the scenario's master seed"),
+    seed: Optional[int] = typer.Option(None, min=0, help="override the scenario's master seed (the training seed)"),
+    set_: list[str] = SET_OPTION,
 ) -> None:
     """Train a world model with Lightning; writes config, seed, versions, checkpoints, metrics.csv, model.pt."""
+    from hplan.config import load_scenario
     from hplan.diagnostics.report import read_run_metrics
     from hplan.models.training import train_world_model
 
     console = Console()
-    run_dir = train_world_model(scenario, data, out, progress=True, regularizer=regularizer, max_epochs=max_epochs,
+    config = load_scenario(scenario, sets=set_)
+    run_dir = train_world_model(config, data, out, progress=True, regularizer=regularizer, max_epochs=max_epochs,
                                 latent_dim=latent_dim, device=device, seed=seed)
+    record_command(run_dir, set_)
     run = read_run_metrics(run_dir)
     last = run.frame.iloc[-1]
     shown = ", ".join(f"{k.split('/')[-1]} {last[k]:.3g}" for k in ("val/loss", "val/probe_r2", "val/effective_rank")

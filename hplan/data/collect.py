@@ -42,7 +42,7 @@ from hplan.data.stats import aggregate, shard_counts
 from hplan.data.validate import check_collect_fits
 from hplan.errors import ConfigError
 from hplan.provenance import package_versions
-from hplan.seeding import derive_seed
+from hplan.seeding import COLLECT_SPLITS, collect_stream, derive_seed
 
 
 @dataclass(frozen=True)
@@ -76,20 +76,22 @@ def plan_shards(episodes: int, per_shard: int) -> list[ShardPlan]:
             for k, start in enumerate(range(0, episodes, per_shard))]
 
 
-def episode_seeds(seed: int, first: int, count: int) -> tuple[list[int], list[np.random.Generator]]:
-    """Env reset seeds and policy generators of episodes ``first … first+count-1``."""
-    env_seeds = [derive_seed(seed, "collect", "env", i) for i in range(first, first + count)]
-    rngs = [np.random.default_rng(derive_seed(seed, "collect", "policy", i)) for i in range(first, first + count)]
+def episode_seeds(seed: int, first: int, count: int, split: str = "train") -> tuple[list[int], list[np.random.Generator]]:
+    """Env reset seeds and policy generators of episodes ``first … first+count-1`` of ``split``."""
+    stream = collect_stream(split)
+    env_seeds = [derive_seed(seed, stream, "env", i) for i in range(first, first + count)]
+    rngs = [np.random.default_rng(derive_seed(seed, stream, "policy", i)) for i in range(first, first + count)]
     return env_seeds, rngs
 
 
 def collect(scenario: ScenarioConfig, out_dir: str | Path, *, episodes: int | None = None,
             on_episodes: Callable[[int], None] | None = None,
             on_shard: Callable[[int, dict[str, Any]], None] | None = None,
-            on_start: Callable[[int, int], None] | None = None) -> CollectResult:
+            on_start: Callable[[int, int], None] | None = None, split: str = "train") -> CollectResult:
     """Collect (or resume collecting) a dataset into ``out_dir``.
 
-    ``episodes`` overrides ``[collect].episodes``. Hooks: ``on_start(total_episodes,
+    ``episodes`` overrides ``[collect].episodes``. ``split = "heldout"`` draws the episodes from a
+    seed stream training never uses (for diagnostics); training refuses such a dataset. Hooks: ``on_start(total_episodes,
     already_done)``, ``on_episodes(n)`` after every finished batch, ``on_shard(index, entry)``
     after a shard and the manifest listing it are on disk (an exception there interrupts the
     run exactly as a crash would).
@@ -99,7 +101,9 @@ def collect(scenario: ScenarioConfig, out_dir: str | Path, *, episodes: int | No
     cfg = scenario.collect
     total = cfg.episodes if episodes is None else episodes
     root = Path(out_dir)
-    settings = settings_fingerprint(scenario)
+    if split not in COLLECT_SPLITS:
+        raise ConfigError("--split", "", f"must be one of {', '.join(COLLECT_SPLITS)}, got {split!r}")
+    settings = settings_fingerprint(scenario, split)
     existing = open_existing(root, settings)
     remove_temporaries(root)
     plans = plan_shards(total, cfg.episodes_per_shard)
@@ -123,7 +127,7 @@ def collect(scenario: ScenarioConfig, out_dir: str | Path, *, episodes: int | No
         arrays: dict[str, np.ndarray] | None = None
         for plan in todo:
             shard_start = time.perf_counter()
-            arrays = collect_shard(scenario, source, plan, on_episodes=on_episodes, reuse=arrays)
+            arrays = collect_shard(scenario, source, plan, on_episodes=on_episodes, reuse=arrays, split=split)
             path = write_shard(root, plan.index, arrays)
             entry = {"index": plan.index, "file": str(path.relative_to(root)), "first_episode": plan.first_episode,
                      **shard_counts(arrays, source.violation_names, source.num_rooms),
@@ -147,7 +151,7 @@ def collect(scenario: ScenarioConfig, out_dir: str | Path, *, episodes: int | No
 
 def collect_shard(scenario: ScenarioConfig, source: BatchSource, plan: ShardPlan,
                   on_episodes: Callable[[int], None] | None = None,
-                  reuse: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                  reuse: dict[str, np.ndarray] | None = None, split: str = "train") -> dict[str, np.ndarray]:
     """Run the episodes of one shard, ``source.num_envs`` at a time, straight into shard-sized arrays.
 
     ``reuse``: the arrays a previous call returned, once written out; their memory is filled again
@@ -158,7 +162,7 @@ def collect_shard(scenario: ScenarioConfig, source: BatchSource, plan: ShardPlan
     for first in range(plan.first_episode, plan.first_episode + plan.episodes, source.num_envs):
         count = min(source.num_envs, plan.first_episode + plan.episodes - first)
         buffers = _run_episodes(scenario, source, first, count, buffers, total=plan.episodes,
-                                offset=first - plan.first_episode)
+                                offset=first - plan.first_episode, split=split)
         if on_episodes is not None:
             on_episodes(count)
     assert buffers is not None  # a shard holds at least one episode
@@ -171,11 +175,11 @@ def run_batch(scenario: ScenarioConfig, source: BatchSource, first: int, count: 
 
 
 def _run_episodes(scenario: ScenarioConfig, source: BatchSource, first: int, count: int, buffers: _Buffers | None,
-                  *, total: int, offset: int) -> _Buffers:
+                  *, total: int, offset: int, split: str = "train") -> _Buffers:
     """Step one batch for ``steps_per_episode`` steps, writing rows ``offset … offset+count-1``."""
     cfg = scenario.collect
     steps = cfg.steps_per_episode
-    env_seeds, rngs = episode_seeds(scenario.seed, first, count)
+    env_seeds, rngs = episode_seeds(scenario.seed, first, count, split)
     starts = np.stack([source.sample_anywhere(rng) for rng in rngs]) if cfg.start == "anywhere" else None
     policy = policy_for(cfg, source.action_space)
     policy.begin(rngs, steps)
@@ -292,6 +296,7 @@ def _new_manifest(scenario: ScenarioConfig, source: BatchSource, settings: dict[
         "steps_per_episode": scenario.collect.steps_per_episode,
         "episodes_per_shard": scenario.collect.episodes_per_shard,
         "seed": scenario.seed,
+        "split": settings.get("split", "train"),
         "policy": {"name": scenario.collect.policy, "turn_prob": scenario.collect.turn_prob,
                    "action_noise": scenario.collect.action_noise,
                    "interact_prob": scenario.collect.interact_prob, "start": scenario.collect.start},

@@ -29,14 +29,19 @@ removes whole episodes; ``env.max_steps`` is raised to at least ``steps_per_epis
 """
 
 
-def settings_fingerprint(scenario: ScenarioConfig) -> dict[str, Any]:
-    """JSON-normalised settings that determine the collected data (see module docstring)."""
+def settings_fingerprint(scenario: ScenarioConfig, split: str = "train") -> dict[str, Any]:
+    """JSON-normalised settings that determine the collected data (see module docstring).
+
+    A held-out dataset records ``split``; a training one does not (datasets collected before
+    splits existed are training data, and resume as such)."""
     settings: dict[str, Any] = {
         "env": to_mapping(scenario.env),
         "task": to_mapping(scenario.task),
         "collect": to_mapping(scenario.collect),
         "seed": scenario.seed,
     }
+    if split != "train":
+        settings["split"] = split
     for section, names in _NOT_DATA.items():
         for name in names:
             settings[section].pop(name, None)

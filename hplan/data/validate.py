@@ -20,6 +20,9 @@ from hplan.data.policies import policy_for
 from hplan.data.sources import VECTOR_BACKENDS, seek_indices
 from hplan.errors import ConfigError, HplanError
 
+MIN_PIXELS_PER_CELL = 3.3
+"""Below this the point covers too few pixels to locate (the built-in maps render at 3.37)."""
+
 
 @dataclass(frozen=True)
 class ScenarioReport:
@@ -30,6 +33,8 @@ class ScenarioReport:
     action_space: gym.Space
     num_rooms: int | None
     layout: str | None
+    image_size: int | None = None
+    pixels_per_cell: float | None = None
 
     def summary_rows(self) -> list[tuple[str, str]]:
         s = self.scenario
@@ -45,18 +50,50 @@ class ScenarioReport:
                                 f"start={c.start}, {c.num_envs} envs, {c.episodes_per_shard} episodes/shard"))
         rows.append(("model", f"latent_dim={s.model.latent_dim} regularizer={s.model.regularizer} "
                               f"subgoal_interval={s.model.subgoal_interval}"))
-        rows.append(("planner", f"{s.planner.kind}/{s.planner.low} horizon={s.planner.horizon} "
-                                f"population={s.planner.population} device={s.planner.device}"))
+        rows.append(("planner", f"{s.planner.kind}/{s.planner.low} high={s.planner.high} horizon={s.planner.horizon} "
+                                f"device={s.planner.device}"))
+        rows += budget_rows(s.planner)
+        if self.pixels_per_cell is not None:
+            note = "" if self.pixels_per_cell >= MIN_PIXELS_PER_CELL else (
+                f"  [warning: below {MIN_PIXELS_PER_CELL:.1f}, the encoder cannot place the point well; "
+                "raise env.kwargs.image_size or leave it unset (it then adapts to the map)]")
+            rows.append(("rendering", f"{self.image_size}×{self.image_size} px, "
+                                      f"{self.pixels_per_cell:.1f} px per cell{note}"))
         rows.append(("guardrails", f"mode={s.guardrails.mode} threshold={s.guardrails.threshold}"))
         rows.append(("seed", str(s.seed)))
         return rows
 
 
-def validate_scenario(name_or_path: str | Path) -> ScenarioReport:
+def budget_rows(planner: Any) -> list[tuple[str, str]]:
+    """The search each planner kind gets under the documented budget rule (``resolve_budget``)."""
+    import dataclasses
+
+    from hplan.planning.budget import plan_cost, resolve_budget
+
+    rows = []
+    for kind in ("flat", "hier"):
+        cfg = dataclasses.replace(planner, kind=kind)
+        try:
+            budget = resolve_budget(cfg)
+        except HplanError as err:
+            rows.append((f"search ({kind})", f"[invalid: {err}]"))
+            continue
+        low = f"low {budget.low.population}×{budget.low.iterations} ({plan_cost(cfg.low, budget.low, cfg.horizon)} evals)"
+        high = "" if budget.high is None else (
+            f", high {budget.high.population}×{budget.high.iterations} "
+            f"({plan_cost(cfg.high_optimizer, budget.high, cfg.high_horizon)} evals when it replans)")
+        if kind == "hier" and budget.high is None:
+            high = f", high `{cfg.high}`: no predictor evaluations (distance and guardrail heads, graph search)"
+        source = f"eval_budget {cfg.eval_budget}" if cfg.eval_budget > 0 else "populations as given"
+        rows.append((f"search ({kind})", f"{low}{high}; {source}"))
+    return rows
+
+
+def validate_scenario(name_or_path: str | Path, sets: Sequence[str] = ()) -> ScenarioReport:
     """Load and fully validate a scenario; returns facts for a summary."""
     from hplan.envs.factory import make_env, validate_scenario_env
 
-    scenario = load_scenario(name_or_path)
+    scenario = load_scenario(name_or_path, sets=sets)
     validate_scenario_env(scenario)
     env = make_env(scenario)
     try:
@@ -68,9 +105,11 @@ def validate_scenario(name_or_path: str | Path) -> ScenarioReport:
         if layout is not None:
             layout_text = (f"{layout.name} ({layout.width}×{layout.height} cells, {layout.num_rooms} rooms, "
                            f"{int(world.restricted.sum())} restricted cells)")
+        image_size = getattr(world, "image_size", None) if scenario.env.obs_mode != "state" else None
+        density = None if image_size is None or layout is None else image_size / max(layout.width, layout.height)
         return ScenarioReport(scenario=scenario, observation_space=env.observation_space,
                               action_space=env.action_space, num_rooms=None if layout is None else layout.num_rooms,
-                              layout=layout_text)
+                              layout=layout_text, image_size=image_size, pixels_per_cell=density)
     finally:
         env.close()
 

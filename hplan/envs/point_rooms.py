@@ -35,7 +35,7 @@ GOAL_COLOR = (40, 180, 60)
 """Goal marker colour in human renders (never drawn in observations)."""
 
 
-def make_world(layout: str, obs_mode: str, image_size: int, goal_tolerance: float, min_rooms_apart: int,
+def make_world(layout: str, obs_mode: str, image_size: int | None, goal_tolerance: float, min_rooms_apart: int,
                start_room: int | None, goal_room: int | None, zones: Sequence[Sequence[int]],
                colors: dict[str, Sequence[int]] | None) -> PointWorld:
     """The shared static world of both PointRooms envs (single and vectorised)."""
@@ -78,7 +78,7 @@ class PointRoomsEnv(gym.Env):
     state_names = STATE_NAMES
     violation_names = VIOLATION_NAMES
 
-    def __init__(self, layout: str = "four_rooms", obs_mode: str = "state", image_size: int = 64,
+    def __init__(self, layout: str = "four_rooms", obs_mode: str = "state", image_size: int | None = None,
                  friction: float = 0.25, mass: float = 1.0, action_gain: float = 0.12,
                  max_speed: float = NOMINAL_MAX_SPEED, goal_tolerance: float = 0.5, min_rooms_apart: int = 0,
                  start_room: int | None = None, goal_room: int | None = None,

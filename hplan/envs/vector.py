@@ -35,7 +35,7 @@ class PointRoomsVec:
     state_names = STATE_NAMES
     violation_names = VIOLATION_NAMES
 
-    def __init__(self, num_envs: int, layout: str = "four_rooms", obs_mode: str = "state", image_size: int = 64,
+    def __init__(self, num_envs: int, layout: str = "four_rooms", obs_mode: str = "state", image_size: int | None = None,
                  friction: float | np.ndarray = 0.25, mass: float | np.ndarray = 1.0,
                  action_gain: float | np.ndarray = 0.12, max_speed: float | np.ndarray = NOMINAL_MAX_SPEED,
                  goal_tolerance: float = 0.5, min_rooms_apart: int = 0, start_room: int | None = None,

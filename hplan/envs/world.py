@@ -41,19 +41,34 @@ def apply_zones(layout: Layout, zones: Sequence[Sequence[int]]) -> np.ndarray:
     return restricted & ~layout.wall
 
 
+PIXELS_PER_CELL = 64 / 19
+"""The pixel density the built-in layouts render at (19 cells across 64 pixels): enough for the
+keypoint encoder to place the point to a tenth of a cell. A larger map gets a larger image."""
+
+
+def auto_image_size(layout: Layout) -> int:
+    """The image side that keeps :data:`PIXELS_PER_CELL` along the map's longer side (at least 64,
+    a multiple of 4, at most 512). Why: a long, thin map squeezed into 64 pixels gets two pixels
+    a cell, and the encoder can no longer locate the point."""
+    cells = max(layout.width, layout.height)
+    return int(min(512, max(64, 4 * math.ceil(cells * PIXELS_PER_CELL / 4 - 1e-9))))
+
+
 class PointWorld:
     """Static part of a PointRooms env: map, renderer, geodesics, sampling, observation spaces."""
 
-    def __init__(self, *, layout: str, obs_mode: str, image_size: int, goal_tolerance: float,
+    def __init__(self, *, layout: str, obs_mode: str, image_size: int | None, goal_tolerance: float,
                  min_rooms_apart: int, start_room: int | None, goal_room: int | None,
                  zones: Sequence[Sequence[int]], palette: Palette, nominal_max_speed: float) -> None:
         if obs_mode not in OBS_MODES:
             raise HplanError(f"obs_mode must be one of {', '.join(OBS_MODES)}, got {obs_mode!r}")
-        if not isinstance(image_size, int) or not 16 <= image_size <= 512:
+        if image_size is not None and (not isinstance(image_size, int) or isinstance(image_size, bool)
+                                       or not 16 <= image_size <= 512):
             raise HplanError(f"image_size must be an integer in [16, 512], got {image_size!r}")
         if not goal_tolerance > 0:
             raise HplanError(f"goal_tolerance must be > 0, got {goal_tolerance!r}")
         self.layout = load_layout(layout)
+        image_size = auto_image_size(self.layout) if image_size is None else image_size
         self.obs_mode = obs_mode
         self.image_size = image_size
         self.goal_tolerance = float(goal_tolerance)

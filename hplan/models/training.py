@@ -109,6 +109,16 @@ def finished_run_matches(scenario: ScenarioConfig, out_dir: str | Path, **overri
     return trained == config["train"]["max_epochs"]  # resumable, yet a run with fewer epochs is not finished
 
 
+def _refuse_heldout(data_dir: Path) -> None:
+    """A held-out dataset (``hplan collect --split heldout``) is for diagnostics only: training on
+    it would leak the episodes the diagnostics are meant to be measured on."""
+    from hplan.data.shards import MANIFEST, read_manifest
+
+    if (data_dir / MANIFEST).exists() and read_manifest(data_dir).get("split", "train") != "train":
+        raise HplanError(f"{data_dir / MANIFEST}: split: this is a held-out dataset (for `hplan inspect --data`); "
+                         "training never uses one — collect a training set without --split")
+
+
 def _check_existing_run(out_dir: Path, config: dict[str, Any]) -> None:
     path = out_dir / "config.json"
     if not path.exists():
@@ -156,6 +166,7 @@ def train_world_model(scenario: ScenarioConfig | str | Path, data_dir: str | Pat
 
     if scenario.train.cpu_threads:
         torch.set_num_threads(scenario.train.cpu_threads)
+    _refuse_heldout(Path(data_dir))
     seed_everything(scenario.seed)
     data = EpisodeDataModule(data_dir, scenario.model, scenario.train, scenario.seed)
     data.setup("fit")

@@ -1,7 +1,8 @@
 """Many seeded episodes of one scenario with one model: a table of results plus episode logs.
 
-Episode ``i`` of a run with master seed ``s`` resets the env with ``derive_seed(s, "episode", i)``
-and seeds the agent with the same value. Each episode gets a fresh environment and a fresh agent,
+Episode ``i`` of split ``val`` or ``test`` of a run with master seed ``s`` resets the env with
+``eval_episode_seed(s, split, i)`` and seeds the agent with the same value. The two splits are
+disjoint seed streams: settings are chosen on ``val``, numbers are reported on ``test``. Each episode gets a fresh environment and a fresh agent,
 so an episode depends only on its own seed and settings — which is what lets ``hplan replay``
 re-run any single episode from its log.
 
@@ -29,7 +30,7 @@ from hplan.runner.logs import LogHeader, write_episode_log
 from hplan.runner.loop import EpisodeRecord, StepHook, run_episode
 from hplan.runner.settings import checkpoint_sha256, resolve_guardrails, resolve_planner, source_sha256
 from hplan.runner.summary import summarize
-from hplan.seeding import derive_seed
+from hplan.seeding import EVAL_SPLITS, eval_episode_seed
 
 EPISODE_DIR = "episodes"
 EPISODES_TABLE = "episodes.parquet"
@@ -39,8 +40,8 @@ EnvFactory = Callable[..., Any]
 AgentFactory = Callable[..., Any]
 
 
-def episode_seed(seed: int, index: int) -> int:
-    return derive_seed(seed, "episode", index)
+def episode_seed(seed: int, index: int, split: str = "test") -> int:
+    return eval_episode_seed(seed, split, index)
 
 
 def episode_log_path(log_dir: str | Path, index: int) -> Path:
@@ -53,9 +54,13 @@ def run_episodes(scenario: ScenarioConfig, model: Any, *, planner_kind: str | No
                  hooks: Sequence[StepHook] = (), checkpoint: str | Path | None = None,
                  device: str | None = None, env_overrides: dict[str, Any] | None = None,
                  make_env: EnvFactory | None = None, make_agent: AgentFactory | None = None,
-                 progress: bool = False) -> pd.DataFrame:
+                 progress: bool = False, split: str = "test",
+                 overrides: Sequence[str] = ()) -> pd.DataFrame:
     """Run ``episodes`` seeded episodes; one row per episode (see :func:`episode_row`).
 
+    ``split`` (``val`` or ``test``) picks the episode seed stream; it is in every row, log and
+    summary. ``overrides`` are the ``--set`` assignments the scenario was loaded with (recorded in
+    ``run.json`` so every variant has its command).
     ``planner_kind``/``guardrails``/``device`` override the scenario (see
     :mod:`hplan.runner.settings`); ``seed`` defaults to the scenario's master seed.
     ``checkpoint`` (run dir) is recorded with the sha256 of its ``model.pt`` so a replay can
@@ -67,6 +72,8 @@ def run_episodes(scenario: ScenarioConfig, model: Any, *, planner_kind: str | No
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if split not in EVAL_SPLITS:
+        raise ValueError(f"split must be one of {', '.join(EVAL_SPLITS)}, got {split!r}")
     make_env = make_env or _default_make_env
     make_agent = make_agent or _default_make_agent
     seed = scenario.seed if seed is None else int(seed)
@@ -82,11 +89,12 @@ def run_episodes(scenario: ScenarioConfig, model: Any, *, planner_kind: str | No
         planner=to_mapping(planner), guardrails=to_mapping(guard), max_steps=scenario.env.max_steps,
         checkpoint_path=str(Path(checkpoint).resolve()) if checkpoint is not None else None,
         checkpoint_sha256=ckpt_hash, device=agent_device, torch_threads=torch.get_num_threads(),
-        versions=package_versions(), wrappers=_wrapper_spec(wrap_env), source_sha256=source_sha256())
+        versions=package_versions(), wrappers=_wrapper_spec(wrap_env), source_sha256=source_sha256(),
+        split=split)
     rows = []
     with _progress(progress, episodes, f"{scenario.name} {planner.kind} guardrails={guard.mode}") as advance:
         for index in range(episodes):
-            ep_seed = episode_seed(seed, index)
+            ep_seed = episode_seed(seed, index, split)
             env = make_env(scenario, **(env_overrides or {}))
             if wrap_env is not None:
                 env = wrap_env(env)
@@ -97,7 +105,7 @@ def run_episodes(scenario: ScenarioConfig, model: Any, *, planner_kind: str | No
                 env.close()
             log_path = episode_log_path(log_dir, index) if log_dir is not None else None
             row = episode_row(record, index=index, scenario=scenario.name, planner=planner.kind,
-                              guardrails=guard.mode, log=log_path)
+                              guardrails=guard.mode, log=log_path, split=split)
             if log_path is not None:
                 header = dataclasses.replace(base_header, episode=index, seed=ep_seed)
                 write_episode_log(log_path, header, record, _json_row(row))
@@ -107,7 +115,8 @@ def run_episodes(scenario: ScenarioConfig, model: Any, *, planner_kind: str | No
     if log_dir is not None:
         write_dataframe(Path(log_dir) / EPISODES_TABLE, frame)
         write_json(Path(log_dir) / RUN_SUMMARY, {
-            "scenario": scenario.name, "scenario_source": scenario.source, "seed": seed, "episodes": episodes,
+            "scenario": scenario.name, "scenario_source": scenario.source, "seed": seed, "split": split,
+            "episodes": episodes, "overrides": list(overrides),
             "planner": to_mapping(planner), "guardrails": to_mapping(guard),
             "checkpoint": base_header.checkpoint_path, "checkpoint_sha256": ckpt_hash, "device": agent_device,
             "versions": base_header.versions, "summary": summarize(frame)})
@@ -115,7 +124,7 @@ def run_episodes(scenario: ScenarioConfig, model: Any, *, planner_kind: str | No
 
 
 def episode_row(record: EpisodeRecord, *, index: int, scenario: str = "", planner: str = "",
-                guardrails: str = "", log: Path | None = None) -> dict[str, Any]:
+                guardrails: str = "", log: Path | None = None, split: str = "test") -> dict[str, Any]:
     """One row of the results table.
 
     ``violations``: steps with at least one real violation; ``violations_<name>``: steps on which
@@ -127,7 +136,7 @@ def episode_row(record: EpisodeRecord, *, index: int, scenario: str = "", planne
     the episode; ``final_geodesic``: shortest-path distance to the goal at the end (maps only).
     """
     row: dict[str, Any] = {
-        "scenario": scenario, "planner": planner, "guardrails": guardrails, "episode": index,
+        "scenario": scenario, "planner": planner, "guardrails": guardrails, "split": split, "episode": index,
         "seed": record.seed, "success": record.success, "steps": record.num_steps,
         "violations": record.violation_steps, "violation": record.violation_steps > 0,
     }

@@ -63,6 +63,7 @@ class LogHeader:
     versions: dict[str, str] = field(default_factory=dict)
     wrappers: str | None = None
     source_sha256: str | None = None
+    split: str = "test"
 
 
 @dataclass

@@ -17,7 +17,8 @@ from hplan.stress.suite import ResolvedScenario, SuiteConfig
 
 
 def validate_suite(suite_path: str | Path, checkpoint: str | Path | None = None, *, episodes: int | None = None,
-                   max_steps: int | None = None) -> tuple[SuiteConfig, tuple[ResolvedScenario, ...]]:
+                   max_steps: int | None = None,
+                   sets: tuple[str, ...] = ()) -> tuple[SuiteConfig, tuple[ResolvedScenario, ...]]:
     """Parse and fully check a suite; runs nothing.
 
     ``episodes`` / ``max_steps`` override the file (quick runs on a small machine); they become part
@@ -33,7 +34,7 @@ def validate_suite(suite_path: str | Path, checkpoint: str | Path | None = None,
     from hplan.stress.shifts import get_shift
     from hplan.stress.suite import load_suite, resolve_suite
 
-    suite = with_overrides(load_suite(suite_path), episodes=episodes, max_steps=max_steps)
+    suite = with_overrides(load_suite(suite_path), episodes=episodes, max_steps=max_steps, sets=sets)
     scenarios = resolve_suite(suite, checkpoint)
     for item in scenarios:
         load_world_model(item.checkpoint, device="cpu", expect_env_id=item.config.env.id)
@@ -44,8 +45,12 @@ def validate_suite(suite_path: str | Path, checkpoint: str | Path | None = None,
     return suite, scenarios
 
 
-def with_overrides(suite: SuiteConfig, *, episodes: int | None = None, max_steps: int | None = None) -> SuiteConfig:
-    """The suite with episodes per scenario × shift × severity and/or every scenario's step budget replaced."""
+def with_overrides(suite: SuiteConfig, *, episodes: int | None = None, max_steps: int | None = None,
+                   sets: tuple[str, ...] = ()) -> SuiteConfig:
+    """The suite with episodes per scenario × shift × severity and/or every scenario's step budget
+    replaced, and ``--set`` scenario overrides added (all part of its fingerprint)."""
+    if sets:
+        suite = dataclasses.replace(suite, sets=suite.sets + tuple(sets))
     if episodes is not None:
         if episodes < 1:
             raise HplanError(f"--episodes must be >= 1, got {episodes}")

@@ -3,7 +3,7 @@
 A cell runs its episodes with the library's own loop (``hplan.runner.run_episode``) in a fresh,
 shifted environment per episode, and returns two tables: one row per episode and one row per
 step (the :class:`~hplan.stress.recorder.StressRecorder` columns). Episode ``i`` uses the seed
-``episode_seed(suite.seed, i)`` in *every* cell, so the same seeds meet every shift and severity 0
+``episode_seed(suite.seed, i, suite.split)`` in *every* cell, so the same seeds meet every shift and severity 0
 reproduces the nominal episodes exactly.
 """
 
@@ -116,7 +116,7 @@ def run_cell(job: CellJob, make_agent: AgentFactory | None = None) -> CellResult
     onset = Onset(suite.recovery.onset_min, suite.recovery.onset_max)
     episode_rows, step_frames = [], []
     for index in cell.episodes:
-        seed = episode_seed(suite.seed, index)
+        seed = episode_seed(suite.seed, index, suite.split)
         env = make_env(scenario, **overrides)
         placement = None
         if suite.h50.enabled and has_map(env):
@@ -133,7 +133,7 @@ def run_cell(job: CellJob, make_agent: AgentFactory | None = None) -> CellResult
             env.close()
         steps = recorder.frame()
         row = episode_row(record, index=index, scenario=cell.scenario, planner=scenario.planner.kind,
-                          guardrails=scenario.guardrails.mode)
+                          guardrails=scenario.guardrails.mode, split=suite.split)
         row.pop("log", None)
         onset_step = int(steps["perturbation_onset"].max()) if len(steps) else -1
         row.update({

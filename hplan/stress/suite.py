@@ -167,6 +167,8 @@ class SuiteConfig:
     description: str = field(default="", metadata=meta("one line for humans"))
     seed: int = field(default=0, metadata=meta("master seed of the episodes (same seeds in every cell)", ge=0))
     episodes: int = field(default=8, metadata=meta("episodes per (scenario, shift, severity)", ge=1))
+    split: Literal["val", "test"] = field(default="test", metadata=meta(
+        "evaluation episode seeds: `test` for a report, `val` while choosing settings"))
     episodes_per_cell: int = field(default=4, metadata=meta("seed-block size: unit of parallel work and resume", ge=1))
     checkpoint: str | None = field(default=None, metadata=meta("default run directory for scenarios without one"))
     planner: dict[str, Any] = field(default_factory=dict, metadata=meta(
@@ -181,6 +183,8 @@ class SuiteConfig:
     reuse_nominal: bool = field(default=True, metadata=meta(
         "severity-0 cells of every shift are relabelled copies of the nominal (shift none) cell, since severity 0 "
         "is the identity (a tested property); false runs them anyway"))
+    sets: tuple[str, ...] = field(default=(), metadata=meta(
+        "scenario overrides `section.field=value` applied to every scenario (the command line's --set)"))
     source: str = field(default="<memory>", metadata=meta("file the suite was read from (set by the loader)"))
 
     @property
@@ -243,7 +247,7 @@ def resolve_suite(suite: SuiteConfig, checkpoint_override: str | Path | None = N
                 overrides["guardrails"] = dict(suite.guardrails)
             if item.max_steps is not None:
                 overrides["env"] = {"max_steps": item.max_steps}
-            config = load_scenario(item.scenario, overrides)
+            config = load_scenario(item.scenario, overrides, sets=suite.sets, overrides_source=src)
         except HplanError as err:
             raise ConfigError(src, f"{where}.scenario", f"cannot load scenario {item.scenario!r}: {err}") from None
         label = item.name or config.name

@@ -219,21 +219,6 @@ def load_study(name_or_path: str | Path, *, check_scenario: bool = True) -> Stud
     return study
 
 
-def parse_assignment(text: str, *, source: str = "--set") -> tuple[str, Any]:
-    """``"planner.population=64"`` → ``("planner.population", 64)`` (the value is read as TOML)."""
-    import tomllib
-
-    target, sep, raw = text.partition("=")
-    target = target.strip()
-    if not sep or not target:
-        raise ConfigError(source, text, "expected TARGET=VALUE, e.g. planner.population=64")
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()  # a bare word: a string (e.g. regularizer=sigreg)
-    return target, value
-
-
 def rescale(study: StudyConfig, *, seeds: int | None = None, episodes: int | None = None,
             max_epochs: int | None = None, collect_episodes: int | None = None,
             sets: tuple[str, ...] = ()) -> StudyConfig:
@@ -245,15 +230,14 @@ def rescale(study: StudyConfig, *, seeds: int | None = None, episodes: int | Non
     from dataclasses import replace
 
     from hplan.config import deep_merge as merge
-    from hplan.studies.space import nested, validate_against_scenario
+    from hplan.config import parse_sets
+    from hplan.studies.space import validate_against_scenario
 
     changes: dict[str, Any] = {k: v for k, v in (("seeds", seeds), ("episodes_per_seed", episodes),
                                                  ("max_epochs", max_epochs), ("collect_episodes", collect_episodes))
                                if v is not None}
     overrides = dict(study.overrides)
-    for text in sets:
-        target, value = parse_assignment(text)
-        overrides = merge(overrides, nested(target, value))
+    overrides = merge(overrides, parse_sets(sets))
     try:
         changed = replace(study, **changes, overrides=overrides)
     except ValueError as err:

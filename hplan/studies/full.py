@@ -69,8 +69,9 @@ def full_pipeline(ctx: SeedContext) -> SeedResult:
     train = last_epoch_metrics(model_dir)
 
     model = load_world_model(model_dir, device=ctx.scenario.planner.device, expect_env_id=ctx.scenario.env.id)
+    # a study chooses settings, so it plays the validation episodes; reports use `test`
     episodes = run_episodes(ctx.scenario, model, episodes=ctx.study.episodes_per_seed, seed=ctx.seed,
-                            log_dir=ctx.run_dir / "episodes")
+                            log_dir=ctx.run_dir / "episodes", split="val")
     stress = None
     if ctx.study.stress_suite is not None:
         from hplan.stress.api import run_suite

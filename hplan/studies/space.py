@@ -14,6 +14,7 @@ import math
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from hplan.config import deep_merge as merge
+from hplan.config import nested
 from hplan.errors import ConfigError, HplanError
 
 if TYPE_CHECKING:
@@ -24,17 +25,6 @@ if TYPE_CHECKING:
 
 # Scenario fields a study must not search: they identify the run rather than configure it.
 _FROZEN_TARGETS = {"name", "source", "seed", "description", "env.id"}
-
-
-def nested(target: str, value: Any) -> dict[str, Any]:
-    """``"model.latent_dim", 64`` → ``{"model": {"latent_dim": 64}}``."""
-    out: dict[str, Any] = {}
-    node = out
-    parts = target.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-    return out
 
 
 def overrides_from_params(params: dict[str, Any]) -> dict[str, Any]:
