@@ -21,7 +21,7 @@ from hplan.planning.config import GuardrailConfig
 from hplan.runner import StepEvent, obs_digest, run_episode, run_episodes, summarize
 from hplan.runner.episodes import EPISODES_TABLE, RUN_SUMMARY, episode_log_path
 from hplan.runner.settings import resolve_guardrails
-from hplan.seeding import derive_seed
+from hplan.seeding import eval_episode_seed
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -235,7 +235,8 @@ def test_run_episodes_table_logs_and_seeds(tmp_path: Path) -> None:
     frame = run_episodes(scenario, None, planner_kind="flat", guardrails="off", episodes=4, seed=5,
                          log_dir=tmp_path, make_agent=make_greedy_agent)
     assert list(frame["episode"]) == [0, 1, 2, 3]
-    assert list(frame["seed"]) == [derive_seed(5, "episode", i) for i in range(4)]
+    assert list(frame["seed"]) == [eval_episode_seed(5, "test", i) for i in range(4)]
+    assert set(frame["split"]) == {"test"}
     assert set(frame["planner"]) == {"flat"} and set(frame["guardrails"]) == {"off"}
     assert (frame["violation"] == (frame["violations"] > 0)).all()
     assert (frame["violations"] >= frame["violations_wall_contact"]).all()
@@ -258,7 +259,8 @@ TIMING_KEYS = {"act_ms", "act_cpu_ms", "plan_ms", "chain"}
 
 def _strip_timing(obj: Any) -> Any:
     if isinstance(obj, dict):
-        return {k: _strip_timing(v) for k, v in obj.items() if k not in TIMING_KEYS and k != "log"}
+        return {k: _strip_timing(v) for k, v in obj.items()
+                if k not in TIMING_KEYS and not k.endswith("_ms") and k != "log"}
     return obj
 
 

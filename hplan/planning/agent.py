@@ -51,7 +51,10 @@ class PlanInfo:
     ``surprise``: z-scored latent prediction error of the last transition (see ``_score_surprise``).
     Additive fields: ``plan_reason`` (flat / start / schedule / reached / lost / subgoal / direct),
     ``lagrange_multiplier`` (λ in Lagrangian mode, else None), ``predicted_risk`` (max predicted
-    violation probability along the chosen plan).
+    violation probability along the chosen plan), ``compute``: what the step computed besides
+    predictor evaluations (:mod:`hplan.planning.meter`: distance- and guardrail-head rows and ms,
+    graph ms; the first step of an episode also carries ``setup_ms``, building the agent and its
+    graph, and the head rows and graph time that took).
     """
 
     guardrail_probs: dict[str, float]
@@ -65,6 +68,7 @@ class PlanInfo:
     plan_reason: str = "flat"
     lagrange_multiplier: float | None = None
     predicted_risk: float = 0.0
+    compute: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -73,6 +77,7 @@ class LatentAgent:
 
     def __init__(self, model: WorldModel, planner: PlannerConfig, guardrails: GuardrailConfig, seed: int,
                  device: torch.device) -> None:
+        started = time.perf_counter()
         self.model = model
         self.planner_cfg = planner
         self.guardrail_cfg = guardrails
@@ -107,6 +112,7 @@ class LatentAgent:
         self.generator = torch_generator(self.seed, device)
         self._last: tuple[torch.Tensor, torch.Tensor] | None = None
         self.last_step: PlanStep | None = None
+        self._setup_ms: float | None = 1000.0 * (time.perf_counter() - started)
 
     # -- episode control ------------------------------------------------------------------------
     def reset(self, goal_obs: Any, seed: int | None = None) -> None:
@@ -176,7 +182,7 @@ class LatentAgent:
             step = self.planner.step(z, self.goal, self.generator)
         result: PlanResult = step.result
         first = result.actions[0].detach()
-        with torch.no_grad():
+        with torch.no_grad(), self.energy.meter.measure("guardrail", rows=1 if self.model.guardrail_names else 0):
             probs = self.model.heads(z[None], first[None])[0] if self.model.guardrail_names else None
         multiplier = None
         if self.guardrail_cfg.mode == "lagrangian":
@@ -201,8 +207,17 @@ class LatentAgent:
             plan_reason=step.reason,
             lagrange_multiplier=multiplier,
             predicted_risk=float(result.risk),
+            compute=self._compute(),
         )
         return action, info
+
+    def _compute(self) -> dict[str, float]:
+        """This step's head and graph work; the first step after the agent was built also carries
+        the build (``setup_ms``: the landmark graph's distances, edge prices and shortest paths)."""
+        compute = self.energy.meter.take()
+        if self._setup_ms is not None:
+            compute["setup_ms"], self._setup_ms = self._setup_ms, None
+        return compute
 
 
 def make_agent(model: WorldModel, planner: PlannerConfig, guardrails: GuardrailConfig, seed: int,

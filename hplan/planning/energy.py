@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from hplan.errors import HplanError
 from hplan.planning.config import GuardrailConfig, PlannerConfig
 from hplan.planning.correction import ResidualMemory
+from hplan.planning.meter import ComputeMeter
 from hplan.planning.protocol import WorldModel
 from hplan.planning.types import Evaluation, Objective
 
@@ -86,15 +87,18 @@ class Energy:
         self.uses_heads = guardrails.mode != "off" and len(self.heeded) > 0
         # the episode's own prediction errors, set by the agent (``planner.correction_memory``)
         self.correction: ResidualMemory | None = None
+        self.meter = ComputeMeter()  # head calls and graph work, reported beside predictor evaluations
 
     def heads(self, z: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
         """The heeded guardrail probabilities ``(..., G')`` (``model.heads`` restricted to ``guardrails.names``;
         ``combine`` is passed only when ``guardrails.members`` asks for more than the mean, so a model
         without an ensemble needs no such argument)."""
-        if self.guardrails.members == "mean":
-            probs = self.model.heads(z, actions)
-        else:
-            probs = self.model.heads(z, actions, combine=self.guardrails.members)
+        with self.meter.measure("guardrail"):
+            if self.guardrails.members == "mean":
+                probs = self.model.heads(z, actions)
+            else:
+                probs = self.model.heads(z, actions, combine=self.guardrails.members)
+        self.meter.count("guardrail", probs.numel() // max(1, probs.shape[-1]))
         return probs if len(self.heeded) == probs.shape[-1] else probs[..., self.heeded]
 
     # -- pieces ---------------------------------------------------------------------------------
@@ -103,7 +107,10 @@ class Energy:
         embeds the goal once rather than once per candidate and step)."""
         if self.planner.task_cost == "l2":
             return (z - goal).norm(dim=-1)
-        return self.model.temporal_distance(z, goal)
+        with self.meter.measure("distance"):
+            out = self.model.temporal_distance(z, goal)
+        self.meter.count("distance", out.numel())
+        return out
 
     def task_cost(self, z: torch.Tensor, goal: torch.Tensor, running_weight: float | None = None,
                   per_step: torch.Tensor | None = None) -> torch.Tensor:

@@ -87,7 +87,7 @@ class HierarchicalPlanner:
             edges = edges() if callable(edges) and len(points) else None
             self.graph = LandmarkGraph(energy.distance, points, cfg.landmark_edge, edges,
                                        cfg.landmark_attach if edges is not None else None, cfg.landmark_slack,
-                                       energy.waypoint_cost(points), energy.edge_cost)
+                                       energy.waypoint_cost(points), energy.edge_cost, meter=energy.meter)
         elif high is None:
             raise ValueError("the `codes` high level needs a high-level optimiser")
         self.reset()

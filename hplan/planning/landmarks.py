@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 
 from hplan.errors import HplanError
+from hplan.planning.meter import ComputeMeter
 
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -65,7 +66,9 @@ class LandmarkGraph:
     def __init__(self, distance: Distance, waypoints: torch.Tensor, edge_max: float,
                  edges: torch.Tensor | None = None, attach: float | None = None, slack: float = float("inf"),
                  node_cost: torch.Tensor | None = None,
-                 edge_cost: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> None:
+                 edge_cost: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                 meter: ComputeMeter | None = None) -> None:
+        self.meter = meter or ComputeMeter()
         if len(waypoints) == 0:
             raise HplanError("planner.high: 'landmarks' needs a model with waypoints (train it with model.landmarks > 0)")
         self.distance, self.points, self.edge_max = distance, waypoints, float(edge_max)
@@ -104,6 +107,10 @@ class LandmarkGraph:
 
     def _solve(self) -> None:
         """All-pairs shortest paths over ``self.base`` (Floyd–Warshall; ~20 ms for 256 on a CPU)."""
+        with self.meter.measure("graph"):
+            self._floyd_warshall()
+
+    def _floyd_warshall(self) -> None:
         cost, n = self.base.clone(), len(self.base)
         nxt = torch.arange(n, device=cost.device).expand(n, n).clone()  # next node on the i → j route
         for k in range(n):
@@ -156,10 +163,11 @@ class LandmarkGraph:
             d_in = self.distance(z[None], self.points)
             d_out = self.distance(self.points, goal[None])
             direct = float(self.distance(z[None], goal[None])[0])
-        enter, leave = self._attach(d_in) + self.node_cost, self._attach(d_out)
-        total = enter[:, None] + self.cost + leave[None, :]
-        best = int(torch.argmin(total))
-        length = float(total.flatten()[best])
+        with self.meter.measure("graph"):
+            enter, leave = self._attach(d_in) + self.node_cost, self._attach(d_out)
+            total = enter[:, None] + self.cost + leave[None, :]
+            best = int(torch.argmin(total))
+            length = float(total.flatten()[best])
         if not length < float("inf") or (direct <= self.attach and direct <= length and not self.direct_ban):
             return None
         i, j = divmod(best, len(self.points))

@@ -147,6 +147,7 @@ def episode_row(record: EpisodeRecord, *, index: int, scenario: str = "", planne
         "act_ms": float(np.mean([s.act_ms for s in record.steps])) if record.steps else float("nan"),
         "act_cpu_ms": float(np.mean([s.act_cpu_ms for s in record.steps])) if record.steps else float("nan"),
         "model_evals": int(record.total("model_evals")),
+        **compute_totals(record),
         "return": record.total_return,
         "start_geodesic": _nan(record.start_geodesic),
         "start_geodesic_steps": -1 if record.start_geodesic_steps is None else int(record.start_geodesic_steps),
@@ -154,6 +155,20 @@ def episode_row(record: EpisodeRecord, *, index: int, scenario: str = "", planne
         "log": "" if log is None else str(log),
     })
     return row
+
+
+COMPUTE_TOTALS = ("distance_evals", "guardrail_evals", "distance_ms", "guardrail_ms", "graph_ms", "setup_ms")
+"""Per-episode totals of what the agent computed besides predictor evaluations (PlanInfo.compute)."""
+
+
+def compute_totals(record: EpisodeRecord) -> dict[str, float]:
+    """Sums over the episode's steps of each :data:`COMPUTE_TOTALS` entry (0 when not reported)."""
+    totals = dict.fromkeys(COMPUTE_TOTALS, 0.0)
+    for step in record.steps:
+        for key, value in (step.plan.get("compute") or {}).items():
+            if key in totals and value is not None:
+                totals[key] += float(value)
+    return {key: (int(v) if key.endswith("_evals") else round(v, 3)) for key, v in totals.items()}
 
 
 def _json_row(row: dict[str, Any]) -> dict[str, Any]:

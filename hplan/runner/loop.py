@@ -282,6 +282,7 @@ def plan_info_to_json(plan_info: Any) -> dict[str, Any]:
         "plan_reason": getattr(plan_info, "plan_reason", None),
         "predicted_risk": _opt_round(getattr(plan_info, "predicted_risk", None), PROB_DECIMALS),
         "lagrange_multiplier": _opt_round(getattr(plan_info, "lagrange_multiplier", None), PROB_DECIMALS),
+        "compute": {str(k): round(float(v), 4) for k, v in dict(getattr(plan_info, "compute", None) or {}).items()},
     }
 
 

@@ -8,6 +8,11 @@
 * ``cpu_ms_per_step``: the same with the calling thread's CPU time (robust to a busy machine when
   torch runs on one thread; it does not include GPU time or other torch threads).
 * ``model_evals_per_step``: predictor evaluations per step (the planners' compute budget).
+* ``distance_evals_per_step``, ``guardrail_evals_per_step``: rows the distance and guardrail heads
+  scored per step; ``heads_ms_per_step``, ``graph_ms_per_step``: their time and the landmark
+  graph's (shortest paths, route look-ups) per step, all inside ``ms_per_step``;
+  ``setup_ms_per_step``: building the agent (its landmark graph) once per episode, spread over the
+  episode's steps and *not* inside ``ms_per_step``; ``total_ms_per_step`` adds it.
 * ``<name>_rate``, ``<name>_per_1000_steps``: the two violation figures for one guardrail alone.
 """
 
@@ -48,8 +53,25 @@ def summarize(frame: pd.DataFrame) -> dict[str, Any]:
         "ms_per_step": weighted_ms / total_steps if total_steps else math.nan,
         "cpu_ms_per_step": _weighted(frame, "act_cpu_ms", steps),
         "model_evals_per_step": float(frame["model_evals"].sum()) / total_steps if total_steps else math.nan,
+        **_compute_per_step(frame, total_steps, weighted_ms),
         **_per_guardrail(frame, total_steps),
     }
+
+
+def _compute_per_step(frame: pd.DataFrame, total_steps: float, act_ms: float) -> dict[str, float]:
+    """Head rows, head / graph / setup time per step (NaN when the table predates them)."""
+    if "distance_evals" not in frame or not total_steps:
+        return {}
+
+    def per_step(*columns: str) -> float:
+        return float(sum(frame[c].astype(float).sum() for c in columns)) / total_steps
+
+    return {"distance_evals_per_step": per_step("distance_evals"),
+            "guardrail_evals_per_step": per_step("guardrail_evals"),
+            "heads_ms_per_step": per_step("distance_ms", "guardrail_ms"),
+            "graph_ms_per_step": per_step("graph_ms"),
+            "setup_ms_per_step": per_step("setup_ms"),
+            "total_ms_per_step": (act_ms + float(frame["setup_ms"].astype(float).sum())) / total_steps}
 
 
 def _per_guardrail(frame: pd.DataFrame, total_steps: float) -> dict[str, float]:
