@@ -25,7 +25,8 @@ app = typer.Typer(
 )
 
 # Order is the order of `hplan --help`.
-COMMAND_MODULES = ("envs", "scenario", "collect", "train", "inspect", "run", "replay", "stress", "study", "demo")
+COMMAND_MODULES = ("envs", "scenario", "collect", "train", "inspect", "run", "replay", "stress", "study", "results",
+                   "demo")
 
 for _name in COMMAND_MODULES:
     try:

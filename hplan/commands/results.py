@@ -1,0 +1,78 @@
+"""``hplan results``: re-measure the tables of ``benchmarks/results.toml`` and write docs/results.md.
+
+Datasets, models and evaluations are cached under ``--runs`` and reused when their settings match,
+so a second run only rewrites the page, and a killed run resumes. ``--only NAME`` re-measures one
+table; the page keeps every other table as last measured (with its own date and commit).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+
+def results_command(
+    definition: Path = typer.Option(None, "--definition", help="results definition (default: benchmarks/results.toml)"),
+    only: list[str] = typer.Option([], "--only", help="measure only this table (repeatable); the page keeps the others"),
+    out: Path = typer.Option(Path("docs/results.md"), "--out", help="the results page (figures go beside it in results/)"),
+    runs: Path = typer.Option(Path("runs/results"), "--runs", help="cache of datasets, models and evaluations"),
+    device: str = typer.Option("auto", "--device", help="torch device for training and planning: auto, cpu, cuda"),
+    threads: Optional[int] = typer.Option(1, "--threads", min=1, help="torch CPU threads (1 is fastest on 2 busy cores)"),
+    check: bool = typer.Option(False, "--check", help="validate the definition (every scenario and override), run nothing"),
+    page_only: bool = typer.Option(False, "--page-only", help="rewrite the page from the tables measured so far"),
+) -> None:
+    """Measure every table of the results definition (or --only some) and regenerate docs/results.md."""
+    import pandas as pd
+    import torch
+
+    from hplan.device import resolve_device
+    from hplan.io import write_text
+    from hplan.results.definition import DEFAULT_DEFINITION, load_definition
+    from hplan.results.measure import Paths, measure_table, provenance
+    from hplan.results.page import page, table_section
+
+    console = Console()
+    spec = load_definition(definition or DEFAULT_DEFINITION)
+    selected = spec.select(tuple(only))
+    _check_writable(out)
+    console.print(f"[bold green]ok[/] {spec.source}: {len(spec.tables)} table(s)", highlight=False)
+    if check:
+        return
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch_device = str(resolve_device(device))
+    paths = Paths(runs)
+    if not page_only:
+        for table in selected:
+            measure_table(spec, table, paths, lambda text: console.print(text, highlight=False), device=torch_device)
+    sections = []
+    for table in spec.tables:
+        rows_path = paths.table(table)
+        frame = pd.read_parquet(rows_path) if rows_path.exists() else None
+        meta = json.loads(rows_path.with_suffix(".json").read_text()) if rows_path.exists() else None
+        sections.append(table_section(spec, table, frame, meta, out.parent / "results"))
+    write_text(out, page(spec, sections, provenance(torch_device)))
+    console.print(f"wrote {out}", highlight=False)
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse an output the page cannot be written to before anything is measured."""
+    from hplan.errors import HplanError
+
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.exists() and out.is_dir():
+        raise HplanError(f"{out}: --out is a directory, expected a file path")
+    if parent.exists() and not parent.is_dir():
+        raise HplanError(f"{out}: --out: {parent} is not a directory")
+    import os
+
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise HplanError(f"{out}: --out: {parent} is not writable")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("results")(results_command)

@@ -1,0 +1,137 @@
+"""The results definition: which tables exist and how each is measured.
+
+``benchmarks/results.toml`` lists every table the README and docs/results.md show: its scenario,
+the overrides that fix its data size and settings, its arms, its training seeds, split and
+episodes. Parsed once into frozen dataclasses; every scenario and override is loaded and checked
+before the first episode, so a typo costs a second, not a training run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from hplan.configio import from_mapping, meta, read_toml
+from hplan.errors import ConfigError, HplanError
+
+DEFAULT_DEFINITION = Path(__file__).resolve().parent.parent.parent / "benchmarks" / "results.toml"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One row of a planning table: a planner and guardrail mode, plus its own overrides."""
+
+    label: str = field(metadata=meta("the row's name in the table (unique within the table)"))
+    planner: Literal["flat", "hier"] | None = field(default=None, metadata=meta("flat or hier (default: the scenario's)"))
+    guardrails: Literal["off", "on", "penalty", "hard", "lagrangian"] | None = field(
+        default=None, metadata=meta("guardrail mode; `on` keeps the scenario's mode (penalty if it says off)"))
+    sets: tuple[str, ...] = field(default=(), metadata=meta(
+        "this arm's SECTION.FIELD=VALUE overrides (planner/guardrails ones reuse the table's model; others "
+        "train a model of their own)"))
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table: a scenario, its arms, and how many training seeds and episodes measure it."""
+
+    name: str = field(metadata=meta("identifier, for `--only` (letters, digits, _ and -)"))
+    title: str = field(metadata=meta("heading on the results page"))
+    scenario: str = field(metadata=meta("built-in scenario name or path"))
+    kind: Literal["planning", "heldout"] = field(default="planning", metadata=meta(
+        "`planning`: seeded episodes per arm; `heldout`: world-model diagnostics on a held-out dataset"))
+    description: str = field(default="", metadata=meta("a paragraph under the heading: what the table asks"))
+    sets: tuple[str, ...] = field(default=(), metadata=meta("overrides of every arm (data size, settings)"))
+    arms: tuple[Arm, ...] = field(default=(), metadata=meta("[[tables.arms]] rows (planning tables)"))
+    compare: tuple[tuple[str, str], ...] = field(default=(), metadata=meta(
+        "pairs of arm labels compared episode by episode (same seeds): [[\"hier\", \"flat\"]]"))
+    training_seeds: tuple[int, ...] | None = field(default=None, metadata=meta("training seeds (default: [defaults])"))
+    episodes: int | None = field(default=None, metadata=meta("episodes per arm and training seed", ge=1, le=100_000))
+    split: Literal["val", "test"] | None = field(default=None, metadata=meta("evaluation split (default: [defaults])"))
+    heldout_episodes: int = field(default=200, metadata=meta("heldout tables: episodes collected", ge=2, le=100_000))
+
+
+@dataclass(frozen=True)
+class Defaults:
+    training_seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata=meta("training seeds per arm"))
+    episodes: int = field(default=50, metadata=meta("episodes per arm and training seed", ge=1, le=100_000))
+    split: Literal["val", "test"] = field(default="test", metadata=meta("reported numbers come from `test`"))
+
+
+@dataclass(frozen=True)
+class ResultsDefinition:
+    tables: tuple[Table, ...] = field(metadata=meta("[[tables]]"))
+    defaults: Defaults = field(default_factory=Defaults, metadata=meta("[defaults]"))
+    source: str = field(default="<memory>", metadata=meta("file it was read from"))
+
+    def seeds(self, table: Table) -> tuple[int, ...]:
+        return table.training_seeds if table.training_seeds is not None else self.defaults.training_seeds
+
+    def episodes(self, table: Table) -> int:
+        return table.episodes if table.episodes is not None else self.defaults.episodes
+
+    def split(self, table: Table) -> str:
+        return table.split if table.split is not None else self.defaults.split
+
+    def select(self, only: tuple[str, ...]) -> tuple[Table, ...]:
+        names = [t.name for t in self.tables]
+        for name in only:
+            if name not in names:
+                raise ConfigError("--only", name, f"no such table in {self.source} (tables: {', '.join(names)})")
+        return tuple(t for t in self.tables if not only or t.name in only)
+
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def slug(label: str) -> str:
+    """A label as a folder name (what evaluations are stored under)."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-").lower() or "arm"
+
+
+def load_definition(path: str | Path = DEFAULT_DEFINITION) -> ResultsDefinition:
+    """Read, parse and check a results definition (scenarios and overrides included)."""
+    source = str(path)
+    data = read_toml(path)
+    data["source"] = source
+    definition = from_mapping(ResultsDefinition, data, source=source)
+    _check(definition)
+    return definition
+
+
+def _check(definition: ResultsDefinition) -> None:
+    from hplan.config import load_scenario
+
+    src = definition.source
+    if not definition.tables:
+        raise ConfigError(src, "tables", "must list at least one table")
+    seen: set[str] = set()
+    for i, table in enumerate(definition.tables):
+        where = f"tables[{i}]"
+        if not _NAME.match(table.name):
+            raise ConfigError(src, f"{where}.name", f"use letters, digits, _ and - only, got {table.name!r}")
+        if table.name in seen:
+            raise ConfigError(src, f"{where}.name", f"duplicate table name {table.name!r}")
+        seen.add(table.name)
+        seeds = definition.seeds(table)
+        if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+            raise ConfigError(src, f"{where}.training_seeds", f"must be distinct non-negative integers, got {list(seeds)}")
+        if table.kind == "planning" and not table.arms:
+            raise ConfigError(src, f"{where}.arms", "a planning table needs at least one arm")
+        labels = [arm.label for arm in table.arms]
+        slugs = [slug(label) for label in labels]  # the arms' folder names: two labels must not share one
+        for j, label in enumerate(labels):
+            if slugs.index(slugs[j]) != j:
+                raise ConfigError(src, f"{where}.arms[{j}].label", f"arm label {label!r} names the same folder "
+                                  f"({slugs[j]!r}) as {labels[slugs.index(slugs[j])]!r}")
+        for j, (a, b) in enumerate(table.compare):
+            for label in (a, b):
+                if label not in labels:
+                    raise ConfigError(src, f"{where}.compare[{j}]", f"no arm labelled {label!r}")
+        for j, arm in enumerate(table.arms or (Arm(label=""),)):
+            field_name = f"{where}.arms[{j}].sets" if table.arms else f"{where}.sets"
+            try:
+                load_scenario(table.scenario, sets=table.sets + arm.sets)
+            except HplanError as err:
+                raise ConfigError(src, field_name, str(err)) from None

@@ -1,0 +1,217 @@
+"""Measure one table: its dataset, one model per training seed, then every arm's episodes.
+
+Everything is cached under ``runs/results`` with readable names and reused only when its
+settings match (a dataset's manifest, a run's ``config.json``, an evaluation's ``run.json``), so a
+re-run after a kill resumes where it stopped: collection and training resume themselves, and an
+evaluation counts as done once its ``run.json`` is written (last, atomically).
+
+Layout::
+
+    runs/results/data/<scenario>-<N>ep[-<hash>]                  one dataset per table (hash: other data overrides)
+    runs/results/data/<scenario>-<N>ep[-<hash>]-heldout          heldout tables: collected from the heldout stream
+    runs/results/models/<dataset>[-<hash>]/seed<k>               one model per training seed (hash: model/train overrides)
+    runs/results/evals/<table>/<arm>/seed<k>-<split>-<E>ep       one evaluation per arm and training seed
+    runs/results/tables/<table>.parquet (+ .json)                the table's episode rows and provenance
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from hplan.config import ScenarioConfig, load_scenario, parse_sets
+from hplan.io import write_dataframe, write_json
+from hplan.results.definition import Arm, ResultsDefinition, Table, slug
+
+RUN_ONLY_SECTIONS = ("planner", "guardrails")
+"""Overrides in these sections change how a model is used, not how it is trained."""
+DATA_SECTIONS = ("env", "task", "collect", "seed")
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path
+
+    def data(self, scenario: ScenarioConfig, sets: tuple[str, ...], heldout: bool = False) -> Path:
+        extra = _hash([s for s in sets if _section(s) in DATA_SECTIONS and _target(s) != "collect.episodes"])
+        episodes = scenario.collect.episodes
+        return self.root / "data" / (f"{scenario.name}-{episodes}ep{extra}" + ("-heldout" if heldout else ""))
+
+    def model(self, data_dir: Path, sets: tuple[str, ...], seed: int) -> Path:
+        extra = _hash([s for s in sets if _section(s) not in DATA_SECTIONS + RUN_ONLY_SECTIONS])
+        return self.root / "models" / f"{data_dir.name}{extra}" / f"seed{seed}"
+
+    def evaluation(self, table: Table, arm: Arm, seed: int, split: str, episodes: int) -> Path:
+        return self.root / "evals" / table.name / slug(arm.label) / f"seed{seed}-{split}-{episodes}ep"
+
+    def table(self, table: Table) -> Path:
+        return self.root / "tables" / f"{table.name}.parquet"
+
+
+def measure_table(definition: ResultsDefinition, table: Table, paths: Paths, say: Say,
+                  progress: bool = True, device: str = "cpu") -> pd.DataFrame:
+    """Run (or reuse) everything ``table`` needs; returns its rows and writes them under ``paths``."""
+    if table.kind == "heldout":
+        frame = _heldout_rows(definition, table, paths, say, device)
+    else:
+        frame = _planning_rows(definition, table, paths, say, progress, device)
+    out = paths.table(table)
+    write_dataframe(out, frame)
+    write_json(out.with_suffix(".json"), provenance(device))
+    return frame
+
+
+def _planning_rows(definition: ResultsDefinition, table: Table, paths: Paths, say: Say, progress: bool,
+                   device: str) -> pd.DataFrame:
+    from hplan.models.checkpoint import load_world_model
+    from hplan.runner import run_episodes
+
+    split, episodes = definition.split(table), definition.episodes(table)
+    frames = []
+    for seed in definition.seeds(table):
+        for arm in table.arms:
+            sets = table.sets + arm.sets
+            scenario = load_scenario(table.scenario, sets=sets)
+            model_dir = ensure_model(scenario, sets, seed, paths, say)
+            out = paths.evaluation(table, arm, seed, split, episodes)
+            key = {"episodes": episodes, "split": split, "planner": arm.planner, "guardrails": arm.guardrails,
+                   "sets": list(sets), "model": str(model_dir), "model_sha256": _sha256(model_dir / "model.pt")}
+            frame = _cached_evaluation(out, key)
+            if frame is None:
+                say(f"[bold]{table.name}[/] {arm.label}, training seed {seed}: {episodes} {split} episodes")
+                if out.exists():
+                    shutil.rmtree(out)
+                model = load_world_model(model_dir, device=device, expect_env_id=scenario.env.id)
+                frame = run_episodes(scenario, model, planner_kind=arm.planner, guardrails=arm.guardrails,
+                                     episodes=episodes, log_dir=out, checkpoint=model_dir, device=device,
+                                     progress=progress, split=split, overrides=sets)
+                write_json(out / "results_key.json", key)
+            frames.append(frame.assign(arm=arm.label, training_seed=seed))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _heldout_rows(definition: ResultsDefinition, table: Table, paths: Paths, say: Say, device: str) -> pd.DataFrame:
+    from hplan.data.collect import collect
+    from hplan.diagnostics.heldout import evaluate_heldout
+    from hplan.envs.factory import make_env
+    from hplan.models.checkpoint import load_world_model
+
+    scenario = load_scenario(table.scenario, sets=table.sets)
+    heldout_dir = paths.data(scenario, table.sets, heldout=True)
+    if not _complete(heldout_dir):
+        say(f"[bold]{table.name}[/]: held-out data, {table.heldout_episodes} episodes → {heldout_dir}")
+        collect(scenario, heldout_dir, episodes=table.heldout_episodes, split="heldout")
+    env = make_env(scenario).unwrapped
+    geodesic = getattr(env, "geodesic_steps", None)
+    rows = []
+    for seed in definition.seeds(table):
+        model_dir = ensure_model(scenario, table.sets, seed, paths, say)
+        out = paths.root / "evals" / table.name / f"seed{seed}-heldout.json"
+        key = {"model_sha256": _sha256(model_dir / "model.pt"), "data": str(heldout_dir),
+               "episodes": table.heldout_episodes}
+        try:
+            cached = json.loads(out.read_text())
+        except (OSError, ValueError):
+            cached = {}
+        if cached.get("key") != key:
+            model = load_world_model(model_dir, device=device, expect_env_id=scenario.env.id)
+            say(f"[bold]{table.name}[/] training seed {seed}: held-out diagnostics")
+            metrics = evaluate_heldout(model, heldout_dir, horizon=scenario.train.rollout_horizon, geodesic=geodesic,
+                                       max_episodes=table.heldout_episodes)
+            cached = {"key": key, "metrics": {k: float(v) for k, v in metrics.items()}}
+            write_json(out, cached)
+        rows.append({"training_seed": seed, **cached["metrics"]})
+    return pd.DataFrame(rows)
+
+
+def ensure_model(scenario: ScenarioConfig, sets: tuple[str, ...], seed: int, paths: Paths, say: Say) -> Path:
+    """The dataset and the trained model of ``scenario`` for one training seed (collected / trained,
+    or resumed, only when missing)."""
+    from hplan.data.collect import collect
+    from hplan.models.training import finished_run_matches, train_world_model
+
+    data_dir = paths.data(scenario, sets)
+    if not _complete(data_dir):
+        say(f"collect {scenario.name}: {scenario.collect.episodes} episodes → {data_dir}")
+        collect(scenario, data_dir)
+    model_dir = paths.model(data_dir, sets, seed)
+    if not finished_run_matches(scenario, model_dir, seed=seed):
+        say(f"train {scenario.name}, training seed {seed} → {model_dir}")
+        train_world_model(scenario, data_dir, model_dir, progress=True, seed=seed)
+    return model_dir
+
+
+def provenance(device: str) -> dict[str, Any]:
+    """When, from which commit, on what machine and with which packages a table was measured."""
+    import datetime as dt
+    import os
+    import platform
+    import subprocess
+
+    from hplan.provenance import package_versions
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
+                                  cwd=Path(__file__).resolve().parent).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return "unknown"
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        cpu = platform.processor() or "unknown"
+    return {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "commit": git("rev-parse", "--short", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+            "machine": f"{cpu}, {os.cpu_count()} cores", "device": device, "versions": package_versions()}
+
+
+def _cached_evaluation(out: Path, key: dict[str, Any]) -> pd.DataFrame | None:
+    try:
+        if json.loads((out / "results_key.json").read_text()) != key:
+            return None
+        return pd.read_parquet(out / "episodes.parquet")
+    except (OSError, ValueError):
+        return None
+
+
+def _complete(data_dir: Path) -> bool:
+    try:
+        return bool(json.loads((data_dir / "manifest.json").read_text()).get("complete"))
+    except (OSError, ValueError):
+        return False
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _section(assignment: str) -> str:
+    return _target(assignment).split(".")[0]
+
+
+def _target(assignment: str) -> str:
+    return assignment.partition("=")[0].strip()
+
+
+def _hash(sets: list[str]) -> str:
+    if not sets:
+        return ""
+    canonical = json.dumps(parse_sets(sorted(sets)), sort_keys=True)
+    return "-" + hashlib.sha256(canonical.encode()).hexdigest()[:8]

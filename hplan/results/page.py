@@ -1,0 +1,228 @@
+"""docs/results.md from the measured tables: markdown tables with intervals, PNG plots, provenance.
+
+Each table's section is built from its cached rows (``runs/results/tables``), so ``--only NAME``
+re-measures one table and the page still shows every other one with its own date and commit;
+a table never measured says so and names the command that measures it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from hplan.results.definition import ResultsDefinition, Table
+from hplan.results.stats import mean_interval, paired, wilson
+
+ARM_COLUMNS: tuple[tuple[str, str], ...] = (
+    # (summary key, heading); rates are per training seed, averaged
+    ("mean_steps", "mean steps"),
+    ("violations_per_1000_steps", "violating steps / 1k"),
+    ("ms_per_step", "plan ms / step"),
+    ("total_ms_per_step", "incl. setup ms / step"),
+    ("model_evals_per_step", "predictor evals / step"),
+    ("distance_evals_per_step", "distance-head rows / step"),
+    ("guardrail_evals_per_step", "guardrail-head rows / step"),
+    ("graph_ms_per_step", "graph ms / step"),
+)
+
+HELDOUT_COLUMNS = ("probe_r2", "probe_r2_pred", "probe_r2_pred_delta", "auroc_wall_contact", "ece_wall_contact",
+                   "auroc_restricted_zone", "distance_spearman_geodesic", "distance_spearman_straight")
+
+
+def arm_summary(frame: pd.DataFrame, arms: Sequence[str]) -> pd.DataFrame:
+    """One row per arm: success across seeds (mean, 95 % t-interval), pooled (Wilson), and costs."""
+    from hplan.runner.summary import summarize
+
+    rows = []
+    for arm in arms:
+        mine = frame[frame["arm"] == arm]
+        if mine.empty:
+            continue
+        per_seed = [summarize(group) for _, group in mine.groupby("training_seed", sort=True)]
+        rates = [s["success_rate"] for s in per_seed]
+        across = mean_interval(rates)
+        pooled = wilson(int(mine["success"].sum()), len(mine))
+        row: dict[str, Any] = {"arm": arm, "training_seeds": len(per_seed), "episodes": len(mine),
+                               "success_mean": across.estimate, "success_low": across.low, "success_high": across.high,
+                               "success_per_seed": rates,
+                               "pooled": pooled.estimate, "pooled_low": pooled.low, "pooled_high": pooled.high}
+        for key, _ in ARM_COLUMNS:
+            values = [s.get(key, math.nan) for s in per_seed]
+            row[key] = float(sum(values) / len(values)) if values else math.nan
+        for name in sorted(k[: -len("_per_1000_steps")] for k in per_seed[0] if k.endswith("_per_1000_steps")
+                           and k != "violations_per_1000_steps"):
+            row[f"{name}_per_1000_steps"] = sum(s.get(f"{name}_per_1000_steps", math.nan) for s in per_seed) / len(per_seed)
+            row[f"{name}_rate"] = sum(s.get(f"{name}_rate", math.nan) for s in per_seed) / len(per_seed)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def comparisons(frame: pd.DataFrame, pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Paired differences in success between arms that played the same episodes."""
+    out = []
+    for a, b in pairs:
+        left = frame[frame["arm"] == a].set_index(["training_seed", "seed"])["success"]
+        right = frame[frame["arm"] == b].set_index(["training_seed", "seed"])["success"]
+        common = left.index.intersection(right.index)
+        if common.empty:
+            continue
+        result = paired(list(left[common].astype(bool)), list(right[common].astype(bool)))
+        out.append({"a": a, "b": b, "difference": result.difference.estimate, "low": result.difference.low,
+                    "high": result.difference.high, "a_only": result.a_only, "b_only": result.b_only,
+                    "pairs": result.pairs, "p_value": result.p_value})
+    return out
+
+
+def _pct(value: float) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.0f} %"
+
+
+def _num(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    value = float(value)
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def _interval(mean: float, low: float, high: float) -> str:
+    if math.isnan(low):
+        return _pct(mean)
+    return f"**{_pct(mean)}** ({_pct(max(0.0, low))}–{_pct(min(1.0, high))})"
+
+
+def planning_markdown(summary: pd.DataFrame) -> str:
+    violation_cols = sorted(c for c in summary.columns if c.endswith("_per_1000_steps")
+                            and c != "violations_per_1000_steps")
+    heads = ["arm", "success, mean of seeds (95 % t-interval)", "per seed", "pooled episodes (Wilson 95 %)"]
+    heads += [h for _, h in ARM_COLUMNS[:2]] + [f"{c[:-len('_per_1000_steps')]} / 1k" for c in violation_cols]
+    heads += [h for _, h in ARM_COLUMNS[2:]]
+    lines = ["| " + " | ".join(heads) + " |", "| " + " | ".join("---" for _ in heads) + " |"]
+    for row in summary.to_dict("records"):
+        cells = [row["arm"], _interval(row["success_mean"], row["success_low"], row["success_high"]),
+                 " / ".join(_pct(v) for v in row["success_per_seed"]),
+                 f"{_pct(row['pooled'])} ({_pct(row['pooled_low'])}–{_pct(row['pooled_high'])}) of {row['episodes']}"]
+        cells += [_num(row[k]) for k, _ in ARM_COLUMNS[:2]] + [_num(row[c]) for c in violation_cols]
+        cells += [_num(row[k]) for k, _ in ARM_COLUMNS[2:]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def comparison_markdown(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    lines = ["| A vs B (same episodes) | success A − B (95 %) | only A solved | only B solved | p (sign test) |",
+             "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        diff = f"{100 * r['difference']:+.1f} pp ({100 * r['low']:+.1f} to {100 * r['high']:+.1f})" \
+            if not math.isnan(r["low"]) else f"{100 * r['difference']:+.1f} pp"
+        lines.append(f"| {r['a']} vs {r['b']} | {diff} | {r['a_only']} | {r['b_only']} | {r['p_value']:.2g} |")
+    return "\n".join(lines)
+
+
+def heldout_markdown(frame: pd.DataFrame) -> str:
+    columns = [c for c in HELDOUT_COLUMNS if c in frame and frame[c].notna().any()]
+    lines = ["| metric | mean of seeds (95 % t-interval) | per seed |", "| --- | --- | --- |"]
+    for column in columns:
+        values = [float(v) for v in frame.sort_values("training_seed")[column]]
+        mi = mean_interval(values)
+        interval = f"{mi.estimate:.3f}" + ("" if math.isnan(mi.low) else f" ({mi.low:.3f}–{mi.high:.3f})")
+        lines.append(f"| {column} | {interval} | {' / '.join(f'{v:.3f}' for v in values)} |")
+    return "\n".join(lines)
+
+
+def success_figure(summary: pd.DataFrame, title: str) -> Any:
+    """Success per arm: mean of seeds with its interval, each seed as a dot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(summary), 3.2))
+    x = range(len(summary))
+    means = summary["success_mean"].to_numpy()
+    low = (summary["success_mean"] - summary["success_low"]).fillna(0).clip(lower=0).to_numpy()
+    high = (summary["success_high"] - summary["success_mean"]).fillna(0).clip(lower=0).to_numpy()
+    ax.bar(x, means, color="#8fb3de", yerr=[low, high], capsize=4, label="mean of training seeds (95 % t)")
+    for i, rates in enumerate(summary["success_per_seed"]):
+        ax.scatter([i] * len(rates), rates, color="#1f3b73", s=14, zorder=3, label="one training seed" if i == 0 else None)
+    ax.set_xticks(list(x), [a.replace(", ", "\n") for a in summary["arm"]], fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("success")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def table_section(definition: ResultsDefinition, table: Table, frame: pd.DataFrame | None, meta: dict[str, Any] | None,
+                  figures: Path) -> list[str]:
+    from hplan.config import load_scenario
+
+    scenario = load_scenario(table.scenario, sets=table.sets)
+    seeds, split = definition.seeds(table), definition.split(table)
+    lines = [f"## {table.title}", "", f"<a id=\"{table.name}\"></a>"]
+    if table.description:
+        lines += ["", table.description]
+    data = (f"{scenario.collect.episodes:,} episodes × {scenario.collect.steps_per_episode} steps = "
+            f"{scenario.collect.episodes * scenario.collect.steps_per_episode:,} transitions")
+    what = (f"{definition.episodes(table)} `{split}` episodes per arm and training seed"
+            if table.kind == "planning" else f"{table.heldout_episodes} held-out episodes (`hplan collect --split heldout`)")
+    lines += ["", f"Scenario `{table.scenario}` ({scenario.env.obs_mode} observations), training data {data}, "
+                  f"training seeds {', '.join(map(str, seeds))}; {what}."
+                  + (f" Overrides: `{'`, `'.join(table.sets)}`." if table.sets else ""),
+              f"Command: `hplan results --only {table.name}`."]
+    if frame is None or meta is None:
+        return lines + ["", f"**Not measured yet.** Run `hplan results --only {table.name}`.", ""]
+    lines += [f"Measured {meta['date']} at commit `{meta['commit']}`{' (uncommitted changes)' if meta.get('dirty') else ''} "
+              f"on {meta['machine']}, device `{meta['device']}`.", ""]
+    if table.kind == "heldout":
+        return lines + [heldout_markdown(frame), ""]
+    labels = [arm.label for arm in table.arms]
+    summary = arm_summary(frame, labels)
+    lines += [planning_markdown(summary), ""]
+    arms_with_sets = [arm for arm in table.arms if arm.sets or arm.planner or arm.guardrails]
+    if arms_with_sets:
+        lines += ["Arms: " + "; ".join(
+            f"*{arm.label}*: " + ", ".join([f"`--planner {arm.planner}`"] * bool(arm.planner)
+                                          + [f"`--guardrails {arm.guardrails}`"] * bool(arm.guardrails)
+                                          + [f"`--set {s}`" for s in arm.sets]) for arm in arms_with_sets) + ".", ""]
+    compared = comparison_markdown(comparisons(frame, table.compare))
+    if compared:
+        lines += [compared, ""]
+    figures.mkdir(parents=True, exist_ok=True)
+    fig = success_figure(summary, table.title)
+    fig.savefig(figures / f"{table.name}.png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    summary.drop(columns=["success_per_seed"]).to_csv(figures / f"{table.name}.csv", index=False)
+    lines += [f"![{table.title}]({figures.name}/{table.name}.png)", "",
+              f"Per-arm figures as CSV: [{figures.name}/{table.name}.csv]({figures.name}/{table.name}.csv).", ""]
+    return lines
+
+
+def page(definition: ResultsDefinition, sections: list[list[str]], generated: dict[str, Any]) -> str:
+    versions = generated["versions"]
+    head = [
+        "# hplan results", "",
+        f"Generated {generated['date']} by `hplan results` from [`benchmarks/results.toml`](../benchmarks/results.toml) "
+        f"(commit `{generated['commit']}`). Every number in the README comes from this page; each table names "
+        "the command that re-measures it and when it was measured.", "",
+        f"Machine: {generated['machine']}; device `{generated['device']}`; Python {versions.get('python')}, "
+        f"torch {versions.get('torch')}, numpy {versions.get('numpy')}, gymnasium {versions.get('gymnasium')}, "
+        f"lightning {versions.get('lightning')}.", "",
+        "How to read it: success is measured per training seed on the same seeded `test` episodes for every arm; "
+        "the first interval is the 95 % t-interval of the training seeds' success rates (it says how much a "
+        "retrain moves the figure), the pooled one a Wilson interval over all episodes. Arms on the same episodes "
+        "are compared pair by pair (difference with a 95 % interval over episodes, and an exact sign test on the "
+        "episodes only one arm solved). *plan ms / step* is the agent's wall time per step (encode, plan, every "
+        "head call and graph search); *incl. setup* adds building the agent (its landmark graph) once per episode. "
+        "Timings depend on what else the machine ran; compare them within a table.", "",
+        "Contents: " + ", ".join(f"[{t.title}](#{t.name})" for t in definition.tables), "",
+    ]
+    return "\n".join(head + [line for section in sections for line in section]).rstrip() + "\n"

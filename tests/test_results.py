@@ -1,0 +1,143 @@
+"""The results command end to end at tiny scale, its definition's checks, and its statistics."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cli_support import run_cli
+from hplan.errors import ConfigError
+from hplan.results.definition import load_definition
+from hplan.results.stats import mean_interval, paired, sign_test, wilson
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY = FIXTURES / "tiny_results.toml"
+
+
+def test_results_command_measures_every_table_then_reuses_the_cache(tmp_path, monkeypatch, capsys) -> None:
+    out, runs = tmp_path / "docs" / "results.md", tmp_path / "runs"
+    args = ("results", "--definition", str(TINY), "--out", str(out), "--runs", str(runs))
+    code, stdout, stderr = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, stderr
+    text = out.read_text()
+    assert "## Tiny four rooms: flat against hierarchical" in text and "## Tiny world model on held-out data" in text
+    assert "| hier |" in text and "| flat |" in text and "hier vs flat" in text
+    assert "Not measured yet" not in text
+    assert "hplan results --only tiny_planning" in text
+    assert (out.parent / "results" / "tiny_planning.png").stat().st_size > 0
+    # two training seeds x two arms, evaluated on the test split, each with its own model
+    evals = sorted(p.relative_to(runs / "evals") for p in (runs / "evals").glob("*/*/*"))
+    assert [str(p) for p in evals] == ["tiny_planning/flat/seed0-test-2ep", "tiny_planning/flat/seed1-test-2ep",
+                                       "tiny_planning/hier/seed0-test-2ep", "tiny_planning/hier/seed1-test-2ep"]
+    assert sorted(p.name for p in (runs / "models" / "tiny_four_rooms-4ep").iterdir()) == ["seed0", "seed1"]
+    held = runs / "data" / "tiny_four_rooms-4ep-heldout" / "manifest.json"
+    assert '"split": "heldout"' in held.read_text()
+
+    stamps = {p: p.stat().st_mtime_ns for p in runs.rglob("*") if p.suffix in (".pt", ".parquet", ".npz")
+              and "tables" not in p.parts}
+    code, stdout, _ = run_cli(monkeypatch, capsys, *args)
+    assert code == 0 and "train " not in stdout and "test episodes" not in stdout and "diagnostics" not in stdout
+    assert stamps == {p: p.stat().st_mtime_ns for p in stamps}  # nothing re-collected, re-trained or re-run
+
+    # one table re-measured after its evaluations were lost; the other keeps its section
+    shutil.rmtree(runs / "evals" / "tiny_planning" / "flat")
+    code, stdout, _ = run_cli(monkeypatch, capsys, *args, "--only", "tiny_planning")
+    assert code == 0 and "tiny_planning flat, training seed 0" in stdout and "held-out diagnostics" not in stdout
+    assert "## Tiny world model on held-out data" in out.read_text()
+
+
+def test_a_table_never_measured_says_how_to_measure_it(tmp_path, monkeypatch, capsys) -> None:
+    out = tmp_path / "results.md"
+    code, _, stderr = run_cli(monkeypatch, capsys, "results", "--definition", str(TINY), "--out", str(out),
+                              "--runs", str(tmp_path / "runs"), "--page-only")
+    assert code == 0, stderr
+    assert out.read_text().count("**Not measured yet.**") == 2
+
+
+@pytest.mark.parametrize("edit, field", [
+    ('label = "flat"', "tables[0].arms[1].label"),
+    ('sets = ["planner.population=8"]', "tables[0].arms[1].sets"),
+    ('compare = [["hier", "flat"]]', "tables[0].compare[0]"),
+    ('name = "tiny_heldout"', "tables[1].name"),
+])
+def test_a_bad_definition_is_refused_in_one_line_naming_the_field(tmp_path, monkeypatch, capsys, edit, field) -> None:
+    replacement = {
+        'label = "flat"': 'label = "HIER"',  # the same folder name as "hier"
+        'sets = ["planner.population=8"]': 'sets = ["planner.population=0"]',
+        'compare = [["hier", "flat"]]': 'compare = [["hier", "nobody"]]',
+        'name = "tiny_heldout"': 'name = "tiny_planning"',
+    }[edit]
+    bad = tmp_path / "bad.toml"
+    text = TINY.read_text().replace(edit, replacement, 1)
+    bad.write_text(text.replace('"tests/fixtures/', f'"{FIXTURES}/'))
+    with pytest.raises(ConfigError) as err:
+        load_definition(bad)
+    assert err.value.field == field
+    code, stdout, stderr = run_cli(monkeypatch, capsys, "results", "--definition", str(bad),
+                                   "--out", str(tmp_path / "r.md"), "--runs", str(tmp_path / "runs"))
+    assert code != 0 and field in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "r.md").exists()
+
+
+def test_only_an_unknown_table_is_refused(tmp_path, monkeypatch, capsys) -> None:
+    code, _, stderr = run_cli(monkeypatch, capsys, "results", "--definition", str(TINY), "--only", "nope",
+                              "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "r.md"))
+    assert code != 0 and "--only: nope" in stderr and not (tmp_path / "runs").exists()
+
+
+def test_the_committed_definition_loads() -> None:
+    definition = load_definition()
+    names = [t.name for t in definition.tables]
+    for headline in ("four_rooms", "two_rooms", "maze3x3", "zones", "corridor", "spiral", "pillars"):
+        assert headline in names
+        assert definition.split(definition.tables[names.index(headline)]) == "test"
+        assert len(definition.seeds(definition.tables[names.index(headline)])) >= 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 500), st.data())
+def test_the_wilson_interval_holds_the_rate_and_stays_in_range(trials: int, data: st.DataObject) -> None:
+    successes = data.draw(st.integers(0, trials))
+    ci = wilson(successes, trials)
+    assert 0.0 <= ci.low <= ci.estimate <= ci.high <= 1.0
+    assert ci.estimate == successes / trials
+    if 0 < successes < trials:
+        assert ci.low < ci.estimate < ci.high
+
+
+def test_wilson_matches_a_known_value() -> None:
+    ci = wilson(7, 8)  # the README once quoted 53-98 % for 7 of 8
+    assert round(ci.low, 2) == 0.53 and round(ci.high, 2) == 0.98
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=2, max_size=10))
+def test_the_seed_interval_is_centred_on_the_mean_and_widens_with_spread(values: list[float]) -> None:
+    ci = mean_interval(values)
+    assert ci.low <= ci.estimate <= ci.high
+    assert math.isclose(ci.estimate - ci.low, ci.high - ci.estimate, abs_tol=1e-12)
+    spread = [v * 0.5 for v in values]
+    narrower = mean_interval(spread)
+    assert narrower.high - narrower.low <= ci.high - ci.low + 1e-12
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=2, max_size=60))
+def test_paired_counts_discordant_episodes_and_is_antisymmetric(pairs: list[tuple[bool, bool]]) -> None:
+    a, b = [x for x, _ in pairs], [y for _, y in pairs]
+    ab, ba = paired(a, b), paired(b, a)
+    assert ab.a_only == ba.b_only and ab.b_only == ba.a_only
+    assert math.isclose(ab.difference.estimate, -ba.difference.estimate, abs_tol=1e-12)
+    assert math.isclose(ab.difference.estimate, (ab.a_only - ab.b_only) / len(pairs))
+    assert ab.p_value == ba.p_value and 0.0 < ab.p_value <= 1.0
+
+
+def test_the_sign_test_matches_exact_binomial_values() -> None:
+    assert sign_test(0, 0) == 1.0
+    assert math.isclose(sign_test(0, 5), 2 / 32)
+    assert math.isclose(sign_test(1, 9), 2 * 11 / 1024)
