@@ -20,6 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 TINY_SCENARIO = ROOT / "tests" / "fixtures" / "tiny_four_rooms.toml"
+TINY_RESULTS = ROOT / "tests" / "fixtures" / "tiny_results.toml"
 
 # (pattern, replacement): shrink workloads only.
 SUBSTITUTIONS: tuple[tuple[str, str], ...] = (
@@ -27,6 +28,8 @@ SUBSTITUTIONS: tuple[tuple[str, str], ...] = (
     (r"scenarios/point_four_rooms\.toml", str(TINY_SCENARIO)),
     (r"--episodes \d+", "--episodes 2"),
     (r"--workers \d+", "--workers 1"),
+    (r"^hplan results", f"hplan results --definition {TINY_RESULTS}"),
+    (r"--only two_rooms", "--only tiny_planning"),
 )
 # Extra flags appended per command prefix, to shrink what the README leaves at its defaults.
 EXTRA_FLAGS: tuple[tuple[str, str], ...] = (

@@ -74,7 +74,7 @@ def test_a_bad_definition_is_refused_in_one_line_naming_the_field(tmp_path, monk
     }[edit]
     bad = tmp_path / "bad.toml"
     text = TINY.read_text().replace(edit, replacement, 1)
-    bad.write_text(text.replace('"tests/fixtures/', f'"{FIXTURES}/'))
+    bad.write_text(text.replace('"tiny_four_rooms.toml"', f'"{FIXTURES}/tiny_four_rooms.toml"'))
     with pytest.raises(ConfigError) as err:
         load_definition(bad)
     assert err.value.field == field

@@ -8,6 +8,7 @@ before the first episode, so a typo costs a second, not a training run.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,8 +97,20 @@ def load_definition(path: str | Path = DEFAULT_DEFINITION) -> ResultsDefinition:
     data = read_toml(path)
     data["source"] = source
     definition = from_mapping(ResultsDefinition, data, source=source)
+    base = Path(path).resolve().parent
+    definition = dataclasses.replace(definition, tables=tuple(
+        dataclasses.replace(t, scenario=_relative_to(base, t.scenario)) for t in definition.tables))
     _check(definition)
     return definition
+
+
+def _relative_to(base: Path, scenario: str) -> str:
+    """A scenario file named by a relative path is looked for beside the definition first (so a
+    definition and its scenarios travel together), then from the working directory."""
+    path = Path(scenario)
+    if path.suffix == ".toml" and not path.is_absolute() and (base / path).exists():
+        return str(base / path)
+    return scenario
 
 
 def _check(definition: ResultsDefinition) -> None:
