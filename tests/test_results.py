@@ -51,6 +51,25 @@ def test_results_command_measures_every_table_then_reuses_the_cache(tmp_path, mo
     assert "## Tiny world model on held-out data" in out.read_text()
 
 
+def test_the_readme_headline_table_is_rewritten_between_its_markers(tmp_path, monkeypatch, capsys) -> None:
+    from hplan.results.page import README_BEGIN, README_END
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{README_BEGIN}\nold\n{README_END}\n\nafter\n")
+    code, _, stderr = run_cli(monkeypatch, capsys, "results", "--definition", str(TINY), "--page-only",
+                              "--out", str(tmp_path / "docs" / "results.md"), "--runs", str(tmp_path / "runs"),
+                              "--readme", str(readme))
+    assert code == 0, stderr
+    text = readme.read_text()
+    assert "old" not in text and text.endswith("after\n") and "not measured yet" in text
+    assert "(docs/results.md#tiny_planning)" in text
+    unmarked = tmp_path / "plain.md"
+    unmarked.write_text("# no markers\n")
+    code, _, stderr = run_cli(monkeypatch, capsys, "results", "--definition", str(TINY), "--page-only",
+                              "--out", str(tmp_path / "r.md"), "--runs", str(tmp_path / "runs"), "--readme", str(unmarked))
+    assert code != 0 and "no results markers" in stderr and not (tmp_path / "r.md").exists()
+
+
 def test_a_table_never_measured_says_how_to_measure_it(tmp_path, monkeypatch, capsys) -> None:
     out = tmp_path / "results.md"
     code, _, stderr = run_cli(monkeypatch, capsys, "results", "--definition", str(TINY), "--out", str(out),

@@ -24,6 +24,9 @@ def results_command(
     threads: Optional[int] = typer.Option(1, "--threads", min=1, help="torch CPU threads (1 is fastest on 2 busy cores)"),
     check: bool = typer.Option(False, "--check", help="validate the definition (every scenario and override), run nothing"),
     page_only: bool = typer.Option(False, "--page-only", help="rewrite the page from the tables measured so far"),
+    readme: Optional[Path] = typer.Option(
+        None, "--readme", help="README whose headline table (between its results markers) is rewritten "
+                               "(default: README.md beside benchmarks/ when the default definition is used)"),
 ) -> None:
     """Measure every table of the results definition (or --only some) and regenerate docs/results.md."""
     import pandas as pd
@@ -33,10 +36,16 @@ def results_command(
     from hplan.io import write_text
     from hplan.results.definition import DEFAULT_DEFINITION, load_definition
     from hplan.results.measure import Paths, measure_table, provenance
-    from hplan.results.page import page, table_section
+    from hplan.results.page import page, readme_block, replace_readme_block, table_section
 
     console = Console()
     spec = load_definition(definition or DEFAULT_DEFINITION)
+    if readme is None and definition is None:
+        readme = DEFAULT_DEFINITION.parent.parent / "README.md"
+    if readme is not None and replace_readme_block(_read(readme), "") is None:
+        from hplan.errors import HplanError
+
+        raise HplanError(f"{readme}: --readme: no results markers in it (add the two lines from README.md's Results section)")
     selected = spec.select(tuple(only))
     _check_writable(out)
     console.print(f"[bold green]ok[/] {spec.source}: {len(spec.tables)} table(s)", highlight=False)
@@ -49,14 +58,30 @@ def results_command(
     if not page_only:
         for table in selected:
             measure_table(spec, table, paths, lambda text: console.print(text, highlight=False), device=torch_device)
-    sections = []
+    sections, frames, metas = [], {}, {}
     for table in spec.tables:
         rows_path = paths.table(table)
-        frame = pd.read_parquet(rows_path) if rows_path.exists() else None
-        meta = json.loads(rows_path.with_suffix(".json").read_text()) if rows_path.exists() else None
-        sections.append(table_section(spec, table, frame, meta, out.parent / "results"))
+        frames[table.name] = pd.read_parquet(rows_path) if rows_path.exists() else None
+        metas[table.name] = json.loads(rows_path.with_suffix(".json").read_text()) if rows_path.exists() else None
+        sections.append(table_section(spec, table, frames[table.name], metas[table.name], out.parent / "results"))
     write_text(out, page(spec, sections, provenance(torch_device)))
     console.print(f"wrote {out}", highlight=False)
+    if readme is not None:
+        import os
+
+        link = os.path.relpath(out.resolve(), readme.resolve().parent)
+        updated = replace_readme_block(_read(readme), readme_block(spec, frames, metas, link))
+        write_text(readme, updated or "")
+        console.print(f"rewrote the headline table of {readme}", highlight=False)
+
+
+def _read(path: Path) -> str:
+    from hplan.errors import HplanError
+
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise HplanError(f"{path}: --readme: cannot read it ({err.__class__.__name__})") from None
 
 
 def _check_writable(out: Path) -> None:

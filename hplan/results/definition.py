@@ -51,6 +51,7 @@ class Table:
     episodes: int | None = field(default=None, metadata=meta("episodes per arm and training seed", ge=1, le=100_000))
     split: Literal["val", "test"] | None = field(default=None, metadata=meta("evaluation split (default: [defaults])"))
     heldout_episodes: int = field(default=200, metadata=meta("heldout tables: episodes collected", ge=2, le=100_000))
+    readme: bool = field(default=False, metadata=meta("also one row of the README's headline table"))
 
 
 @dataclass(frozen=True)

@@ -206,6 +206,49 @@ def table_section(definition: ResultsDefinition, table: Table, frame: pd.DataFra
     return lines
 
 
+README_BEGIN = "<!-- results:begin (written by `hplan results`; edit benchmarks/results.toml instead) -->"
+README_END = "<!-- results:end -->"
+
+
+def readme_block(definition: ResultsDefinition, frames: dict[str, pd.DataFrame | None],
+                 metas: dict[str, dict[str, Any] | None], page_name: str) -> str:
+    """The README's headline table: one row per ``readme = true`` table, one column per arm label,
+    success as the mean of training seeds with its 95 % interval."""
+    tables = [t for t in definition.tables if t.readme and t.kind == "planning"]
+    columns: list[str] = []
+    for table in tables:
+        columns += [arm.label for arm in table.arms if arm.label not in columns]
+    lines = ["| table | " + " | ".join(columns) + " | seeds × episodes | measured |",
+             "| --- | " + " | ".join("---" for _ in columns) + " | --- | --- |"]
+    for table in tables:
+        frame, meta = frames.get(table.name), metas.get(table.name)
+        link = f"[{table.title.split(':')[0]}]({page_name}#{table.name})"
+        if frame is None or meta is None:
+            lines.append(f"| {link} | " + " | ".join("not measured yet" if c in [a.label for a in table.arms] else ""
+                                                     for c in columns) + f" | | `hplan results --only {table.name}` |")
+            continue
+        summary = arm_summary(frame, [arm.label for arm in table.arms]).set_index("arm")
+        cells = []
+        for column in columns:
+            if column not in summary.index:
+                cells.append("")
+                continue
+            row = summary.loc[column]
+            cells.append(_interval(row["success_mean"], row["success_low"], row["success_high"]).replace("**", ""))
+        seeds = len(definition.seeds(table))
+        lines.append(f"| {link} | " + " | ".join(cells)
+                     + f" | {seeds} × {definition.episodes(table)} | {meta['date'][:10]}, `{meta['commit']}` |")
+    return "\n".join(lines)
+
+
+def replace_readme_block(text: str, block: str) -> str | None:
+    """``text`` with the part between the markers replaced by ``block`` (None: no markers)."""
+    start, end = text.find(README_BEGIN), text.find(README_END)
+    if start < 0 or end < start:
+        return None
+    return text[:start + len(README_BEGIN)] + "\n" + block + "\n" + text[end:]
+
+
 def page(definition: ResultsDefinition, sections: list[list[str]], generated: dict[str, Any]) -> str:
     versions = generated["versions"]
     head = [
