@@ -14,6 +14,8 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hplan.config import load_scenario
 from hplan.stress.cells import Cell, CellJob, run_cell
@@ -159,3 +161,16 @@ def test_branch_copies_are_independent_and_bullet_worlds_are_refused():
     pusher.reset(seed=0)
     assert branch_copy(pusher) is None  # a deepcopy would share the Bullet physics server
     pusher.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(min_size=1, max_size=12), st.text(min_size=1, max_size=12))
+def test_two_scenario_labels_never_share_a_result_file(a: str, b: str) -> None:
+    """Labels that differ only in characters unsafe in file names (``"t a"``, ``"t-a"``) once shared
+    their result files: one cell never ran, the other's episodes appeared twice."""
+    from hplan.stress.cells import Cell, file_label
+
+    ids = {Cell(label, "friction", 1, 0, (0,)).id for label in (a, b)}
+    assert (len(ids) == 2) == (a != b)
+    assert all("/" not in i and "\x00" not in i for i in ids)
+    assert file_label("t a") != file_label("t-a")

@@ -114,7 +114,9 @@ class PlannerConfig:
     # --- fair comparisons -----------------------------------------------------------------------
     eval_budget: int = field(default=0, metadata=meta(
         "predictor evaluations per agent step (0 = use population/iterations as given); sets the "
-        "populations of flat and hierarchical planners so both spend at most this many", ge=0))
+        "populations of flat and hierarchical planners so both spend at most this many. Not together with "
+        "population/high_population in one file; a later layer (suite, study, --set) that sets a population "
+        "turns it off (`hplan scenario check` prints the resulting search)", ge=0, le=10_000_000))
     high_share: float = field(default=0.25, metadata=meta(
         "hierarchical planner: fraction of eval_budget spent on the high level when it replans", gt=0.0, lt=1.0))
 

@@ -40,7 +40,7 @@ class Cell:
 
     @property
     def id(self) -> str:
-        return f"{_safe(self.scenario)}__{self.shift}__s{self.severity}__b{self.block:03d}"
+        return f"{file_label(self.scenario)}+{self.shift}+s{self.severity}+b{self.block:03d}"
 
 
 @dataclass(frozen=True)
@@ -177,8 +177,14 @@ def _trajectory_digest(record: Any) -> str:
     return digest.hexdigest()
 
 
-def _safe(label: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in label)
+def file_label(label: str) -> str:
+    """A scenario label as part of a file name, one to one: letters, digits, ``-``, ``_`` and ``.``
+    stay, every other character becomes ``%XX`` (its UTF-8 bytes), so ``"t a"`` and ``"t-a"`` can
+    never share a result file (they once did, and one cell's episodes silently replaced the other's).
+    ``+`` separates the parts of a cell id and is always escaped here."""
+    keep = set("-_.")
+    return "".join(ch if (ch.isascii() and ch.isalnum()) or ch in keep else "".join(f"%{b:02X}" for b in ch.encode())
+                   for ch in label)
 
 
 def cell_paths(out_dir: Path, cell: Cell) -> tuple[Path, Path]:
