@@ -13,6 +13,7 @@ Supported annotations: ``int``, ``float``, ``str``, ``bool``, ``Literal[...]``, 
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import tomllib
 import types
@@ -146,6 +147,8 @@ def _coerce(hint: Any, value: Any, source: str, path: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(source, path, f"expected a number, got {_type_name(value)}")
+        if not math.isfinite(value):  # TOML allows inf and nan; no setting means either
+            raise ConfigError(source, path, f"must be a finite number, got {value}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):

@@ -165,3 +165,28 @@ def test_a_long_thin_map_gets_enough_pixels_per_cell_and_built_ins_keep_64() -> 
     finally:
         env.close()
     assert size / cells >= MIN_PIXELS_PER_CELL and size > 64
+
+
+@pytest.mark.parametrize("edit, field", [
+    (("max = 0.1", "max = nan"), "thresholds[0].max"),
+    (("[[scenarios]]\nscenario = \"point_four_rooms\"\nmax_steps = 100\n", "scenarios = []\n"), "scenarios"),
+])
+def test_a_suite_with_nan_or_no_scenarios_fails_its_check(tmp_path, edit, field) -> None:
+    from hplan.stress.suite import load_suite
+
+    text = Path("stress/standard.toml").read_text()
+    old, new = edit
+    assert old in text
+    bad = tmp_path / "suite.toml"
+    bad.write_text(text.replace(old, new, 1))
+    with pytest.raises(ConfigError) as err:
+        load_suite(bad)
+    assert err.value.field == field
+
+
+def test_a_non_finite_number_in_a_scenario_is_refused(tmp_path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(Path("scenarios/point_two_rooms.toml").read_text().replace("weight = 3.0", "weight = inf"))
+    with pytest.raises(ConfigError) as err:
+        load_scenario(path)
+    assert err.value.field == "guardrails.weight" and "finite" in err.value.message

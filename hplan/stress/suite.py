@@ -221,6 +221,9 @@ def load_suite(name_or_path: str | Path) -> SuiteConfig:
     data = read_toml(path)
     data["source"] = str(path)
     suite = from_mapping(SuiteConfig, data, source=str(path))
+    for name in ("scenarios", "shifts"):  # an empty list would pass --check and then run nothing
+        if not getattr(suite, name):
+            raise ConfigError(str(path), name, "must list at least one entry")
     # planner / guardrail overrides: validated against their dataclasses, errors name the suite file
     from_mapping(PlannerConfig, suite.planner, source=str(path), section="planner")
     from_mapping(GuardrailConfig, suite.guardrails, source=str(path), section="guardrails")
