@@ -58,9 +58,10 @@ class PlannerConfig:
     goal_ends_episode: bool = field(default=True, metadata=meta(
         "going for the episode's goal, risk predicted after arriving (distance <= subgoal_reached) is not "
         "counted: the episode ends there"))
-    correction_memory: int = field(default=0, metadata=meta(
+    correction_memory: int = field(default=32, metadata=meta(
         "transitions of the episode whose prediction error (observed minus predicted next latent) corrects "
-        "the low level's rollouts near where they were seen (0 = off; see hplan.planning.correction)", ge=0, le=1024))
+        "the low level's rollouts near where they were seen (0 = off; see hplan.planning.correction). "
+        "32 was chosen on val in two and four rooms (benchmarks/results.toml, recipe tables)", ge=0, le=1024))
     correction_radius: float = field(default=1.0, metadata=meta(
         "kernel width of that correction in latent space, in median one-step moves of the episode", gt=0.0))
     correction_action_width: float = field(default=0.5, metadata=meta(

@@ -58,19 +58,23 @@ class Paths:
 
 def measure_table(definition: ResultsDefinition, table: Table, paths: Paths, say: Say,
                   progress: bool = True, device: str = "cpu") -> pd.DataFrame:
-    """Run (or reuse) everything ``table`` needs; returns its rows and writes them under ``paths``."""
+    """Run (or reuse) everything ``table`` needs; returns its rows and writes them under ``paths``.
+    The provenance is taken before anything runs: it names the code that did the measuring."""
+    started = provenance(device)
+    ran: list[str] = []  # what this call measured; a table served wholly from the cache keeps its old date
     if table.kind == "heldout":
-        frame = _heldout_rows(definition, table, paths, say, device)
+        frame = _heldout_rows(definition, table, paths, say, device, ran)
     else:
-        frame = _planning_rows(definition, table, paths, say, progress, device)
+        frame = _planning_rows(definition, table, paths, say, progress, device, ran)
     out = paths.table(table)
     write_dataframe(out, frame)
-    write_json(out.with_suffix(".json"), provenance(device))
+    if ran or not out.with_suffix(".json").exists():
+        write_json(out.with_suffix(".json"), started)
     return frame
 
 
 def _planning_rows(definition: ResultsDefinition, table: Table, paths: Paths, say: Say, progress: bool,
-                   device: str) -> pd.DataFrame:
+                   device: str, ran: list[str]) -> pd.DataFrame:
     from hplan.models.checkpoint import load_world_model
     from hplan.runner import run_episodes
 
@@ -94,11 +98,13 @@ def _planning_rows(definition: ResultsDefinition, table: Table, paths: Paths, sa
                                      episodes=episodes, log_dir=out, checkpoint=model_dir, device=device,
                                      progress=progress, split=split, overrides=sets)
                 write_json(out / "results_key.json", key)
+                ran.append(str(out))
             frames.append(frame.assign(arm=arm.label, training_seed=seed))
     return pd.concat(frames, ignore_index=True)
 
 
-def _heldout_rows(definition: ResultsDefinition, table: Table, paths: Paths, say: Say, device: str) -> pd.DataFrame:
+def _heldout_rows(definition: ResultsDefinition, table: Table, paths: Paths, say: Say, device: str,
+                  ran: list[str]) -> pd.DataFrame:
     from hplan.data.collect import collect
     from hplan.diagnostics.heldout import evaluate_heldout
     from hplan.envs.factory import make_env
@@ -128,6 +134,7 @@ def _heldout_rows(definition: ResultsDefinition, table: Table, paths: Paths, say
                                        max_episodes=table.heldout_episodes)
             cached = {"key": key, "metrics": {k: float(v) for k, v in metrics.items()}}
             write_json(out, cached)
+            ran.append(str(out))
         rows.append({"training_seed": seed, **cached["metrics"]})
     return pd.DataFrame(rows)
 
