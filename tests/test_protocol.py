@@ -98,7 +98,7 @@ def test_set_values_reach_the_scenario_and_later_ones_win() -> None:
 def test_eval_budget_and_a_population_in_one_layer_are_refused(tmp_path) -> None:
     path = tmp_path / "s.toml"
     text = (Path("scenarios") / "point_two_rooms.toml").read_text()
-    path.write_text(text.replace("eval_budget", "population = 64\neval_budget"))
+    path.write_text(text.replace("[planner]\n", "[planner]\npopulation = 64\neval_budget = 2000\n"))
     with pytest.raises(ConfigError) as err:
         load_scenario(path)
     assert err.value.file == str(path) and err.value.field == "planner.population"
