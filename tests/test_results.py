@@ -34,7 +34,7 @@ def test_results_command_measures_every_table_then_reuses_the_cache(tmp_path, mo
     evals = sorted(p.relative_to(runs / "evals") for p in (runs / "evals").glob("*/*/*"))
     assert [str(p) for p in evals] == ["tiny_planning/flat/seed0-test-2ep", "tiny_planning/flat/seed1-test-2ep",
                                        "tiny_planning/hier/seed0-test-2ep", "tiny_planning/hier/seed1-test-2ep"]
-    assert sorted(p.name for p in (runs / "models" / "tiny_four_rooms-4ep").iterdir()) == ["seed0", "seed1"]
+    assert sorted(p.name for p in (runs / "models" / "tiny_four_rooms-4ep").iterdir() if p.is_dir()) == ["seed0", "seed1"]
     held = runs / "data" / "tiny_four_rooms-4ep-heldout" / "manifest.json"
     assert '"split": "heldout"' in held.read_text()
 
@@ -160,3 +160,14 @@ def test_the_sign_test_matches_exact_binomial_values() -> None:
     assert sign_test(0, 0) == 1.0
     assert math.isclose(sign_test(0, 5), 2 / 32)
     assert math.isclose(sign_test(1, 9), 2 * 11 / 1024)
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path, monkeypatch, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for args, needle in (((("--out", str(tmp_path)), "--out")), ((("--runs", str(blocker / "runs")), "--runs"))):
+        full = {"--out": str(tmp_path / "r.md"), "--runs": str(tmp_path / "runs"), **dict([args])}
+        code, _, stderr = run_cli(monkeypatch, capsys, "results", "--definition", str(TINY),
+                                  "--out", full["--out"], "--runs", full["--runs"])
+        assert code != 0 and needle in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "r.md").exists()

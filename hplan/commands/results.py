@@ -47,7 +47,8 @@ def results_command(
 
         raise HplanError(f"{readme}: --readme: no results markers in it (add the two lines from README.md's Results section)")
     selected = spec.select(tuple(only))
-    _check_writable(out)
+    _check_writable(out, "--out")
+    _check_writable(runs, "--runs", is_file=False)
     console.print(f"[bold green]ok[/] {spec.source}: {len(spec.tables)} table(s)", highlight=False)
     if check:
         return
@@ -84,19 +85,23 @@ def _read(path: Path) -> str:
         raise HplanError(f"{path}: --readme: cannot read it ({err.__class__.__name__})") from None
 
 
-def _check_writable(out: Path) -> None:
-    """Refuse an output the page cannot be written to before anything is measured."""
-    from hplan.errors import HplanError
-
-    parent = out.parent if str(out.parent) else Path(".")
-    if out.exists() and out.is_dir():
-        raise HplanError(f"{out}: --out is a directory, expected a file path")
-    if parent.exists() and not parent.is_dir():
-        raise HplanError(f"{out}: --out: {parent} is not a directory")
+def _check_writable(path: Path, option: str, is_file: bool = True) -> None:
+    """Refuse an output that cannot be written before anything is measured: the path itself must
+    not be of the wrong kind, and its nearest existing ancestor must be a writable folder."""
     import os
 
-    if parent.exists() and not os.access(parent, os.W_OK):
-        raise HplanError(f"{out}: --out: {parent} is not writable")
+    from hplan.errors import HplanError
+
+    if path.exists() and path.is_dir() == is_file:
+        raise HplanError(f"{path}: {option}: is a {'directory' if is_file else 'file'}, "
+                         f"expected a {'file' if is_file else 'folder'}")
+    ancestor = path.parent if is_file else path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise HplanError(f"{path}: {option}: {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK):
+        raise HplanError(f"{path}: {option}: {ancestor} is not writable")
 
 
 def register(app: typer.Typer) -> None:

@@ -145,14 +145,18 @@ def ensure_model(scenario: ScenarioConfig, sets: tuple[str, ...], seed: int, pat
     from hplan.data.collect import collect
     from hplan.models.training import finished_run_matches, train_world_model
 
+    from hplan.studies.pipeline import file_lock
+
     data_dir = paths.data(scenario, sets)
-    if not _complete(data_dir):
-        say(f"collect {scenario.name}: {scenario.collect.episodes} episodes → {data_dir}")
-        collect(scenario, data_dir)
+    with file_lock(data_dir.with_name(data_dir.name + ".lock")):  # two results runs never collect one dataset twice
+        if not _complete(data_dir):
+            say(f"collect {scenario.name}: {scenario.collect.episodes} episodes → {data_dir}")
+            collect(scenario, data_dir)
     model_dir = paths.model(data_dir, sets, seed)
-    if not finished_run_matches(scenario, model_dir, seed=seed):
-        say(f"train {scenario.name}, training seed {seed} → {model_dir}")
-        train_world_model(scenario, data_dir, model_dir, progress=True, seed=seed)
+    with file_lock(model_dir.with_name(model_dir.name + ".lock")):  # ... nor train one model twice at once
+        if not finished_run_matches(scenario, model_dir, seed=seed):
+            say(f"train {scenario.name}, training seed {seed} → {model_dir}")
+            train_world_model(scenario, data_dir, model_dir, progress=True, seed=seed)
     return model_dir
 
 

@@ -97,7 +97,7 @@ def _interval(mean: float, low: float, high: float) -> str:
 
 def planning_markdown(summary: pd.DataFrame) -> str:
     violation_cols = sorted(c for c in summary.columns if c.endswith("_per_1000_steps")
-                            and c != "violations_per_1000_steps")
+                            and c != "violations_per_1000_steps" and summary[c].fillna(0).ne(0).any())
     heads = ["arm", "success, mean of seeds (95 % t-interval)", "per seed", "pooled episodes (Wilson 95 %)"]
     heads += [h for _, h in ARM_COLUMNS[:2]] + [f"{c[:-len('_per_1000_steps')]} / 1k" for c in violation_cols]
     heads += [h for _, h in ARM_COLUMNS[2:]]
