@@ -19,6 +19,7 @@ from hplan.results.stats import mean_interval, paired, wilson
 ARM_COLUMNS: tuple[tuple[str, str], ...] = (
     # (summary key, heading); rates are per training seed, averaged
     ("mean_steps", "mean steps"),
+    ("violations_per_episode", "violating steps / episode"),
     ("violations_per_1000_steps", "violating steps / 1k"),
     ("ms_per_step", "plan ms / step"),
     ("total_ms_per_step", "incl. setup ms / step"),
@@ -41,7 +42,8 @@ def arm_summary(frame: pd.DataFrame, arms: Sequence[str]) -> pd.DataFrame:
         mine = frame[frame["arm"] == arm]
         if mine.empty:
             continue
-        per_seed = [summarize(group) for _, group in mine.groupby("training_seed", sort=True)]
+        per_seed = [{**summarize(group), "violations_per_episode": float(group["violations"].mean())}
+                    for _, group in mine.groupby("training_seed", sort=True)]
         rates = [s["success_rate"] for s in per_seed]
         across = mean_interval(rates)
         pooled = wilson(int(mine["success"].sum()), len(mine))
@@ -99,15 +101,15 @@ def planning_markdown(summary: pd.DataFrame) -> str:
     violation_cols = sorted(c for c in summary.columns if c.endswith("_per_1000_steps")
                             and c != "violations_per_1000_steps" and summary[c].fillna(0).ne(0).any())
     heads = ["arm", "success, mean of seeds (95 % t-interval)", "per seed", "pooled episodes (Wilson 95 %)"]
-    heads += [h for _, h in ARM_COLUMNS[:2]] + [f"{c[:-len('_per_1000_steps')]} / 1k" for c in violation_cols]
-    heads += [h for _, h in ARM_COLUMNS[2:]]
+    heads += [h for _, h in ARM_COLUMNS[:3]] + [f"{c[:-len('_per_1000_steps')]} / 1k" for c in violation_cols]
+    heads += [h for _, h in ARM_COLUMNS[3:]]
     lines = ["| " + " | ".join(heads) + " |", "| " + " | ".join("---" for _ in heads) + " |"]
     for row in summary.to_dict("records"):
         cells = [row["arm"], _interval(row["success_mean"], row["success_low"], row["success_high"]),
                  " / ".join(_pct(v) for v in row["success_per_seed"]),
                  f"{_pct(row['pooled'])} ({_pct(row['pooled_low'])}–{_pct(row['pooled_high'])}) of {row['episodes']}"]
-        cells += [_num(row[k]) for k, _ in ARM_COLUMNS[:2]] + [_num(row[c]) for c in violation_cols]
-        cells += [_num(row[k]) for k, _ in ARM_COLUMNS[2:]]
+        cells += [_num(row[k]) for k, _ in ARM_COLUMNS[:3]] + [_num(row[c]) for c in violation_cols]
+        cells += [_num(row[k]) for k, _ in ARM_COLUMNS[3:]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
