@@ -161,6 +161,19 @@ def success_figure(summary: pd.DataFrame, title: str) -> Any:
     return fig
 
 
+def _missing(frame: pd.DataFrame, seeds: Sequence[int], labels: Sequence[str]) -> str:
+    """What the definition asks for that the measured rows lack ("" when nothing)."""
+    parts = []
+    measured = sorted(int(s) for s in frame["training_seed"].unique())
+    if set(seeds) - set(measured):
+        parts.append(f"training seeds {', '.join(map(str, measured))} measured of {', '.join(map(str, seeds))}")
+    if labels:
+        absent = [label for label in labels if label not in set(frame["arm"])]
+        if absent:
+            parts.append("arms not measured: " + ", ".join(absent))
+    return "; ".join(parts)
+
+
 def table_section(definition: ResultsDefinition, table: Table, frame: pd.DataFrame | None, meta: dict[str, Any] | None,
                   figures: Path) -> list[str]:
     from hplan.config import load_scenario
@@ -183,9 +196,15 @@ def table_section(definition: ResultsDefinition, table: Table, frame: pd.DataFra
     lines += [f"Measured {meta['date']} at commit `{meta['commit']}`{' (uncommitted changes)' if meta.get('dirty') else ''} "
               f"on {meta['machine']}, device `{meta['device']}`.", ""]
     if table.kind == "heldout":
-        return lines + [heldout_markdown(frame), ""]
+        missing = _missing(frame, seeds, [])
+        note = [f"**Incomplete:** {missing}.", ""] if missing else []
+        return lines + note + [heldout_markdown(frame), ""]
     labels = [arm.label for arm in table.arms]
     summary = arm_summary(frame, labels)
+    missing = _missing(frame, seeds, labels)
+    if missing:
+        lines += [f"**Incomplete:** {missing}. Run `hplan results --only {table.name}` to finish it; the figures "
+                  "below cover only what was measured.", ""]
     lines += [planning_markdown(summary), ""]
     arms_with_sets = [arm for arm in table.arms if arm.sets or arm.planner or arm.guardrails]
     if arms_with_sets:
@@ -237,9 +256,10 @@ def readme_block(definition: ResultsDefinition, frames: dict[str, pd.DataFrame |
                 continue
             row = summary.loc[column]
             cells.append(_interval(row["success_mean"], row["success_low"], row["success_high"]).replace("**", ""))
-        seeds = len(definition.seeds(table))
-        lines.append(f"| {link} | " + " | ".join(cells)
-                     + f" | {seeds} × {definition.episodes(table)} | {meta['date'][:10]}, `{meta['commit']}` |")
+        seeds, measured = len(definition.seeds(table)), frame["training_seed"].nunique()
+        size = f"{seeds} × {definition.episodes(table)}" if measured >= seeds else \
+            f"{measured} of {seeds} seeds × {definition.episodes(table)} (incomplete)"
+        lines.append(f"| {link} | " + " | ".join(cells) + f" | {size} | {meta['date'][:10]}, `{meta['commit']}` |")
     return "\n".join(lines)
 
 
