@@ -44,6 +44,12 @@ def test_results_command_measures_every_table_then_reuses_the_cache(tmp_path, mo
     assert code == 0 and "train " not in stdout and "test episodes" not in stdout and "diagnostics" not in stdout
     assert stamps == {p: p.stat().st_mtime_ns for p in stamps}  # nothing re-collected, re-trained or re-run
 
+    # --page-only measures nothing and says what is missing
+    shutil.rmtree(runs / "evals" / "tiny_planning" / "flat" / "seed1-test-2ep")
+    code, stdout, _ = run_cli(monkeypatch, capsys, *args, "--page-only")
+    assert code == 0 and "test episodes" not in stdout
+    assert "**Incomplete:**" in out.read_text() and not (runs / "evals" / "tiny_planning" / "flat" / "seed1-test-2ep").exists()
+
     # one table re-measured after its evaluations were lost; the other keeps its section
     shutil.rmtree(runs / "evals" / "tiny_planning" / "flat")
     code, stdout, _ = run_cli(monkeypatch, capsys, *args, "--only", "tiny_planning")

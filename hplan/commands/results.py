@@ -23,7 +23,8 @@ def results_command(
     device: str = typer.Option("auto", "--device", help="torch device for training and planning: auto, cpu, cuda"),
     threads: Optional[int] = typer.Option(1, "--threads", min=1, help="torch CPU threads (1 is fastest on 2 busy cores)"),
     check: bool = typer.Option(False, "--check", help="validate the definition (every scenario and override), run nothing"),
-    page_only: bool = typer.Option(False, "--page-only", help="rewrite the page from the tables measured so far"),
+    page_only: bool = typer.Option(False, "--page-only",
+                                   help="measure nothing: rewrite the page from the cached evaluations"),
     readme: Optional[Path] = typer.Option(
         None, "--readme", help="README whose headline table (between its results markers) is rewritten "
                                "(default: README.md beside benchmarks/ when the default definition is used)"),
@@ -56,9 +57,9 @@ def results_command(
         torch.set_num_threads(threads)
     torch_device = str(resolve_device(device))
     paths = Paths(runs)
-    if not page_only:
-        for table in selected:
-            measure_table(spec, table, paths, lambda text: console.print(text, highlight=False), device=torch_device)
+    for table in selected:
+        measure_table(spec, table, paths, lambda text: console.print(text, highlight=False), device=torch_device,
+                      cached_only=page_only)
     sections, frames, metas = [], {}, {}
     for table in spec.tables:
         rows_path = paths.table(table)

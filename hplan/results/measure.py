@@ -57,16 +57,21 @@ class Paths:
 
 
 def measure_table(definition: ResultsDefinition, table: Table, paths: Paths, say: Say,
-                  progress: bool = True, device: str = "cpu") -> pd.DataFrame:
+                  progress: bool = True, device: str = "cpu", cached_only: bool = False) -> pd.DataFrame | None:
     """Run (or reuse) everything ``table`` needs; returns its rows and writes them under ``paths``.
-    The provenance is taken before anything runs: it names the code that did the measuring."""
+    The provenance is taken before anything runs: it names the code that did the measuring.
+    ``cached_only``: collect, train and play nothing; assemble what is cached (None if nothing is)."""
     started = provenance(device)
     ran: list[str] = []  # what this call measured; a table served wholly from the cache keeps its old date
     if table.kind == "heldout":
-        frame = _heldout_rows(definition, table, paths, say, device, ran)
+        frame = _heldout_rows(definition, table, paths, say, device, ran, cached_only)
     else:
-        frame = _planning_rows(definition, table, paths, say, progress, device, ran)
+        frame = _planning_rows(definition, table, paths, say, progress, device, ran, cached_only)
     out = paths.table(table)
+    if frame is None:  # nothing cached: the page must say "not measured", not show stale rows
+        for stale in (out, out.with_suffix(".json")):
+            stale.unlink(missing_ok=True)
+        return None
     write_dataframe(out, frame)
     if ran or not out.with_suffix(".json").exists():
         write_json(out.with_suffix(".json"), started)
@@ -74,7 +79,7 @@ def measure_table(definition: ResultsDefinition, table: Table, paths: Paths, say
 
 
 def _planning_rows(definition: ResultsDefinition, table: Table, paths: Paths, say: Say, progress: bool,
-                   device: str, ran: list[str]) -> pd.DataFrame:
+                   device: str, ran: list[str], cached_only: bool = False) -> pd.DataFrame | None:
     from hplan.models.checkpoint import load_world_model
     from hplan.runner import run_episodes
 
@@ -84,11 +89,16 @@ def _planning_rows(definition: ResultsDefinition, table: Table, paths: Paths, sa
         for arm in table.arms:
             sets = table.sets + arm.sets
             scenario = load_scenario(table.scenario, sets=sets)
-            model_dir = ensure_model(scenario, sets, seed, paths, say)
+            model_dir = cached_model(scenario, sets, seed, paths) if cached_only else \
+                ensure_model(scenario, sets, seed, paths, say)
+            if model_dir is None:
+                continue
             out = paths.evaluation(table, arm, seed, split, episodes)
             key = {"episodes": episodes, "split": split, "planner": arm.planner, "guardrails": arm.guardrails,
                    "sets": list(sets), "model": str(model_dir), "model_sha256": _sha256(model_dir / "model.pt")}
             frame = _cached_evaluation(out, key)
+            if frame is None and cached_only:
+                continue
             if frame is None:
                 say(f"[bold]{table.name}[/] {arm.label}, training seed {seed}: {episodes} {split} episodes")
                 if out.exists():
@@ -100,11 +110,11 @@ def _planning_rows(definition: ResultsDefinition, table: Table, paths: Paths, sa
                 write_json(out / "results_key.json", key)
                 ran.append(str(out))
             frames.append(frame.assign(arm=arm.label, training_seed=seed))
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True) if frames else None
 
 
 def _heldout_rows(definition: ResultsDefinition, table: Table, paths: Paths, say: Say, device: str,
-                  ran: list[str]) -> pd.DataFrame:
+                  ran: list[str], cached_only: bool = False) -> pd.DataFrame | None:
     from hplan.data.collect import collect
     from hplan.diagnostics.heldout import evaluate_heldout
     from hplan.envs.factory import make_env
@@ -112,6 +122,8 @@ def _heldout_rows(definition: ResultsDefinition, table: Table, paths: Paths, say
 
     scenario = load_scenario(table.scenario, sets=table.sets)
     heldout_dir = paths.data(scenario, table.sets, heldout=True)
+    if cached_only and not _complete(heldout_dir):
+        return None
     if not _complete(heldout_dir):
         say(f"[bold]{table.name}[/]: held-out data, {table.heldout_episodes} episodes → {heldout_dir}")
         collect(scenario, heldout_dir, episodes=table.heldout_episodes, split="heldout")
@@ -119,7 +131,10 @@ def _heldout_rows(definition: ResultsDefinition, table: Table, paths: Paths, say
     geodesic = getattr(env, "geodesic_steps", None)
     rows = []
     for seed in definition.seeds(table):
-        model_dir = ensure_model(scenario, table.sets, seed, paths, say)
+        model_dir = cached_model(scenario, table.sets, seed, paths) if cached_only else \
+            ensure_model(scenario, table.sets, seed, paths, say)
+        if model_dir is None:
+            continue
         out = paths.root / "evals" / table.name / f"seed{seed}-heldout.json"
         key = {"model_sha256": _sha256(model_dir / "model.pt"), "data": str(heldout_dir),
                "episodes": table.heldout_episodes}
@@ -127,6 +142,8 @@ def _heldout_rows(definition: ResultsDefinition, table: Table, paths: Paths, say
             cached = json.loads(out.read_text())
         except (OSError, ValueError):
             cached = {}
+        if cached.get("key") != key and cached_only:
+            continue
         if cached.get("key") != key:
             model = load_world_model(model_dir, device=device, expect_env_id=scenario.env.id)
             say(f"[bold]{table.name}[/] training seed {seed}: held-out diagnostics")
@@ -136,7 +153,15 @@ def _heldout_rows(definition: ResultsDefinition, table: Table, paths: Paths, say
             write_json(out, cached)
             ran.append(str(out))
         rows.append({"training_seed": seed, **cached["metrics"]})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows) if rows else None
+
+
+def cached_model(scenario: ScenarioConfig, sets: tuple[str, ...], seed: int, paths: Paths) -> Path | None:
+    """The finished model of one training seed if it is cached, else None (nothing is trained)."""
+    from hplan.models.training import finished_run_matches
+
+    model_dir = paths.model(paths.data(scenario, sets), sets, seed)
+    return model_dir if finished_run_matches(scenario, model_dir, seed=seed) else None
 
 
 def ensure_model(scenario: ScenarioConfig, sets: tuple[str, ...], seed: int, paths: Paths, say: Say) -> Path:
