@@ -163,15 +163,17 @@ def success_figure(summary: pd.DataFrame, title: str) -> Any:
 
 def _missing(frame: pd.DataFrame, seeds: Sequence[int], labels: Sequence[str]) -> str:
     """What the definition asks for that the measured rows lack ("" when nothing)."""
+    measured = set(frame["training_seed"].astype(int))
+    if not labels:
+        absent = [s for s in seeds if s not in measured]
+        return f"training seeds not measured: {', '.join(map(str, absent))}" if absent else ""
+    have = set(zip(frame["arm"], frame["training_seed"].astype(int)))
     parts = []
-    measured = sorted(int(s) for s in frame["training_seed"].unique())
-    if set(seeds) - set(measured):
-        parts.append(f"training seeds {', '.join(map(str, measured))} measured of {', '.join(map(str, seeds))}")
-    if labels:
-        absent = [label for label in labels if label not in set(frame["arm"])]
+    for label in labels:
+        absent = [s for s in seeds if (label, s) not in have]
         if absent:
-            parts.append("arms not measured: " + ", ".join(absent))
-    return "; ".join(parts)
+            parts.append(f"{label} (training seed{'s' if len(absent) > 1 else ''} {', '.join(map(str, absent))})")
+    return "not measured: " + "; ".join(parts) if parts else ""
 
 
 def table_section(definition: ResultsDefinition, table: Table, frame: pd.DataFrame | None, meta: dict[str, Any] | None,
@@ -256,9 +258,10 @@ def readme_block(definition: ResultsDefinition, frames: dict[str, pd.DataFrame |
                 continue
             row = summary.loc[column]
             cells.append(_interval(row["success_mean"], row["success_low"], row["success_high"]).replace("**", ""))
-        seeds, measured = len(definition.seeds(table)), frame["training_seed"].nunique()
-        size = f"{seeds} × {definition.episodes(table)}" if measured >= seeds else \
-            f"{measured} of {seeds} seeds × {definition.episodes(table)} (incomplete)"
+        seeds = len(definition.seeds(table))
+        size = f"{seeds} × {definition.episodes(table)}"
+        if _missing(frame, definition.seeds(table), [arm.label for arm in table.arms]):
+            size += f" (incomplete: [see]({page_name}#{table.name}))"
         lines.append(f"| {link} | " + " | ".join(cells) + f" | {size} | {meta['date'][:10]}, `{meta['commit']}` |")
     return "\n".join(lines)
 
