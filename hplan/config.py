@@ -110,19 +110,24 @@ def resolve_scenario_path(name_or_path: str | Path) -> Path:
 
 
 def load_scenario(name_or_path: str | Path, overrides: dict[str, Any] | None = None,
-                  sets: Sequence[str] = (), overrides_source: str = "overrides") -> ScenarioConfig:
+                  sets: Sequence[str] = (), overrides_source: str = "overrides",
+                  layers: Sequence[tuple[str, dict[str, Any]]] = ()) -> ScenarioConfig:
     """Read and validate a scenario file (semantic env checks happen in ``hplan.envs.factory``).
 
     ``overrides`` are nested tables merged over the file (a suite's or study's; name their file
-    in ``overrides_source``); ``sets`` are the command line's ``--set section.field=value``
+    in ``overrides_source``); ``layers`` are more ``(source, table)`` pairs merged after them (a
+    study's sampled parameters); ``sets`` are the command line's ``--set section.field=value``
     assignments, merged last. A bad value from ``--set`` is reported as ``--set section.field``.
     """
     path = resolve_scenario_path(name_or_path)
     raw = read_toml(path)
     from_sets = parse_sets(sets)
-    data = deep_merge(deep_merge(raw, overrides or {}), from_sets)
+    stack = [(str(path), raw), (overrides_source, overrides or {}), *layers, ("--set", from_sets)]
+    data: dict[str, Any] = {}
+    for _, table in stack:
+        data = deep_merge(data, table)
     data["source"] = str(path)
-    resolve_budget_layers(data, [(str(path), raw), (overrides_source, overrides or {}), ("--set", from_sets)])
+    resolve_budget_layers(data, stack)
     try:
         return from_mapping(ScenarioConfig, data, source=str(path))
     except ConfigError as err:

@@ -147,6 +147,13 @@ def test_the_landmark_agent_reports_head_rows_graph_time_and_its_setup_once(tmp_
 
     computes = [json.loads(line)["plan"]["compute"] for line in lines if '"type": "step"' in line]
     assert "setup_ms" in computes[0] and all("setup_ms" not in c for c in computes[1:])
+    # the build (all-pairs waypoint distances) is reported apart from the first step's own work,
+    # and counted once in the episode's totals
+    waypoints = 16
+    assert computes[0]["setup_distance_evals"] >= waypoints * waypoints
+    assert computes[0]["distance_evals"] < computes[0]["setup_distance_evals"]
+    row = frame.iloc[0]
+    assert row["distance_evals"] == sum(c["distance_evals"] + c.get("setup_distance_evals", 0) for c in computes)
 
 
 def test_a_long_thin_map_gets_enough_pixels_per_cell_and_built_ins_keep_64() -> None:
@@ -190,3 +197,25 @@ def test_a_non_finite_number_in_a_scenario_is_refused(tmp_path) -> None:
     with pytest.raises(ConfigError) as err:
         load_scenario(path)
     assert err.value.field == "guardrails.weight" and "finite" in err.value.message
+
+
+def test_a_study_set_is_a_later_layer_than_the_study_file(tmp_path) -> None:
+    """A study whose overrides fix an eval_budget, run with ``--set planner.population=32``: the
+    command line is the later layer, so its population turns the budget off (not refused as if
+    one file had set both)."""
+    from hplan.studies.config import load_study, rescale
+    from hplan.studies.space import trial_scenario
+
+    text = Path("studies/smoke.toml").read_text().replace(
+        "population = 16\nelites = 4\niterations = 1\nhigh_population = 16\n",
+        "eval_budget = 500\nelites = 4\niterations = 1\n")
+    path = tmp_path / "study.toml"
+    path.write_text(text)
+    study = load_study(path)
+    assert trial_scenario(study, {}).planner.eval_budget == 500
+    rescaled = rescale(study, sets=("planner.population=32",))
+    scenario = trial_scenario(rescaled, {})
+    assert scenario.planner.eval_budget == 0 and scenario.planner.population == 32
+    with pytest.raises(ConfigError) as err:
+        rescale(study, sets=("planner.horizon=0",))
+    assert "planner.horizon" in str(err.value)

@@ -34,8 +34,8 @@ def test_results_command_measures_every_table_then_reuses_the_cache(tmp_path, mo
     evals = sorted(p.relative_to(runs / "evals") for p in (runs / "evals").glob("*/*/*"))
     assert [str(p) for p in evals] == ["tiny_planning/flat/seed0-test-2ep", "tiny_planning/flat/seed1-test-2ep",
                                        "tiny_planning/hier/seed0-test-2ep", "tiny_planning/hier/seed1-test-2ep"]
-    assert sorted(p.name for p in (runs / "models" / "tiny_four_rooms-4ep").iterdir() if p.is_dir()) == ["seed0", "seed1"]
-    held = runs / "data" / "tiny_four_rooms-4ep-heldout" / "manifest.json"
+    assert sorted(p.name for p in (runs / "models" / "tiny_four_rooms-4ep").iterdir()) == ["seed0", "seed1"]
+    held = runs / "data" / "tiny_four_rooms-4ep-heldout4" / "manifest.json"
     assert '"split": "heldout"' in held.read_text()
 
     stamps = {p: p.stat().st_mtime_ns for p in runs.rglob("*") if p.suffix in (".pt", ".parquet", ".npz")
@@ -154,12 +154,33 @@ def test_the_seed_interval_is_centred_on_the_mean_and_widens_with_spread(values:
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=2, max_size=60))
 def test_paired_counts_discordant_episodes_and_is_antisymmetric(pairs: list[tuple[bool, bool]]) -> None:
-    a, b = [x for x, _ in pairs], [y for _, y in pairs]
+    a, b = [float(x) for x, _ in pairs], [float(y) for _, y in pairs]
     ab, ba = paired(a, b), paired(b, a)
     assert ab.a_only == ba.b_only and ab.b_only == ba.a_only
     assert math.isclose(ab.difference.estimate, -ba.difference.estimate, abs_tol=1e-12)
     assert math.isclose(ab.difference.estimate, (ab.a_only - ab.b_only) / len(pairs))
     assert ab.p_value == ba.p_value and 0.0 < ab.p_value <= 1.0
+
+
+def test_student_quantiles_continue_smoothly_past_the_table() -> None:
+    from hplan.results.stats import t975
+
+    assert math.isclose(t975(30), 2.042, abs_tol=1e-3) and math.isclose(t975(31), 2.0395, abs_tol=2e-4)
+    assert math.isclose(t975(49), 2.0096, abs_tol=2e-4) and math.isclose(t975(120), 1.9799, abs_tol=2e-4)
+    assert all(t975(d) > t975(d + 1) for d in range(1, 200))
+
+
+def test_comparisons_take_the_episode_as_the_unit() -> None:
+    """Three training seeds replaying the same four episodes: four pairs, not twelve."""
+    import pandas as pd
+
+    from hplan.results.page import comparisons
+
+    rows = [{"arm": arm, "training_seed": s, "seed": e, "success": arm == "A" or e == 0}
+            for arm in ("A", "B") for s in range(3) for e in range(4)]
+    (result,) = comparisons(pd.DataFrame(rows), [("A", "B")])
+    assert result["pairs"] == 4 and result["a_only"] == 3 and result["b_only"] == 0
+    assert math.isclose(result["difference"], 0.75)
 
 
 def test_the_sign_test_matches_exact_binomial_values() -> None:
@@ -177,3 +198,24 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path, mo
                                   "--out", full["--out"], "--runs", full["--runs"])
         assert code != 0 and needle in stderr and "Traceback" not in stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "r.md").exists()
+
+
+def test_a_changed_scenario_is_measured_again_and_changed_data_settings_are_refused(tmp_path, monkeypatch,
+                                                                                     capsys) -> None:
+    """The cache is keyed by what an evaluation recorded, not by the definition's text: editing the
+    scenario file (or a default) re-measures; a dataset collected otherwise is not silently reused."""
+    scenario = tmp_path / "tiny_four_rooms.toml"
+    scenario.write_text((FIXTURES / "tiny_four_rooms.toml").read_text())
+    definition = tmp_path / "results.toml"
+    definition.write_text(TINY.read_text().replace("training_seeds = [0, 1]", "training_seeds = [0]"))
+    args = ("results", "--definition", str(definition), "--only", "tiny_planning", "--out", str(tmp_path / "r.md"),
+            "--runs", str(tmp_path / "runs"))
+    assert run_cli(monkeypatch, capsys, *args)[0] == 0
+    code, stdout, _ = run_cli(monkeypatch, capsys, *args)
+    assert code == 0 and "test episodes" not in stdout
+    scenario.write_text(scenario.read_text().replace('mode = "penalty"', 'mode = "penalty"\nweight = 4.0'))
+    code, stdout, _ = run_cli(monkeypatch, capsys, *args)
+    assert code == 0 and "hier, training seed 0: 2 test episodes" in stdout and "train " not in stdout
+    scenario.write_text(scenario.read_text().replace('policy = "momentum"', 'policy = "momentum"\nturn_prob = 0.2'))
+    code, _, stderr = run_cli(monkeypatch, capsys, *args)
+    assert code != 0 and "cached dataset with other settings" in stderr and "Traceback" not in stderr

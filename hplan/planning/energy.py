@@ -250,7 +250,7 @@ class Energy:
                 if self.planner.task_cost == "l2":
                     jump = (z - before).norm(dim=-1)
                 else:
-                    jump = model.temporal_distance(before, z)
+                    jump = self.distance(before, z)  # the temporal distance, metered like every other call
                 task = task + self.planner.reach_weight * F.relu(jump - k).sum(1)
             if not self.uses_heads:
                 return Evaluation.unconstrained(task, n * length)

@@ -8,7 +8,7 @@ evaluation counts as done once its ``run.json`` is written (last, atomically).
 Layout::
 
     runs/results/data/<scenario>-<N>ep[-<hash>]                  one dataset per table (hash: other data overrides)
-    runs/results/data/<scenario>-<N>ep[-<hash>]-heldout          heldout tables: collected from the heldout stream
+    runs/results/data/<scenario>-<N>ep[-<hash>]-heldout<M>       heldout tables: M episodes from the heldout stream
     runs/results/models/<dataset>[-<hash>]/seed<k>               one model per training seed (hash: model/train overrides)
     runs/results/evals/<table>/<arm>/seed<k>-<split>-<E>ep       one evaluation per arm and training seed
     runs/results/tables/<table>.parquet (+ .json)                the table's episode rows and provenance
@@ -16,6 +16,7 @@ Layout::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -26,7 +27,11 @@ from typing import Any, Callable
 import pandas as pd
 
 from hplan.config import ScenarioConfig, load_scenario, parse_sets
+from hplan.configio import from_mapping, to_mapping
+from hplan.errors import HplanError
 from hplan.io import write_dataframe, write_json
+from hplan.planning.config import PlannerConfig
+from hplan.studies.pipeline import file_lock
 from hplan.results.definition import Arm, ResultsDefinition, Table, slug
 
 RUN_ONLY_SECTIONS = ("planner", "guardrails")
@@ -40,10 +45,11 @@ Say = Callable[[str], None]
 class Paths:
     root: Path
 
-    def data(self, scenario: ScenarioConfig, sets: tuple[str, ...], heldout: bool = False) -> Path:
+    def data(self, scenario: ScenarioConfig, sets: tuple[str, ...], heldout: int = 0) -> Path:
+        """The training dataset, or with ``heldout = N`` the N-episode held-out one (its own stream)."""
         extra = _hash([s for s in sets if _section(s) in DATA_SECTIONS and _target(s) != "collect.episodes"])
-        episodes = scenario.collect.episodes
-        return self.root / "data" / (f"{scenario.name}-{episodes}ep{extra}" + ("-heldout" if heldout else ""))
+        name = f"{scenario.name}-{scenario.collect.episodes}ep{extra}"
+        return self.root / "data" / (f"{name}-heldout{heldout}" if heldout else name)
 
     def model(self, data_dir: Path, sets: tuple[str, ...], seed: int) -> Path:
         extra = _hash([s for s in sets if _section(s) not in DATA_SECTIONS + RUN_ONLY_SECTIONS])
@@ -54,6 +60,10 @@ class Paths:
 
     def table(self, table: Table) -> Path:
         return self.root / "tables" / f"{table.name}.parquet"
+
+    def lock(self, path: Path) -> Path:
+        """The lock file guarding ``path`` (kept apart, so cache folders hold only their content)."""
+        return self.root / "locks" / (str(path.relative_to(self.root)).replace("/", "+") + ".lock")
 
 
 def measure_table(definition: ResultsDefinition, table: Table, paths: Paths, say: Say,
@@ -72,9 +82,9 @@ def measure_table(definition: ResultsDefinition, table: Table, paths: Paths, say
         for stale in (out, out.with_suffix(".json")):
             stale.unlink(missing_ok=True)
         return None
+    if ran or not out.with_suffix(".json").exists():  # the provenance first: a kill between the two
+        write_json(out.with_suffix(".json"), started)  # leaves a table without rows ("not measured")
     write_dataframe(out, frame)
-    if ran or not out.with_suffix(".json").exists():
-        write_json(out.with_suffix(".json"), started)
     return frame
 
 
@@ -94,21 +104,21 @@ def _planning_rows(definition: ResultsDefinition, table: Table, paths: Paths, sa
             if model_dir is None:
                 continue
             out = paths.evaluation(table, arm, seed, split, episodes)
-            key = {"episodes": episodes, "split": split, "planner": arm.planner, "guardrails": arm.guardrails,
-                   "sets": list(sets), "model": str(model_dir), "model_sha256": _sha256(model_dir / "model.pt")}
-            frame = _cached_evaluation(out, key)
-            if frame is None and cached_only:
-                continue
-            if frame is None:
-                say(f"[bold]{table.name}[/] {arm.label}, training seed {seed}: {episodes} {split} episodes")
-                if out.exists():
-                    shutil.rmtree(out)
-                model = load_world_model(model_dir, device=device, expect_env_id=scenario.env.id)
-                frame = run_episodes(scenario, model, planner_kind=arm.planner, guardrails=arm.guardrails,
-                                     episodes=episodes, log_dir=out, checkpoint=model_dir, device=device,
-                                     progress=progress, split=split, overrides=sets)
-                write_json(out / "results_key.json", key)
-                ran.append(str(out))
+            expected = expected_run(scenario, arm, split, episodes, _sha256(model_dir / "model.pt"))
+            with file_lock(paths.lock(out)):
+                frame = cached_evaluation(out, expected)
+                if frame is None and cached_only:
+                    continue
+                if frame is None:
+                    say(f"[bold]{table.name}[/] {arm.label}, training seed {seed}: {episodes} {split} episodes")
+                    if out.exists():
+                        shutil.rmtree(out)
+                    model = load_world_model(model_dir, device=device, expect_env_id=scenario.env.id)
+                    frame = run_episodes(scenario, model, planner_kind=arm.planner, guardrails=arm.guardrails,
+                                         episodes=episodes, log_dir=out, checkpoint=model_dir, device=device,
+                                         progress=progress, split=split, overrides=sets)
+                    write_json(out / DONE_MARKER, {"sets": list(sets), "model": str(model_dir)})
+                    ran.append(str(out))
             frames.append(frame.assign(arm=arm.label, training_seed=seed))
     return pd.concat(frames, ignore_index=True) if frames else None
 
@@ -121,12 +131,13 @@ def _heldout_rows(definition: ResultsDefinition, table: Table, paths: Paths, say
     from hplan.models.checkpoint import load_world_model
 
     scenario = load_scenario(table.scenario, sets=table.sets)
-    heldout_dir = paths.data(scenario, table.sets, heldout=True)
-    if cached_only and not _complete(heldout_dir):
-        return None
-    if not _complete(heldout_dir):
+    heldout_dir = paths.data(scenario, table.sets, heldout=table.heldout_episodes)
+    if not _dataset_ready(scenario, heldout_dir, "heldout", cached_only):
+        if cached_only:
+            return None
         say(f"[bold]{table.name}[/]: held-out data, {table.heldout_episodes} episodes → {heldout_dir}")
-        collect(scenario, heldout_dir, episodes=table.heldout_episodes, split="heldout")
+        with file_lock(paths.lock(heldout_dir)):
+            collect(scenario, heldout_dir, episodes=table.heldout_episodes, split="heldout")
     env = make_env(scenario).unwrapped
     geodesic = getattr(env, "geodesic_steps", None)
     rows = []
@@ -160,7 +171,10 @@ def cached_model(scenario: ScenarioConfig, sets: tuple[str, ...], seed: int, pat
     """The finished model of one training seed if it is cached, else None (nothing is trained)."""
     from hplan.models.training import finished_run_matches
 
-    model_dir = paths.model(paths.data(scenario, sets), sets, seed)
+    data_dir = paths.data(scenario, sets)
+    if not _dataset_ready(scenario, data_dir, "train", cached_only=True):
+        return None
+    model_dir = paths.model(data_dir, sets, seed)
     return model_dir if finished_run_matches(scenario, model_dir, seed=seed) else None
 
 
@@ -170,15 +184,13 @@ def ensure_model(scenario: ScenarioConfig, sets: tuple[str, ...], seed: int, pat
     from hplan.data.collect import collect
     from hplan.models.training import finished_run_matches, train_world_model
 
-    from hplan.studies.pipeline import file_lock
-
     data_dir = paths.data(scenario, sets)
-    with file_lock(data_dir.with_name(data_dir.name + ".lock")):  # two results runs never collect one dataset twice
-        if not _complete(data_dir):
+    with file_lock(paths.lock(data_dir)):  # two results runs never collect one dataset twice
+        if not _dataset_ready(scenario, data_dir, "train", cached_only=False):
             say(f"collect {scenario.name}: {scenario.collect.episodes} episodes → {data_dir}")
             collect(scenario, data_dir)
     model_dir = paths.model(data_dir, sets, seed)
-    with file_lock(model_dir.with_name(model_dir.name + ".lock")):  # ... nor train one model twice at once
+    with file_lock(paths.lock(model_dir)):  # ... nor train one model twice at once
         if not finished_run_matches(scenario, model_dir, seed=seed):
             say(f"train {scenario.name}, training seed {seed} → {model_dir}")
             train_world_model(scenario, data_dir, model_dir, progress=True, seed=seed)
@@ -214,20 +226,73 @@ def provenance(device: str) -> dict[str, Any]:
             "machine": f"{cpu}, {os.cpu_count()} cores", "device": device, "versions": package_versions()}
 
 
-def _cached_evaluation(out: Path, key: dict[str, Any]) -> pd.DataFrame | None:
+DONE_MARKER = "results_key.json"
+"""Written last into an evaluation folder: the evaluation finished (run.json alone may be a kill's leftover)."""
+
+
+def expected_run(scenario: ScenarioConfig, arm: Arm, split: str, episodes: int, model_sha256: str) -> dict[str, Any]:
+    """What an evaluation of ``arm`` must have recorded to be reused: the episodes, the model's
+    weights, and the settings that decide what the agent does (planner search, guardrails, env, task)."""
+    from hplan.runner.settings import resolve_guardrails, resolve_planner
+
+    planner = resolve_planner(scenario.planner, arm.planner)
+    guardrails = resolve_guardrails(scenario.guardrails, arm.guardrails)
+    return {"seed": scenario.seed, "split": split, "episodes": episodes, "checkpoint_sha256": model_sha256,
+            "planner": search_fingerprint(planner), "guardrails": to_mapping(guardrails),
+            "env": to_mapping(scenario.env), "task": to_mapping(scenario.task)}
+
+
+def search_fingerprint(planner: PlannerConfig) -> dict[str, Any]:
+    """A planner's settings with its search sizes as resolved (so ``eval_budget = 3850`` and the
+    populations it derives compare equal to those populations given directly); the device is left
+    out (it does not change a CPU-seeded result's meaning)."""
+    from hplan.planning.budget import resolve_budget
+
+    mapping = to_mapping(planner)
+    for key in ("device", "eval_budget", "high_share", "population", "iterations", "elites",
+                "high_population", "high_iterations", "high_elites"):
+        mapping.pop(key, None)
+    budget = resolve_budget(planner)
+    mapping["search"] = {"low": list(dataclasses.astuple(budget.low)),
+                         "high": None if budget.high is None else list(dataclasses.astuple(budget.high))}
+    return mapping
+
+
+def cached_evaluation(out: Path, expected: dict[str, Any]) -> pd.DataFrame | None:
+    """The finished evaluation in ``out`` if what it recorded (``run.json`` and its first episode
+    log's header) matches ``expected``; None when it is missing, unfinished or made otherwise."""
     try:
-        if json.loads((out / "results_key.json").read_text()) != key:
+        if not (out / DONE_MARKER).exists():
+            return None
+        run = json.loads((out / "run.json").read_text())
+        with (out / "episodes" / "ep-0000.jsonl").open() as handle:
+            header = json.loads(handle.readline())
+        recorded = {"seed": run["seed"], "split": run["split"], "episodes": run["episodes"],
+                    "checkpoint_sha256": run["checkpoint_sha256"],
+                    "planner": search_fingerprint(from_mapping(PlannerConfig, run["planner"], source=str(out))),
+                    "guardrails": run["guardrails"], "env": header["scenario"]["env"], "task": header["scenario"]["task"]}
+        if json.loads(json.dumps(recorded)) != json.loads(json.dumps(expected)):
             return None
         return pd.read_parquet(out / "episodes.parquet")
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError, TypeError, HplanError):
         return None
 
 
-def _complete(data_dir: Path) -> bool:
-    try:
-        return bool(json.loads((data_dir / "manifest.json").read_text()).get("complete"))
-    except (OSError, ValueError):
+def _dataset_ready(scenario: ScenarioConfig, data_dir: Path, split: str, cached_only: bool) -> bool:
+    """True when ``data_dir`` holds a complete dataset collected with ``scenario``'s settings.
+    One collected with other settings is refused in one line (or, ``cached_only``, left out)."""
+    from hplan.data.manifest import open_existing, settings_fingerprint
+
+    if not (data_dir / "manifest.json").exists():
         return False
+    try:
+        manifest = open_existing(data_dir, settings_fingerprint(scenario, split))
+    except HplanError as err:
+        if cached_only:
+            return False
+        raise HplanError(f"{data_dir}: a cached dataset with other settings ({err}); delete it or use another "
+                         "--runs") from None
+    return bool(manifest and manifest.get("complete"))
 
 
 def _sha256(path: Path) -> str:
@@ -249,5 +314,5 @@ def _target(assignment: str) -> str:
 def _hash(sets: list[str]) -> str:
     if not sets:
         return ""
-    canonical = json.dumps(parse_sets(sorted(sets)), sort_keys=True)
+    canonical = json.dumps(parse_sets(list(sets)), sort_keys=True)  # later assignments win, as in the scenario
     return "-" + hashlib.sha256(canonical.encode()).hexdigest()[:8]

@@ -63,15 +63,18 @@ def arm_summary(frame: pd.DataFrame, arms: Sequence[str]) -> pd.DataFrame:
 
 
 def comparisons(frame: pd.DataFrame, pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
-    """Paired differences in success between arms that played the same episodes."""
+    """Paired differences in success between arms that played the same episodes; each episode's
+    success is averaged over the training seeds both arms have for it (the episode is the unit)."""
     out = []
     for a, b in pairs:
-        left = frame[frame["arm"] == a].set_index(["training_seed", "seed"])["success"]
-        right = frame[frame["arm"] == b].set_index(["training_seed", "seed"])["success"]
+        left = frame[frame["arm"] == a].set_index(["training_seed", "seed"])["success"].astype(float)
+        right = frame[frame["arm"] == b].set_index(["training_seed", "seed"])["success"].astype(float)
         common = left.index.intersection(right.index)
         if common.empty:
             continue
-        result = paired(list(left[common].astype(bool)), list(right[common].astype(bool)))
+        per_episode_a = left[common].groupby(level="seed").mean()
+        per_episode_b = right[common].groupby(level="seed").mean()
+        result = paired(list(per_episode_a), list(per_episode_b.loc[per_episode_a.index]))
         out.append({"a": a, "b": b, "difference": result.difference.estimate, "low": result.difference.low,
                     "high": result.difference.high, "a_only": result.a_only, "b_only": result.b_only,
                     "pairs": result.pairs, "p_value": result.p_value})
@@ -117,7 +120,8 @@ def planning_markdown(summary: pd.DataFrame) -> str:
 def comparison_markdown(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
-    lines = ["| A vs B (same episodes) | success A − B (95 %) | only A solved | only B solved | p (sign test) |",
+    lines = ["| A vs B (same episodes) | success A − B (95 %, over episodes) | episodes A did better | "
+             "episodes B did better | p (sign test) |",
              "| --- | --- | --- | --- | --- |"]
     for r in rows:
         diff = f"{100 * r['difference']:+.1f} pp ({100 * r['low']:+.1f} to {100 * r['high']:+.1f})" \
@@ -286,9 +290,11 @@ def page(definition: ResultsDefinition, sections: list[list[str]], generated: di
         f"lightning {versions.get('lightning')}.", "",
         "How to read it: success is measured per training seed on the same seeded `test` episodes for every arm; "
         "the first interval is the 95 % t-interval of the training seeds' success rates (it says how much a "
-        "retrain moves the figure), the pooled one a Wilson interval over all episodes. Arms on the same episodes "
-        "are compared pair by pair (difference with a 95 % interval over episodes, and an exact sign test on the "
-        "episodes only one arm solved). *plan ms / step* is the agent's wall time per step (encode, plan, every "
+        "retrain moves the figure), the pooled one a Wilson interval over all episodes of all seeds (it treats "
+        "them as independent, though seeds replay the same episodes: read it as a lower bound on the "
+        "uncertainty). Arms on the same episodes are compared pair by pair, with the episode as the unit: each "
+        "episode's success averaged over the training seeds, the mean difference with a 95 % t-interval over "
+        "episodes, and an exact sign test on the episodes where the arms differ. *plan ms / step* is the agent's wall time per step (encode, plan, every "
         "head call and graph search); *incl. setup* adds building the agent (its landmark graph) once per episode. "
         "Timings depend on what else the machine ran; compare them within a table.", "",
         "Contents: " + ", ".join(f"[{t.title}](#{t.name})" for t in definition.tables), "",

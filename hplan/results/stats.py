@@ -16,10 +16,15 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
 
 
 def t975(df: int) -> float:
-    """The 97.5 % quantile of Student's t with ``df`` degrees of freedom (normal beyond 30)."""
+    """The 97.5 % quantile of Student's t with ``df`` degrees of freedom: tabulated up to 30, then
+    the Cornish–Fisher expansion around the normal quantile (error below 1e-4 from 30 on)."""
     if df < 1:
         raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-    return _T975[df - 1] if df <= len(_T975) else Z95
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z, v = Z95, float(df)
+    return (z + (z**3 + z) / (4 * v) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
+            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3))
 
 
 @dataclass(frozen=True)
@@ -59,17 +64,22 @@ def mean_interval(values: Sequence[float]) -> Interval:
 
 @dataclass(frozen=True)
 class Paired:
-    """Two arms on the same episodes: ``a_only`` episodes only A solved, ``b_only`` only B."""
+    """Two arms on the same episodes: on ``a_only`` episodes A did better, on ``b_only`` B did."""
 
-    difference: Interval  # mean of success(A) - success(B) over episodes, with a 95 % interval
+    difference: Interval  # mean over episodes of success(A) - success(B), with a 95 % t-interval
     a_only: int
     b_only: int
-    pairs: int
-    p_value: float  # exact two-sided McNemar (sign) test on the discordant pairs
+    pairs: int  # episodes (the independent units)
+    p_value: float  # exact two-sided sign test on the episodes where the arms differ
 
 
-def paired(a: Sequence[bool], b: Sequence[bool]) -> Paired:
-    """Paired comparison of two arms' successes on the same episodes."""
+def paired(a: Sequence[float], b: Sequence[float]) -> Paired:
+    """Paired comparison of two arms' success on the same episodes.
+
+    Each entry is one episode's success, or its success rate over the training seeds that played
+    it: seeds replay the same episodes, so an episode, not an (episode, seed) pair, is the
+    independent unit — pooling seeds as if independent would make the interval too narrow.
+    """
     if len(a) != len(b) or not a:
         raise ValueError("paired needs two equally long, non-empty sequences")
     diffs = [float(x) - float(y) for x, y in zip(a, b)]
@@ -77,8 +87,8 @@ def paired(a: Sequence[bool], b: Sequence[bool]) -> Paired:
     mean = sum(diffs) / n
     sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) if n > 1 else math.nan
     half = t975(n - 1) * sd / math.sqrt(n) if n > 1 else math.nan
-    a_only = sum(1 for x, y in zip(a, b) if x and not y)
-    b_only = sum(1 for x, y in zip(a, b) if y and not x)
+    a_only = sum(1 for d in diffs if d > 0)
+    b_only = sum(1 for d in diffs if d < 0)
     return Paired(Interval(mean, mean - half, mean + half), a_only, b_only, n, sign_test(a_only, b_only))
 
 

@@ -158,16 +158,20 @@ def episode_row(record: EpisodeRecord, *, index: int, scenario: str = "", planne
 
 
 COMPUTE_TOTALS = ("distance_evals", "guardrail_evals", "distance_ms", "guardrail_ms", "graph_ms", "setup_ms")
-"""Per-episode totals of what the agent computed besides predictor evaluations (PlanInfo.compute)."""
+"""Per-episode totals of what the agent computed besides predictor evaluations (PlanInfo.compute).
+Head rows and head / graph time include the agent's build once per episode (its ``setup_<kind>``
+figures); ``setup_ms`` is the build's wall time, which ``act_ms`` does not contain."""
 
 
 def compute_totals(record: EpisodeRecord) -> dict[str, float]:
-    """Sums over the episode's steps of each :data:`COMPUTE_TOTALS` entry (0 when not reported)."""
+    """Sums over the episode's steps of each :data:`COMPUTE_TOTALS` entry (0 when not reported),
+    the build's share of head rows and head / graph time added in."""
     totals = dict.fromkeys(COMPUTE_TOTALS, 0.0)
     for step in record.steps:
         for key, value in (step.plan.get("compute") or {}).items():
-            if key in totals and value is not None:
-                totals[key] += float(value)
+            name = key[len("setup_"):] if key.startswith("setup_") and key != "setup_ms" else key
+            if name in totals and value is not None:
+                totals[name] += float(value)
     return {key: (int(v) if key.endswith("_evals") else round(v, 3)) for key, v in totals.items()}
 
 

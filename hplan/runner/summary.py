@@ -10,9 +10,10 @@
 * ``model_evals_per_step``: predictor evaluations per step (the planners' compute budget).
 * ``distance_evals_per_step``, ``guardrail_evals_per_step``: rows the distance and guardrail heads
   scored per step; ``heads_ms_per_step``, ``graph_ms_per_step``: their time and the landmark
-  graph's (shortest paths, route look-ups) per step, all inside ``ms_per_step``;
-  ``setup_ms_per_step``: building the agent (its landmark graph) once per episode, spread over the
-  episode's steps and *not* inside ``ms_per_step``; ``total_ms_per_step`` adds it.
+  graph's (shortest paths, route look-ups) per step. All three include building the agent (its
+  landmark graph) once per episode, so they are parts of ``total_ms_per_step``;
+  ``setup_ms_per_step``: that build's wall time spread over the episode's steps, *not* inside
+  ``ms_per_step`` (the wall time of ``agent.act``); ``total_ms_per_step`` = ``ms_per_step`` + it.
 * ``<name>_rate``, ``<name>_per_1000_steps``: the two violation figures for one guardrail alone.
 """
 

@@ -165,6 +165,8 @@ class StudyConfig:
     pruner: PrunerConfig = field(default_factory=PrunerConfig, metadata=meta("[pruner] section"))
     storage: StorageConfig = field(default_factory=StorageConfig, metadata=meta("[storage] section"))
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig, metadata=meta("[synthetic] section"))
+    sets: tuple[str, ...] = field(default=(), metadata=meta(
+        "scenario overrides SECTION.FIELD=VALUE from the command line (--set), applied after everything else"))
     source: str = field(default="<memory>", metadata=meta("file this study was read from (set by the loader)"))
 
     def __post_init__(self) -> None:
@@ -229,17 +231,15 @@ def rescale(study: StudyConfig, *, seeds: int | None = None, episodes: int | Non
     """
     from dataclasses import replace
 
-    from hplan.config import deep_merge as merge
     from hplan.config import parse_sets
     from hplan.studies.space import validate_against_scenario
 
     changes: dict[str, Any] = {k: v for k, v in (("seeds", seeds), ("episodes_per_seed", episodes),
                                                  ("max_epochs", max_epochs), ("collect_episodes", collect_episodes))
                                if v is not None}
-    overrides = dict(study.overrides)
-    overrides = merge(overrides, parse_sets(sets))
+    parse_sets(sets)  # malformed assignments fail here, naming --set
     try:
-        changed = replace(study, **changes, overrides=overrides)
+        changed = replace(study, **changes, sets=study.sets + tuple(sets))
     except ValueError as err:
         raise ConfigError(study.source, "<command line>", str(err)) from None
     validate_against_scenario(changed)

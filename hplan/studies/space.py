@@ -84,7 +84,7 @@ def validate_against_scenario(study: StudyConfig) -> ScenarioConfig:
     from hplan.config import load_scenario
 
     try:
-        base = load_scenario(study.scenario, study.scenario_overrides())
+        base = load_scenario(study.scenario, study.scenario_overrides(), sets=study.sets, overrides_source=study.source)
     except ConfigError as err:
         raise ConfigError(study.source, "scenario/overrides", f"{err}") from None
     for i, spec in enumerate(study.params):
@@ -94,7 +94,8 @@ def validate_against_scenario(study: StudyConfig) -> ScenarioConfig:
             raise ConfigError(study.source, f"params[{i}].target", str(err)) from None
         for value in boundary_values(spec):
             try:
-                load_scenario(study.scenario, merge(study.scenario_overrides(), nested(spec.target, value)))
+                load_scenario(study.scenario, study.scenario_overrides(), sets=study.sets, overrides_source=study.source,
+                              layers=[(f"{study.source}: params[{i}]", nested(spec.target, value))])
             except ConfigError as err:
                 raise ConfigError(study.source, f"params[{i}] ({spec.target})",
                                   f"value {value!r} rejected by the scenario: {err.message}") from None
@@ -148,10 +149,11 @@ def trial_scenario(study: StudyConfig, params: dict[str, Any], seed: int | None 
     """The scenario one trial runs: base file + fixed overrides + sampled parameters (+ seed)."""
     from hplan.config import load_scenario
 
-    overrides = merge(study.scenario_overrides(), overrides_from_params(params))
+    sampled = overrides_from_params(params)
     if seed is not None:
-        overrides["seed"] = seed
+        sampled["seed"] = seed
     try:
-        return load_scenario(study.scenario, overrides)
+        return load_scenario(study.scenario, study.scenario_overrides(), sets=study.sets,
+                             overrides_source=study.source, layers=[(f"{study.source}: params", sampled)])
     except ConfigError as err:
         raise HplanError(f"{study.source}: parameters {params} give an invalid scenario: {err}") from None

@@ -78,7 +78,10 @@ def make_pruner(study: StudyConfig) -> optuna.pruners.BasePruner:
 def _max_epochs(study: StudyConfig) -> int:
     if study.pipeline == "synthetic":
         return study.synthetic.epochs
-    return study.max_epochs or int(study.scenario_overrides().get("train", {}).get("max_epochs", 10))
+    from hplan.config import deep_merge, parse_sets
+
+    overrides = deep_merge(study.scenario_overrides(), parse_sets(study.sets))
+    return study.max_epochs or int(overrides.get("train", {}).get("max_epochs", 10))
 
 
 def budget(study: StudyConfig, n_trials: int | None = None) -> int:
