@@ -29,8 +29,6 @@ ARM_COLUMNS: tuple[tuple[str, str], ...] = (
     ("graph_ms_per_step", "graph ms / step"),
 )
 
-HELDOUT_COLUMNS = ("probe_r2", "probe_r2_pred", "probe_r2_pred_delta", "auroc_wall_contact", "ece_wall_contact",
-                   "auroc_restricted_zone", "distance_spearman_geodesic", "distance_spearman_straight")
 
 
 def arm_summary(frame: pd.DataFrame, arms: Sequence[str]) -> pd.DataFrame:
@@ -131,12 +129,21 @@ def comparison_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def heldout_markdown(frame: pd.DataFrame) -> str:
-    columns = [c for c in HELDOUT_COLUMNS if c in frame and frame[c].notna().any()]
+    """Every held-out metric the model has (probes, guardrail AUROC and calibration, distance rank
+    correlations), mean of training seeds with a t-interval clipped to the metric's range."""
+    order = ("probe_r2", "auroc_", "ece_", "distance_", "straight_line_")
+    columns = [c for c in frame.columns if c not in ("training_seed", "episodes") and not c.startswith("positives_")
+               and frame[c].notna().any()]
+    # a guardrail no held-out transition violated has no AUROC; its calibration error says nothing either
+    columns = [c for c in columns if not (c.startswith("ece_") and f"auroc_{c[4:]}" not in columns)]
+    columns.sort(key=lambda c: (next((i for i, p in enumerate(order) if c.startswith(p)), len(order)), c))
     lines = ["| metric | mean of seeds (95 % t-interval) | per seed |", "| --- | --- | --- |"]
     for column in columns:
         values = [float(v) for v in frame.sort_values("training_seed")[column]]
         mi = mean_interval(values)
-        interval = f"{mi.estimate:.3f}" + ("" if math.isnan(mi.low) else f" ({mi.low:.3f}–{mi.high:.3f})")
+        low_bound = 0.0 if column.startswith(("auroc_", "ece_")) else -1.0 if "spearman" in column else -math.inf
+        interval = f"{mi.estimate:.3f}" + ("" if math.isnan(mi.low) else
+                                          f" ({max(low_bound, mi.low):.3f}–{min(1.0, mi.high):.3f})")
         lines.append(f"| {column} | {interval} | {' / '.join(f'{v:.3f}' for v in values)} |")
     return "\n".join(lines)
 
