@@ -158,8 +158,8 @@ def success_figure(summary: pd.DataFrame, title: str) -> Any:
     fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(summary), 3.2))
     x = range(len(summary))
     means = summary["success_mean"].to_numpy()
-    low = (summary["success_mean"] - summary["success_low"]).fillna(0).clip(lower=0).to_numpy()
-    high = (summary["success_high"] - summary["success_mean"]).fillna(0).clip(lower=0).to_numpy()
+    low = (summary["success_mean"] - summary["success_low"].clip(lower=0.0)).fillna(0).clip(lower=0).to_numpy()
+    high = (summary["success_high"].clip(upper=1.0) - summary["success_mean"]).fillna(0).clip(lower=0).to_numpy()
     ax.bar(x, means, color="#8fb3de", yerr=[low, high], capsize=4, label="mean of training seeds (95 % t)")
     for i, rates in enumerate(summary["success_per_seed"]):
         ax.scatter([i] * len(rates), rates, color="#1f3b73", s=14, zorder=3, label="one training seed" if i == 0 else None)
@@ -167,7 +167,7 @@ def success_figure(summary: pd.DataFrame, title: str) -> Any:
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("success")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     fig.tight_layout()
     return fig
 
