@@ -31,6 +31,7 @@ from hplan.configio import from_mapping, to_mapping
 from hplan.errors import HplanError
 from hplan.io import write_dataframe, write_json
 from hplan.planning.config import PlannerConfig
+from hplan.runner.settings import checkpoint_sha256
 from hplan.studies.pipeline import file_lock
 from hplan.results.definition import Arm, ResultsDefinition, Table, slug
 
@@ -104,7 +105,7 @@ def _planning_rows(definition: ResultsDefinition, table: Table, paths: Paths, sa
             if model_dir is None:
                 continue
             out = paths.evaluation(table, arm, seed, split, episodes)
-            expected = expected_run(scenario, arm, split, episodes, _sha256(model_dir / "model.pt"))
+            expected = expected_run(scenario, arm, split, episodes, checkpoint_sha256(model_dir))
             with file_lock(paths.lock(out)):
                 frame = cached_evaluation(out, expected)
                 if frame is None and cached_only:
@@ -147,7 +148,7 @@ def _heldout_rows(definition: ResultsDefinition, table: Table, paths: Paths, say
         if model_dir is None:
             continue
         out = paths.root / "evals" / table.name / f"seed{seed}-heldout.json"
-        key = {"model_sha256": _sha256(model_dir / "model.pt"), "data": str(heldout_dir),
+        key = {"model_sha256": checkpoint_sha256(model_dir), "data": str(heldout_dir),
                "episodes": table.heldout_episodes}
         try:
             cached = json.loads(out.read_text())
@@ -293,14 +294,6 @@ def _dataset_ready(scenario: ScenarioConfig, data_dir: Path, split: str, cached_
         raise HplanError(f"{data_dir}: a cached dataset with other settings ({err}); delete it or use another "
                          "--runs") from None
     return bool(manifest and manifest.get("complete"))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _section(assignment: str) -> str:
