@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 
 from hplan.config import EnvConfig, ScenarioConfig
 from hplan.diagnostics.collapse import CollapseRule
+from hplan.diagnostics.heldout import evaluate_heldout
+from hplan.diagnostics.high_level import high_level_verdict
 from hplan.diagnostics.report import read_run_metrics
 from hplan.errors import CheckpointError, ConfigError, HplanError
 from hplan.models.checkpoint import load_world_model
@@ -75,6 +77,40 @@ def test_collapse_flag_fires_for_none_and_stays_quiet_for_vicreg(state_data: Pat
     assert not healthy.verdict.collapsed, healthy.verdict.describe()
     assert healthy.frame["val/probe_r2"].iloc[-1] > CollapseRule().probe_floor
     assert healthy.frame["val/std_mean"].iloc[-1] > 10 * collapsed.frame["val/std_mean"].iloc[-1]
+
+
+def _degrade(model: torch.nn.Module, how: str) -> None:
+    """Break a trained P_hi the three ways the degenerate-high-level flag is for."""
+    p_hi = model.subgoal.p_hi
+    with torch.no_grad():
+        if how == "untrained":  # the zero-initialised last layer: every jump stays put
+            p_hi[-1].weight.zero_()
+            p_hi[-1].bias.zero_()
+        elif how == "constant":  # the same jump from everywhere, whatever the code
+            p_hi[-1].weight.zero_()
+            p_hi[-1].bias.copy_(torch.linspace(-1.0, 1.0, p_hi[-1].bias.numel()))
+        else:  # prior-collapsed: the code no longer reaches P_hi
+            p_hi[0].weight[:, -model.code_dim:].zero_()
+
+
+@pytest.mark.parametrize("how", ["untrained", "constant", "prior-collapsed"])
+def test_high_level_flag_fires_on_a_degenerate_p_hi_and_stays_quiet_on_a_trained_one(
+        state_data: Path, tmp_path_factory: pytest.TempPathFactory, how: str) -> None:
+    run = tmp_path_factory.getbasetemp() / "high-level-run"
+    if not (run / "model.pt").is_file():
+        train_world_model(SCENARIO, state_data, run, max_epochs=3, **TINY)
+    logged = read_run_metrics(run).high_level
+    assert logged is not None and not logged.degenerate, logged
+    model = load_world_model(run, device="cpu", expect_env_id=ENV_ID)
+    trained = evaluate_heldout(model, state_data, horizon=3)
+    verdict = high_level_verdict(trained, prefix="")
+    assert verdict is not None and not verdict.degenerate, verdict.describe()
+    _degrade(model, how)
+    broken = high_level_verdict(evaluate_heldout(model, state_data, horizon=3), prefix="")
+    assert broken is not None and broken.degenerate
+    assert any("prior spread" in reason for reason in broken.reasons), broken.describe()
+    if how != "prior-collapsed":  # a P_hi that ignores its input does no better than standing still
+        assert any("jump skill" in reason for reason in broken.reasons), broken.describe()
 
 
 class _Interrupt(pl.Callback):
@@ -186,6 +222,8 @@ def test_cli_train_then_inspect(state_data: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["inspect", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert "COLLAPSED" in result.output and "effective_rank" in result.output
+    assert "high_jump_skill" in result.output and "high_probe_r2_j1" in result.output
+    assert "high level DEGENERATE" in result.output or "high level healthy" in result.output
     png = tmp_path / "run" / "collapse.png"
     held = runner.invoke(app, ["inspect", str(tmp_path / "run"), "--data", str(state_data), "--device", "cpu"])
     assert held.exit_code == 0, held.output

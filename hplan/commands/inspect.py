@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 MAX_EPOCH_COLUMNS = 8
@@ -20,9 +23,11 @@ def inspect_command(
         "AUROC, temporal distance vs true geodesic")),
     device: str = typer.Option("auto", help="torch device for --data evaluation"),
 ) -> None:
-    """Print the per-epoch collapse metrics, save collapse.png into the run dir, say COLLAPSED or healthy."""
+    """Print the per-epoch collapse and high-level metrics, save collapse.png into the run dir, say
+    COLLAPSED or healthy (the encoder) and DEGENERATE or healthy (the high level)."""
     from hplan.diagnostics.collapse import CollapseRule
-    from hplan.diagnostics.report import TABLE_COLUMNS, plot_collapse_curves, read_run_metrics
+    from hplan.diagnostics.high_level import HighLevelRule
+    from hplan.diagnostics.report import HIGH_LEVEL_COLUMNS, TABLE_COLUMNS, plot_collapse_curves, read_run_metrics
 
     console = Console()
     run = read_run_metrics(run_dir)
@@ -33,13 +38,11 @@ def inspect_command(
     title = f"{run_dir} — latent_dim {run.latent_dim}"
     if len(shown) < len(frame):
         title += f" (last {len(shown)} of {len(frame)} epochs)"
-    table = Table(title=title, title_justify="left")
-    table.add_column("metric")
-    for epoch in shown["epoch"]:
-        table.add_column(f"ep {int(epoch)}", justify="right")
-    for column in columns:
-        table.add_row(column, *(_fmt(v) for v in shown[column]))
-    console.print(table)
+    console.print(_epoch_table(title, shown, columns))
+    high = [c for c in HIGH_LEVEL_COLUMNS if c in frame.columns]
+    high += sorted((c for c in frame.columns if c.startswith("val/high_probe_r2")), key=lambda c: (len(c), c))
+    if high:
+        console.print(_epoch_table("high level (subgoal model, P_hi) on validation episodes", shown, high))
     png = plot_collapse_curves(run)
     rule = CollapseRule()
     console.print(f"rule: collapsed when {rule.loss_key} fell and, at the last epoch, effective_rank < "
@@ -47,6 +50,13 @@ def inspect_command(
                   style="dim")
     style = "bold red" if run.verdict.collapsed else "bold green"
     console.print(f"[{style}]{run.verdict.describe()}[/]")
+    if run.high_level is not None:
+        high_rule = HighLevelRule()
+        console.print(f"rule: high level degenerate when, at the last epoch, high_jump_skill < {high_rule.skill_floor:g}, "
+                      f"high_prior_spread < {high_rule.spread_floor:g} or high_active_codes < {high_rule.min_active_codes}",
+                      style="dim")
+        style = "bold red" if run.high_level.degenerate else "bold green"
+        console.print(f"[{style}]{run.high_level.describe()}[/]")
     console.print(f"curves: {png}")
     if data is not None:
         _heldout(console, run_dir, data, device)
@@ -81,6 +91,22 @@ def _heldout(console: Console, run_dir: Path, data: Path, device: str) -> None:
     for key, value in results.items():
         table.add_row(key, _fmt(value))
     console.print(table)
+    from hplan.diagnostics.high_level import high_level_verdict
+
+    verdict = high_level_verdict(results, prefix="")
+    if verdict is not None:
+        console.print(f"[{'bold red' if verdict.degenerate else 'bold green'}]held-out {verdict.describe()}[/]")
+
+
+def _epoch_table(title: str, shown: "pd.DataFrame", columns: list[str]) -> Table:
+    """Metrics as rows, epochs as columns (fits a terminal)."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    for epoch in shown["epoch"]:
+        table.add_column(f"ep {int(epoch)}", justify="right")
+    for column in columns:
+        table.add_row(column, *(_fmt(v) for v in shown[column]))
+    return table
 
 
 def _fmt(value: object) -> str:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from hplan.data.shards import load_episodes
+from hplan.diagnostics.high_level import EpisodeLatents, high_level_metrics
 from hplan.diagnostics.probes import fit_linear_probe, r2_score
 from hplan.diagnostics.scores import auroc, spearman
 from hplan.models.data import action_spec_from_manifest
@@ -67,6 +68,11 @@ def evaluate_heldout(model, data_dir: str | Path, *, horizon: int = 8, max_episo
         out[f"auroc_{name}"] = auroc(probs[..., i][valid].numpy(), labels)
         out[f"ece_{name}"] = expected_calibration_error(probs[..., i][valid].numpy(), labels)
         out[f"positives_{name}"] = float(labels.sum())
+
+    # real observations per episode: one more than its (leading) valid transitions
+    real = torch.from_numpy(np.minimum(data["valid"].astype(bool).cumprod(1).sum(1) + 1, steps + 1))
+    high = EpisodeLatents(z, torch.from_numpy(action), real, pos_t)
+    out.update(high_level_metrics(model, high, seed=derive_seed(seed, "high-level-metrics")))
 
     if geodesic is not None:
         rng = np.random.default_rng(derive_seed(seed, "distance-pairs"))

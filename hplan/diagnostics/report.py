@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from hplan.diagnostics.collapse import COLLAPSE_METRICS, CollapseRule, CollapseVerdict, collapse_verdict
+from hplan.diagnostics.high_level import HighLevelVerdict, high_level_verdict
 from hplan.errors import HplanError
 from hplan.io import atomic_path
 
@@ -19,6 +20,10 @@ CURVES_FILE = "collapse.png"
 TABLE_COLUMNS = ("train/jepa_loss", "val/loss", *(f"val/{m}" for m in COLLAPSE_METRICS), "val/probe_r2",
                  "val/probe_r2_pred", "val/probe_r2_pred_delta")
 """Columns ``hplan inspect`` shows, in order (others, such as guardrail AUROC, follow)."""
+HIGH_LEVEL_COLUMNS = ("val/high_jump_skill", "val/high_jump_err", "val/high_jump_err_nomove", "val/high_jump_err_linear",
+                      "val/high_prior_spread", "val/high_prior_on_manifold", "val/high_prior_reachable",
+                      "val/high_active_codes", "val/high_code_kl")
+"""The high level's columns ``hplan inspect`` shows in its second table (probe R² per jump follow)."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,7 @@ class RunMetrics:
     frame: pd.DataFrame
     latent_dim: int
     verdict: CollapseVerdict
+    high_level: HighLevelVerdict | None  # None: the run logged no high-level diagnostics
 
 
 def read_run_metrics(run_dir: str | Path, rule: CollapseRule = CollapseRule()) -> RunMetrics:
@@ -50,7 +56,7 @@ def read_run_metrics(run_dir: str | Path, rule: CollapseRule = CollapseRule()) -
     if latent_dim <= 0:
         raise HplanError(f"{config}: model.latent_dim: missing (needed for the effective-rank rule)")
     verdict = collapse_verdict(frame.to_dict("records"), latent_dim, rule)
-    return RunMetrics(run_dir, frame, latent_dim, verdict)
+    return RunMetrics(run_dir, frame, latent_dim, verdict, high_level_verdict(frame.to_dict("records")))
 
 
 def plot_collapse_curves(run: RunMetrics, path: str | Path | None = None) -> Path:

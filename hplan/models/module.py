@@ -16,7 +16,8 @@ logs ``val/loss`` (total validation loss: the metric for early stopping and Optu
 the diagnostics ``val/<collapse metric>``, ``val/probe_r2``, ``val/probe_r2_pred`` (the probe on
 latents predicted ``rollout_horizon`` steps ahead), ``val/probe_r2_pred_delta`` (the same on the
 predicted displacement: near zero for a predictor that ignores its actions), ``val/auroc_<guardrail>``,
-``val/distance_spearman`` and ``val/surprise_*``.
+``val/distance_spearman``, ``val/surprise_*`` and the high level's ``val/high_*``
+(:mod:`hplan.diagnostics.high_level`, on whole validation episodes).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 from hplan.data.motion_labels import balanced_threshold
 from hplan.device import torch_threads
 from hplan.diagnostics.collapse import collapse_metrics
+from hplan.diagnostics.high_level import EpisodeLatents, high_level_metrics
 from hplan.diagnostics.probes import fit_linear_probe, r2_score
 from hplan.diagnostics.scores import auroc, spearman
 from hplan.models.config import ModelConfig, TrainConfig
@@ -48,6 +50,9 @@ from hplan.seeding import derive_seed
 
 FROZEN_EPISODES = 512
 """Training episodes whose frozen latents the head / predictor refits draw their windows from."""
+
+HIGH_LEVEL_EPISODES = 128
+"""Validation episodes the high-level diagnostics encode whole, each epoch."""
 
 DIAGNOSTIC_SAMPLES = 2048
 """Latents used for the collapse metrics (subsampled from the validation windows)."""
@@ -68,6 +73,7 @@ class FrozenLatents:
     action: torch.Tensor   # (E, L - 1, A)
     valid: torch.Tensor    # (E,) valid observations per episode
     window: int            # training window length
+    pos: torch.Tensor | None = None  # (E, L, P) true positions (diagnostics only), on the CPU
 
     def window_of(self, episode: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
         """``(B, window, D)`` latents of the windows starting at ``start``."""
@@ -100,6 +106,7 @@ class WorldModelModule(pl.LightningModule):
         self.register_buffer("pos_weight", balance)
         self._val: dict[str, list[Any]] = {}
         self._weak_agreement: dict[str, float] = {}  # weak labels' AUROC on the labelled subset, logged per epoch
+        self._high: dict[str, float] = {}  # high-level diagnostics of the epoch (on validation episodes)
 
     # ------------------------------------------------------------------ losses
     def _generator(self, tag: str) -> torch.Generator:
@@ -318,20 +325,35 @@ class WorldModelModule(pl.LightningModule):
 
     def frozen_training_latents(self) -> FrozenLatents | None:
         """Latents (no grad) of up to FROZEN_EPISODES training episodes with a full window, for the head refits."""
+        return self._episode_latents("train_episodes", FROZEN_EPISODES, "distance-fit")
+
+    def _episode_latents(self, which: str, limit: int, tag: str) -> FrozenLatents | None:
+        """Latents (no grad) of up to ``limit`` of the datamodule's ``which`` episodes (seeded draw)
+        that hold a full training window, with their actions and true positions."""
         data = getattr(self.trainer, "datamodule", None)
-        ds, episodes = getattr(data, "dataset", None), getattr(data, "train_episodes", None)
+        ds, episodes = getattr(data, "dataset", None), getattr(data, which, None)
         if ds is None or episodes is None:
             return None
         episodes = episodes[data.num_valid[episodes] >= ds.window]
         if not len(episodes):
             return None
-        rng = np.random.default_rng(derive_seed(self.seed, "distance-fit", self.current_epoch))
-        episodes = rng.permutation(episodes)[:FROZEN_EPISODES]
+        rng = np.random.default_rng(derive_seed(self.seed, tag, self.current_epoch))
+        episodes = rng.permutation(episodes)[:limit]
         length = int(data.num_valid[episodes].max())
         with torch.no_grad():
             z = self.model.encode_episodes(ds.obs, episodes, length)
         action = torch.from_numpy(ds.action[episodes, :length - 1]).to(self.device)
-        return FrozenLatents(z, action, torch.as_tensor(data.num_valid[episodes], device=self.device), ds.window)
+        pos = torch.from_numpy(ds.pos[episodes, :length])
+        return FrozenLatents(z, action, torch.as_tensor(data.num_valid[episodes], device=self.device), ds.window, pos)
+
+    def high_level_diagnostics(self) -> dict[str, float]:
+        """:func:`~hplan.diagnostics.high_level.high_level_metrics` on validation episodes (``val/high_*``)."""
+        latents = self._episode_latents("val_episodes", HIGH_LEVEL_EPISODES, "high-level-diagnostics")
+        if latents is None:
+            return {}
+        data = EpisodeLatents(latents.z, latents.action, latents.valid, latents.pos)
+        metrics = high_level_metrics(self.model, data, seed=derive_seed(self.seed, "high-level-metrics"))
+        return {f"val/{key}": value for key, value in metrics.items()}
 
     def _refit(self, params: Any, lr: float, steps: int, tag: str,
                loss_of: Callable[[FrozenLatents, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor],
@@ -445,6 +467,7 @@ class WorldModelModule(pl.LightningModule):
                 self.fit_subgoal(latents)
                 self.pick_waypoints(latents)
             self.fit_guardrails()
+            self._high = self.high_level_diagnostics()
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         out, ex = self._losses(batch, "val")
@@ -469,7 +492,7 @@ class WorldModelModule(pl.LightningModule):
         if self.trainer.sanity_checking or not self._val:
             return
         metrics = self.validation_diagnostics({k: torch.cat(v) for k, v in self._val.items()})
-        for key, value in {**metrics, **self._weak_agreement}.items():
+        for key, value in {**metrics, **self._weak_agreement, **self._high}.items():
             if np.isfinite(value):
                 self.log(key, value)
         self._val = {}

@@ -70,11 +70,26 @@ class SubgoalModel(nn.Module):
         return z + self.p_hi(torch.cat([z, m], dim=-1))
 
     def step(self, z: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """P_hi on a *whitened* code (the planner's N(0, I) sample) from ``z``."""
+        mu, logstd = self.prior_code(z)
+        return self.jump(z, mu + torch.exp(logstd) * code)
+
+    def prior_code(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-std of the code prior at ``z`` (N(0, I) unless a subclass conditions it)."""
+        zeros = z.new_zeros(*z.shape[:-1], self.code_dim)
+        return zeros, zeros
+
+    def posterior_code(self, z_t: torch.Tensor, z_tk: torch.Tensor,
+                       actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-std of the code that describes the k-step transition ``z_t → z_tk`` by ``actions``."""
         raise NotImplementedError
 
     def loss(self, z_t: torch.Tensor, z_tk: torch.Tensor, actions: torch.Tensor, beta: float,
              generator: torch.Generator | None = None, free_bits: float = 0.0) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """Free-bits ELBO of the jump ``z_t → z_tk``: ``loss`` (to minimise), ``pred`` and ``kl``."""
+        mu_q, logstd_q = self.posterior_code(z_t, z_tk, actions)
+        mu_p, logstd_p = self.prior_code(z_t)
+        return self._elbo(z_t, z_tk, mu_q, logstd_q, mu_p, logstd_p, beta, generator, free_bits)
 
     def _elbo(self, z_t: torch.Tensor, z_tk: torch.Tensor, mu_q: torch.Tensor, logstd_q: torch.Tensor,
               mu_p: torch.Tensor, logstd_p: torch.Tensor, beta: float,
@@ -95,18 +110,13 @@ class TransitionVAE(SubgoalModel):
         self.posterior = mlp(2 * d, h, 2 * m, 2)
         self.prior = mlp(d, h, 2 * m, 2)
 
-    def _prior(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def prior_code(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logstd = self.prior(z).chunk(2, dim=-1)
         return mu, logstd.clamp(-5.0, 2.0)
 
-    def step(self, z: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        mu, logstd = self._prior(z)
-        return self.jump(z, mu + torch.exp(logstd) * code)
-
-    def loss(self, z_t, z_tk, actions, beta, generator=None, free_bits=0.0):
-        mu_q, logstd_q = self.posterior(torch.cat([z_t, z_tk], dim=-1)).chunk(2, dim=-1)
-        mu_p, logstd_p = self._prior(z_t)
-        return self._elbo(z_t, z_tk, mu_q, logstd_q.clamp(-5.0, 2.0), mu_p, logstd_p, beta, generator, free_bits)
+    def posterior_code(self, z_t, z_tk, actions):
+        mu, logstd = self.posterior(torch.cat([z_t, z_tk], dim=-1)).chunk(2, dim=-1)
+        return mu, logstd.clamp(-5.0, 2.0)
 
 
 class MacroActionVAE(SubgoalModel):
@@ -116,13 +126,9 @@ class MacroActionVAE(SubgoalModel):
         super().__init__(cfg, action_dim)
         self.posterior = mlp(cfg.subgoal_interval * action_dim, cfg.hidden_dim, 2 * cfg.code_dim, 2)
 
-    def step(self, z: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        return self.jump(z, code)
-
-    def loss(self, z_t, z_tk, actions, beta, generator=None, free_bits=0.0):
-        mu_q, logstd_q = self.posterior(actions.flatten(-2)).chunk(2, dim=-1)
-        zeros = torch.zeros_like(mu_q)
-        return self._elbo(z_t, z_tk, mu_q, logstd_q.clamp(-5.0, 2.0), zeros, zeros, beta, generator, free_bits)
+    def posterior_code(self, z_t, z_tk, actions):
+        mu, logstd = self.posterior(actions.flatten(-2)).chunk(2, dim=-1)
+        return mu, logstd.clamp(-5.0, 2.0)
 
 
 SUBGOAL_MODELS: dict[str, Callable[[ModelConfig, int], SubgoalModel]] = {
