@@ -82,8 +82,11 @@ def budget_rows(planner: Any) -> list[tuple[str, str]]:
         high = "" if budget.high is None else (
             f", high {budget.high.population}×{budget.high.iterations} "
             f"({plan_cost(cfg.high_optimizer, budget.high, cfg.high_horizon)} evals when it replans)")
-        if kind == "hier" and budget.high is None:
-            high = f", high `{cfg.high}`: no predictor evaluations (distance and guardrail heads, graph search)"
+        if kind == "hier" and cfg.high == "landmarks":
+            high = ", high `landmarks`: no predictor evaluations (distance and guardrail heads, graph search)"
+        elif kind == "hier" and cfg.high == "imagined":
+            high = (f", high `imagined`: ≤ {cfg.imagine_depth * cfg.imagine_frontier * cfg.imagine_branches} P_hi "
+                    "evaluations each time it grows its graph (distance and guardrail heads, graph search)")
         source = f"eval_budget {cfg.eval_budget}" if cfg.eval_budget > 0 else "populations as given"
         rows.append((f"search ({kind})", f"{low}{high}; {source}"))
     return rows

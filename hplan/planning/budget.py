@@ -60,7 +60,7 @@ def high_template(cfg: PlannerConfig) -> Sizes:
 
 def resolve_budget(cfg: PlannerConfig) -> Budget:
     """Sizes for the low level (and the high level when it plans over subgoal codes)."""
-    codes = cfg.kind == "hier" and cfg.high == "codes"  # the landmark high level evaluates no predictor
+    codes = cfg.kind == "hier" and cfg.high == "codes"  # landmarks and imagined graphs have no optimiser
     low, high = default_sizes(cfg), high_template(cfg) if codes else None
     if cfg.eval_budget <= 0:
         return Budget(low, high)

@@ -69,9 +69,11 @@ class PlannerConfig:
     correction_threshold: float = field(default=0.25, metadata=meta(
         "errors smaller than this many median one-step moves are not remembered (the model's noise)", ge=0.0))
     # --- hierarchical planner -------------------------------------------------------------------
-    high: Literal["codes", "landmarks"] = field(default="codes", metadata=meta(
-        "hierarchical high level: `codes` (MPC over subgoal codes rolled out with P_hi) or `landmarks` "
-        "(shortest routes over the model's waypoint latents under the temporal distance; no predictor evaluations)"))
+    high: Literal["codes", "landmarks", "imagined"] = field(default="codes", metadata=meta(
+        "hierarchical high level: `codes` (MPC over subgoal codes rolled out with P_hi), `landmarks` "
+        "(shortest routes over the model's waypoint latents under the temporal distance; no predictor "
+        "evaluations) or `imagined` (the same routes over a graph of P_hi subgoals grown from the agent's "
+        "own latent: no memory of training data; hplan.planning.imagination)"))
     landmark_edge: float = field(default=16.0, metadata=meta(
         "`landmarks`: steps along the route to the waypoint handed to the low level (and, for a model "
         "without an experience graph, longest temporal distance of an edge)", gt=0.0))
@@ -87,6 +89,24 @@ class PlannerConfig:
     landmark_slack: float = field(default=4.0, metadata=meta(
         "`landmarks` with the model's experience graph: drop an edge whose temporal distance exceeds the "
         "steps the data took by more than this (a visit counted across a wall)", gt=0.0))
+    imagine_branches: int = field(default=16, metadata=meta(
+        "`imagined`: subgoals sampled from the prior at each frontier node per round", ge=1, le=1024))
+    imagine_frontier: int = field(default=48, metadata=meta(
+        "`imagined`: nodes expanded, and most new nodes taken, per round (best first)", ge=1, le=1024))
+    imagine_depth: int = field(default=32, metadata=meta("`imagined`: most rounds of growth", ge=1, le=256))
+    imagine_nodes: int = field(default=512, metadata=meta("`imagined`: most nodes in the graph", ge=2, le=4096))
+    imagine_merge: float = field(default=0.5, metadata=meta(
+        "`imagined`: a subgoal within this many k-step jumps (learned distance, both ways) of a node is that node",
+        gt=0.0))
+    imagine_reach: float = field(default=1.5, metadata=meta(
+        "`imagined`: a subgoal the learned distance puts more than this many k-step jumps from its parent is "
+        "dropped", gt=0.0))
+    imagine_rebuild: int = field(default=0, metadata=meta(
+        "`imagined`: regrow the graph from the current latent every this many steps (0 = only when the route "
+        "runs out: every node handed so far was given up)", ge=0))
+    imagine_regrow_on_stall: bool = field(default=True, metadata=meta(
+        "`imagined`: regrow the graph from the agent's latent when the progress watch gives waypoints up "
+        "(fresh subgoals sampled where the agent is, instead of the rest of a graph imagined from afar)"))
     high_optimizer: Literal["cem", "mppi"] = field(default="cem", metadata=meta("optimiser over subgoal codes"))
     high_horizon: int = field(default=4, metadata=meta(
         "L: high-level steps planned (each jumps subgoal_interval low-level steps)", ge=1, le=64))

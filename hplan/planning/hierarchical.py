@@ -19,6 +19,11 @@ step: a route costs no predictor evaluations, so there is nothing to save by kee
 A waypoint the low level has not come closer to in ``landmark_patience`` steps is taken out of
 the graph for the rest of the episode (``LandmarkGraph.block``): with only its own observations,
 that is how the agent finds out that a waypoint lies across a wall.
+With ``planner.high = "imagined"`` the route runs over a graph of the high level's own
+subgoals, grown from the agent's latent at the first step (:mod:`hplan.planning.imagination`)
+and regrown from where the agent is when it leaves the graph (no node within ``landmark_edge``
+steps), when the progress watch gives waypoints up (``imagine_regrow_on_stall``) or every
+``imagine_rebuild`` steps; everything else is as with landmarks.
 All decisions use the model's own distances; nothing here sees the environment.
 """
 
@@ -30,6 +35,7 @@ import torch
 
 from hplan.planning.config import PlannerConfig
 from hplan.planning.energy import Energy
+from hplan.planning.imagination import GrowthLimits, imagine_graph
 from hplan.planning.landmarks import Hand, LandmarkGraph
 from hplan.planning.mpc import RecedingHorizon
 from hplan.planning.types import PlanResult
@@ -80,6 +86,7 @@ class HierarchicalPlanner:
         self.high = high
         self.cfg = cfg
         self.graph: LandmarkGraph | None = None
+        self.routing = cfg.high in ("landmarks", "imagined")  # a graph route, not an MPC over codes
         if cfg.high == "landmarks":
             waypoints = getattr(self.model, "waypoints", None)
             points = waypoints() if callable(waypoints) else torch.zeros(0)
@@ -88,7 +95,7 @@ class HierarchicalPlanner:
             self.graph = LandmarkGraph(energy.distance, points, cfg.landmark_edge, edges,
                                        cfg.landmark_attach if edges is not None else None, cfg.landmark_slack,
                                        energy.waypoint_cost(points), energy.edge_cost, meter=energy.meter)
-        elif high is None:
+        elif cfg.high == "codes" and high is None:
             raise ValueError("the `codes` high level needs a high-level optimiser")
         self.reset()
 
@@ -108,6 +115,10 @@ class HierarchicalPlanner:
         self.stall_direct: bool | None = None
         self.stall_best, self.stall_steps = float("inf"), 0
         self.stall_hands: dict[int, Hand] = {}
+        if self.cfg.high == "imagined":
+            self.graph = None  # grown from the first latent of the episode
+            self.steps_since_growth = 0
+            self.regrow = False
         if self.graph is not None:
             self.graph.reset()
 
@@ -115,7 +126,7 @@ class HierarchicalPlanner:
         return float(self.energy.distance(z[None], target[None])[0])
 
     def _replan_reason(self, z: torch.Tensor) -> str | None:
-        if self.graph is not None:
+        if self.routing:
             return "route"
         if self.subgoal is None:
             return "start"
@@ -156,16 +167,41 @@ class HierarchicalPlanner:
         for stalled in (self.stall_hands.values() if self.stall_hands else [None]):
             self.graph.block(stalled, BAN_PATIENCES * patience)
         self.stall_direct = None
+        if self.cfg.high == "imagined" and self.cfg.imagine_regrow_on_stall and self.stall_hands:
+            self.regrow = True
         return self.graph.hand(z, goal, self.cfg.subgoal_reached)
 
+    def _grow(self, z: torch.Tensor, goal: torch.Tensor, generator: torch.Generator) -> int:
+        """``imagined``: (re)grow the graph from ``z`` when there is none, the agent has left it, or
+        the schedule says so. Returns the P_hi evaluations spent."""
+        cfg = self.cfg
+        self.steps_since_growth += 1
+        if self.graph is not None and not self.regrow:
+            due = cfg.imagine_rebuild and self.steps_since_growth >= cfg.imagine_rebuild
+            near = float(self.energy.distance(z[None], self.graph.points).min())
+            if not due and near <= cfg.landmark_edge:
+                return 0
+        k = max(1, self.model.subgoal_interval)
+        limits = GrowthLimits(branches=cfg.imagine_branches, frontier=cfg.imagine_frontier, depth=cfg.imagine_depth,
+                              nodes=cfg.imagine_nodes, merge=cfg.imagine_merge * k, reach=cfg.imagine_reach * k)
+        grown = imagine_graph(self.model, self.energy.distance, z, goal, limits, generator)
+        points = grown.points
+        self.graph = LandmarkGraph(self.energy.distance, points, cfg.landmark_edge, grown.edges, cfg.landmark_attach,
+                                   cfg.landmark_slack, self.energy.waypoint_cost(points), self.energy.edge_cost,
+                                   meter=self.energy.meter)
+        self.steps_since_growth, self.regrow = 0, False
+        self.stall_direct = None
+        return grown.proposals
+
     def _plan_high(self, z: torch.Tensor, goal: torch.Tensor, generator: torch.Generator, reason: str) -> int:
+        grown = self._grow(z, goal, generator) if self.cfg.high == "imagined" else 0
         if self.graph is not None:
             hand = self._watch_progress(z, goal, self.graph.hand(z, goal, self.cfg.subgoal_reached))
             self.subgoal = goal if hand is None else hand.latent
             self.route_done = hand is None
             self.subgoal_index += 1
             self.steps_since_high = 0
-            return 0
+            return grown
         assert self.high is not None
         # warm start: drop the high-level steps already executed (at least the reached subgoal)
         interval = max(1, self.model.subgoal_interval)
@@ -189,7 +225,7 @@ class HierarchicalPlanner:
         evals, replanned, reason = 0, False, "subgoal"
         # the landmark graph decides itself when to go straight (its short attach radius): the
         # temporal distance says "near" across a wall, where going straight means pressing into it
-        if self.graph is None and self._distance(z, goal) <= self.cfg.direct_reach:
+        if not self.routing and self._distance(z, goal) <= self.cfg.direct_reach:
             target, reason = goal, "direct"
         else:
             why = self._replan_reason(z)
