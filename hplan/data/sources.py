@@ -106,7 +106,7 @@ class PointRoomsVecSource(BatchSource):
         self.state_names = tuple(self.vec.state_names)
         world = self.vec.world
         self.num_rooms = int(world.layout.num_rooms)
-        self._free_cells = np.argwhere(~world.layout.wall & ~world.restricted)
+        self._free_cells = np.argwhere(self.vec.worlds.always_free)  # starts valid in every maze a batch may get
         self._n = num_envs
 
     def reset(self, seeds: Sequence[int], starts: np.ndarray | None = None) -> StepBatch:

@@ -105,7 +105,11 @@ def validate_scenario(name_or_path: str | Path, sets: Sequence[str] = ()) -> Sce
         world = getattr(unwrapped, "world", None)
         layout = getattr(world, "layout", None)
         layout_text = None
-        if layout is not None:
+        spec = getattr(getattr(unwrapped, "worlds", None), "spec", None)
+        if spec is not None:
+            layout_text = (f"generated: a new {spec.rows}×{spec.cols} room-maze per episode ({layout.width}×"
+                           f"{layout.height} cells, rooms {spec.room} cells, doors {spec.door}, loops {spec.loops:g})")
+        elif layout is not None:
             layout_text = (f"{layout.name} ({layout.width}×{layout.height} cells, {layout.num_rooms} rooms, "
                            f"{int(world.restricted.sum())} restricted cells)")
         image_size = getattr(world, "image_size", None) if scenario.env.obs_mode != "state" else None

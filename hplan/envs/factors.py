@@ -127,8 +127,10 @@ def _choice(item: Factor, value: Any) -> Any:
 
 def _layout(item: Factor, value: Any) -> str:
     from hplan.envs.layouts import load_layout
+    from hplan.envs.maze_generator import GENERATED
 
-    load_layout(value)
+    if value != GENERATED:
+        load_layout(value)
     return value
 
 

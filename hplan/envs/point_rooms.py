@@ -15,6 +15,10 @@ Observations (``obs_mode``):
 
 Reward is sparse (1.0 on the step the goal is reached); episodes terminate on success unless
 ``terminate_on_success=False``. ``info`` follows the environment contract in docs/architecture.md.
+
+``layout = "generated"`` draws a new random room-maze for every episode (shape in the ``maze``
+setting, :class:`hplan.envs.maze_generator.MazeSpec`) from the reset seed, or from the
+``layout_seed`` reset option: the agent has to see the walls to plan.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from hplan.envs.maze_generator import always_free, generate_room_maze, maze_spec
 from hplan.envs.point_physics import MAX_SPEED_LIMIT, PointPhysics, step_points
 from hplan.envs.render import Palette, PointRenderer
 from hplan.envs.world import STATE_NAMES, VIOLATION_NAMES, PointWorld
@@ -42,6 +47,44 @@ def make_world(layout: str, obs_mode: str, image_size: int | None, goal_toleranc
     return PointWorld(layout=layout, obs_mode=obs_mode, image_size=image_size, goal_tolerance=goal_tolerance,
                       min_rooms_apart=min_rooms_apart, start_room=start_room, goal_room=goal_room,
                       zones=zones, palette=make_palette(colors), nominal_max_speed=NOMINAL_MAX_SPEED)
+
+
+class WorldSource:
+    """The world of each episode, for both envs: the one fixed layout, or with
+    ``layout = "generated"`` the maze of each layout seed (:mod:`hplan.envs.maze_generator`),
+    built on first use and kept for the last :data:`WORLD_CACHE` seeds."""
+
+    def __init__(self, layout: str, maze: dict[str, Any] | None, **world: Any) -> None:
+        self.spec = maze_spec(layout, maze)
+        self._world = world
+        self._cache: dict[int, PointWorld] = {}
+        self.first = make_world(layout if self.spec is None else generate_room_maze(self.spec, 0), **world)
+
+    @property
+    def generated(self) -> bool:
+        return self.spec is not None
+
+    @property
+    def always_free(self) -> np.ndarray:
+        """``(H, W)`` cells that are walkable, unrestricted floor in every world this source gives."""
+        world = self.first
+        free = ~world.layout.wall & ~world.restricted
+        return free if self.spec is None else free & always_free(self.spec)
+
+    def world(self, layout_seed: int) -> PointWorld:
+        """The world of ``layout_seed`` (the fixed world when the layout is not generated)."""
+        if self.spec is None:
+            return self.first
+        seed = int(layout_seed)
+        if seed not in self._cache:
+            if len(self._cache) >= WORLD_CACHE:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[seed] = make_world(generate_room_maze(self.spec, seed), **self._world)
+        return self._cache[seed]
+
+
+WORLD_CACHE = 64
+"""Generated worlds kept per env (a world holds its renderer background and geodesic cache)."""
 
 
 def make_palette(colors: dict[str, Sequence[int]] | None) -> Palette:
@@ -84,12 +127,14 @@ class PointRoomsEnv(gym.Env):
                  start_room: int | None = None, goal_room: int | None = None,
                  zones: Sequence[Sequence[int]] = (), colors: dict[str, Sequence[int]] | None = None,
                  terminate_on_success: bool = True, render_mode: str | None = None,
-                 render_size: int = 256) -> None:
+                 render_size: int = 256, maze: dict[str, Any] | None = None) -> None:
         check_physics(friction, mass, action_gain, max_speed)
         if render_mode not in (None, "rgb_array"):
             raise HplanError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.world = make_world(layout, obs_mode, image_size, goal_tolerance, min_rooms_apart,
-                                start_room, goal_room, zones, colors)
+        self.worlds = WorldSource(layout, maze, obs_mode=obs_mode, image_size=image_size,
+                                  goal_tolerance=goal_tolerance, min_rooms_apart=min_rooms_apart,
+                                  start_room=start_room, goal_room=goal_room, zones=zones, colors=colors)
+        self.world = self.worlds.first
         self.friction, self.mass, self.action_gain, self.max_speed = friction, mass, action_gain, max_speed
         self.obs_mode = obs_mode
         self.terminate_on_success = terminate_on_success
@@ -107,9 +152,14 @@ class PointRoomsEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         super().reset(seed=seed)
         options = options or {}
-        unknown = set(options) - {"start", "goal"}
+        unknown = set(options) - {"start", "goal", "layout_seed"}
         if unknown:
-            raise HplanError(f"reset options: unknown key(s) {sorted(unknown)} (known: start, goal)")
+            raise HplanError(f"reset options: unknown key(s) {sorted(unknown)} (known: start, goal, layout_seed)")
+        if self.worlds.generated:  # a new maze per episode: the reset seed's, unless one is given
+            layout_seed = options.get("layout_seed", seed if seed is not None else int(self.np_random.integers(2**31)))
+            world = self.worlds.world(layout_seed)
+            if world is not self.world:
+                self.world, self._human_renderer = world, None
         start, goal = self.world.sample_start_goal(self.np_random)
         if "start" in options:
             start = self.world.check_free(options["start"], "reset option start")

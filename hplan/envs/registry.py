@@ -50,12 +50,19 @@ class EnvEntry:
     task_fields: tuple[str, ...] = ()
 
 
+def _maze(name: str, value: Any) -> Any:
+    from hplan.envs.maze_generator import GENERATED, maze_spec
+
+    maze_spec(GENERATED, value)  # the shape alone; that it goes with layout = "generated" the env checks
+    return value
+
+
 _IMAGE = {"image_size": _int_in(16, 512), "render_mode": _render_mode}
 
 ENVS: dict[str, EnvEntry] = {entry.id: entry for entry in (
     EnvEntry("hplan/PointRooms-v0", "hplan.envs.point_rooms:PointRoomsEnv",
              "continuous point mass in rooms joined by doorways (ASCII layouts, restricted zones)",
-             settings={**_IMAGE, "terminate_on_success": _boolean, "render_size": _int_in(64, 1024)},
+             settings={**_IMAGE, "terminate_on_success": _boolean, "render_size": _int_in(64, 1024), "maze": _maze},
              task_fields=("min_rooms_apart", "start_room", "goal_room", "goal_tolerance")),
     EnvEntry("hplan/MiniGridFourRooms-v0", "hplan.envs.minigrid_adapters:MiniGridFourRooms",
              "MiniGrid FourRooms, fully observed, discrete actions", settings=dict(_IMAGE)),

@@ -24,7 +24,7 @@ import numpy as np
 from gymnasium.utils import seeding
 
 from hplan.envs.point_physics import PointPhysics, step_points
-from hplan.envs.point_rooms import NOMINAL_MAX_SPEED, check_physics, make_world
+from hplan.envs.point_rooms import NOMINAL_MAX_SPEED, WorldSource, check_physics
 from hplan.envs.world import STATE_NAMES, VIOLATION_NAMES
 from hplan.errors import HplanError
 
@@ -40,7 +40,8 @@ class PointRoomsVec:
                  action_gain: float | np.ndarray = 0.12, max_speed: float | np.ndarray = NOMINAL_MAX_SPEED,
                  goal_tolerance: float = 0.5, min_rooms_apart: int = 0, start_room: int | None = None,
                  goal_room: int | None = None, zones: Sequence[Sequence[int]] = (),
-                 colors: dict[str, Sequence[int]] | None = None, terminate_on_success: bool = True) -> None:
+                 colors: dict[str, Sequence[int]] | None = None, terminate_on_success: bool = True,
+                 maze: dict[str, Any] | None = None) -> None:
         if not isinstance(num_envs, int) or num_envs < 1:
             raise HplanError(f"num_envs must be a positive integer, got {num_envs!r}")
         for values in np.broadcast_arrays(friction, mass, action_gain, max_speed):
@@ -50,8 +51,10 @@ class PointRoomsVec:
         for values in zip(*np.broadcast_arrays(f, m, g, s)):
             check_physics(*(float(v) for v in values))
         self.num_envs = num_envs
-        self.world = make_world(layout, obs_mode, image_size, goal_tolerance, min_rooms_apart,
-                                start_room, goal_room, zones, colors)
+        self.worlds = WorldSource(layout, maze, obs_mode=obs_mode, image_size=image_size,
+                                  goal_tolerance=goal_tolerance, min_rooms_apart=min_rooms_apart,
+                                  start_room=start_room, goal_room=goal_room, zones=zones, colors=colors)
+        self.world = self.worlds.first
         self.friction, self.mass, self.action_gain, self.max_speed = friction, mass, action_gain, max_speed
         self.obs_mode = obs_mode
         self.terminate_on_success = terminate_on_success
@@ -71,19 +74,25 @@ class PointRoomsVec:
               options: dict[str, np.ndarray] | None = None) -> tuple[Any, dict[str, Any]]:
         """Reset every env. ``seed``: one int (env ``i`` gets ``seed + i``) or one seed per env.
 
-        ``options`` may hold ``start`` and/or ``goal`` as ``(N, 2)`` arrays of free points.
+        ``options`` may hold ``start`` and/or ``goal`` as ``(N, 2)`` arrays of free points. With
+        ``layout = "generated"`` every env of the batch plays the maze of ``options["layout_seed"]``
+        (default: the first env's seed), as a single env reset with that layout seed does.
         """
+        options = options or {}
+        unknown = set(options) - {"start", "goal", "layout_seed"}
+        if unknown:
+            raise HplanError(f"reset options: unknown key(s) {sorted(unknown)} (known: start, goal, layout_seed)")
+        seeds = None
         if seed is not None:
             seeds = [int(seed) + i for i in range(self.num_envs)] if np.ndim(seed) == 0 else [int(s) for s in seed]
             if len(seeds) != self.num_envs:
                 raise HplanError(f"reset: got {len(seeds)} seeds for {self.num_envs} envs")
             self._rngs = [seeding.np_random(s)[0] for s in seeds]
+        if self.worlds.generated:
+            default = seeds[0] if seeds is not None else int(self._rngs[0].integers(2**31))
+            self.world = self.worlds.world(int(options.get("layout_seed", default)))
         starts, goals = zip(*(self.world.sample_start_goal(rng) for rng in self._rngs))
         pos, goal = np.stack(starts), np.stack(goals)
-        options = options or {}
-        unknown = set(options) - {"start", "goal"}
-        if unknown:
-            raise HplanError(f"reset options: unknown key(s) {sorted(unknown)} (known: start, goal)")
         if "start" in options:
             pos = self._free_points(options["start"], "reset option start")
         if "goal" in options:

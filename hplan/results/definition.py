@@ -52,6 +52,13 @@ class Table:
     split: Literal["val", "test"] | None = field(default=None, metadata=meta("evaluation split (default: [defaults])"))
     heldout_episodes: int = field(default=200, metadata=meta("heldout tables: episodes collected", ge=2, le=100_000))
     readme: bool = field(default=False, metadata=meta("also one row of the README's headline table"))
+    tiers: tuple[int, ...] = field(default=(), metadata=meta(
+        "planning tables: also success per start–goal distance tier, these shortest-path step counts the "
+        "boundaries (increasing), e.g. [40, 80]: under 40, 40–79, 80 and more"))
+
+    def __post_init__(self) -> None:
+        if any(b <= a for a, b in zip(self.tiers, self.tiers[1:])) or any(t < 1 for t in self.tiers):
+            raise ValueError(f"tiers must be increasing positive step counts, got {list(self.tiers)}")
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,47 @@ def comparisons(frame: pd.DataFrame, pairs: Sequence[tuple[str, str]]) -> list[d
     return out
 
 
+def tier_labels(tiers: Sequence[int]) -> list[str]:
+    """``[40, 80]`` → ``["< 40", "40–79", "≥ 80"]`` (shortest-path steps from start to goal)."""
+    edges = [0, *tiers]
+    return [f"< {tiers[0]}"] * bool(tiers) + [f"{a}–{b - 1}" for a, b in zip(edges[1:], edges[2:])] \
+        + [f"≥ {tiers[-1]}"] * bool(tiers)
+
+
+def tier_summary(frame: pd.DataFrame, arms: Sequence[str], tiers: Sequence[int]) -> pd.DataFrame:
+    """Success per arm and start–goal distance tier (``start_geodesic_steps``), episodes pooled over
+    training seeds, with Wilson 95 % intervals: one row per (arm, tier) that has episodes."""
+    import numpy as np
+
+    labels = tier_labels(tiers)
+    tier = np.searchsorted(np.asarray(tiers), frame["start_geodesic_steps"].to_numpy(), side="right")
+    rows = []
+    for arm in arms:
+        for index, label in enumerate(labels):
+            mine = frame[(frame["arm"] == arm) & (tier == index)]
+            if mine.empty:
+                continue
+            interval = wilson(int(mine["success"].sum()), len(mine))
+            rows.append({"arm": arm, "tier": label, "episodes": len(mine), "success": interval.estimate,
+                         "low": interval.low, "high": interval.high})
+    return pd.DataFrame(rows)
+
+
+def tier_markdown(summary: pd.DataFrame, tiers: Sequence[int]) -> str:
+    labels = [label for label in tier_labels(tiers) if label in set(summary["tier"])]
+    lines = ["| arm | " + " | ".join(f"{label} steps" for label in labels) + " |",
+             "| --- |" + " --- |" * len(labels)]
+    for arm, group in summary.groupby("arm", sort=False):
+        by_tier = {row["tier"]: row for row in group.to_dict("records")}
+        cells = []
+        for label in labels:
+            row = by_tier.get(label)
+            cells.append("–" if row is None else
+                         f"**{_pct(row['success'])}** ({_pct(row['low'])}–{_pct(row['high'])}) of {int(row['episodes'])}")
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _pct(value: float) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.0f} %"
 
@@ -225,6 +266,11 @@ def table_section(definition: ResultsDefinition, table: Table, frame: pd.DataFra
             f"*{arm.label}*: " + ", ".join([f"`--planner {arm.planner}`"] * bool(arm.planner)
                                           + [f"`--guardrails {arm.guardrails}`"] * bool(arm.guardrails)
                                           + [f"`--set {s}`" for s in arm.sets]) for arm in arms_with_sets) + ".", ""]
+    if table.tiers and "start_geodesic_steps" in frame.columns:
+        tiers = tier_summary(frame, labels, table.tiers)
+        if not tiers.empty:
+            lines += ["Success by start–goal distance (shortest-path steps at the nominal top speed), episodes "
+                      "pooled over training seeds (Wilson 95 %):", "", tier_markdown(tiers, table.tiers), ""]
     compared = comparison_markdown(comparisons(frame, table.compare))
     if compared:
         lines += [compared, ""]
