@@ -6,6 +6,7 @@ import math
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -219,3 +220,20 @@ def test_a_changed_scenario_is_measured_again_and_changed_data_settings_are_refu
     scenario.write_text(scenario.read_text().replace('policy = "momentum"', 'policy = "momentum"\nturn_prob = 0.2'))
     code, _, stderr = run_cli(monkeypatch, capsys, *args)
     assert code != 0 and "cached dataset with other settings" in stderr and "Traceback" not in stderr
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps=st.lists(st.integers(1, 300), min_size=1, max_size=60),
+       tiers=st.lists(st.integers(1, 299), min_size=1, max_size=4, unique=True).map(sorted))
+def test_tiers_partition_every_episode_by_its_start_goal_distance(steps: list[int], tiers: list[int]) -> None:
+    from hplan.results.page import tier_labels, tier_summary
+
+    frame = pd.DataFrame({"arm": "a", "start_geodesic_steps": steps,
+                          "success": [i % 3 == 0 for i in range(len(steps))]})
+    summary = tier_summary(frame, ["a"], tiers)
+    assert summary["episodes"].sum() == len(steps)
+    assert set(summary["tier"]) <= set(tier_labels(tiers)) and len(tier_labels(tiers)) == len(tiers) + 1
+    below = sum(s < tiers[0] for s in steps)
+    first = summary[summary["tier"] == f"< {tiers[0]}"]["episodes"].sum()
+    assert first == below
+    assert ((summary["low"] <= summary["success"]) & (summary["success"] <= summary["high"])).all()

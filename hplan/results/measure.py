@@ -32,7 +32,7 @@ from hplan.errors import HplanError
 from hplan.io import write_dataframe, write_json
 from hplan.planning.config import PlannerConfig
 from hplan.runner.settings import checkpoint_sha256
-from hplan.studies.pipeline import file_lock
+from hplan.io import file_lock
 from hplan.results.definition import Arm, ResultsDefinition, Table, slug
 
 RUN_ONLY_SECTIONS = ("planner", "guardrails")

@@ -21,7 +21,8 @@ import math
 import pandas as pd
 
 from hplan.configio import to_mapping
-from hplan.studies.pipeline import SeedContext, SeedResult, cached_dataset, code_fingerprint, file_lock
+from hplan.io import file_lock
+from hplan.studies.pipeline import SeedContext, SeedResult, cached_dataset, code_fingerprint
 
 
 def model_key(scenario, data_dir) -> str:  # noqa: ANN001 - ScenarioConfig, Path

@@ -16,17 +16,16 @@ intermediate values form one curve per step index).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 import pandas as pd
 
 from hplan.configio import to_mapping
+from hplan.io import file_lock
 
 if TYPE_CHECKING:
     import optuna
@@ -173,18 +172,6 @@ def cached_dataset(scenario: ScenarioConfig, cache_dir: Path,
             return data_dir, True
         collect(scenario, data_dir)
         return data_dir, False
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock between worker processes on one machine (or one shared file system)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _complete(data_dir: Path) -> bool:
