@@ -465,3 +465,22 @@ def test_guardrail_bootstrap_weights_train_each_member_on_its_own_labels() -> No
         optim.step()
     probs = torch.sigmoid(module.model.guardrail_member_logits(z[:1], action[:1]))[0, :, 0]
     assert abs(float(probs[0]) - 0.3) < 0.05 and float(probs[1]) < 0.05
+
+
+@settings(max_examples=25, deadline=None)
+@given(col=st.integers(8, 55), row=st.integers(8, 55))
+def test_glimpse_window_is_centred_where_it_is_told(col: int, row: int) -> None:
+    """A bright 3×3 blob (a disc as the agent is drawn) at (col, row) lands in the middle of a window
+    centred on it, and the encoder reads histories of frames into one latent."""
+    from hplan.models.encoders import GlimpseEncoder
+
+    cfg = ModelConfig(image_encoder="glimpse", keypoints=4, encoder_channels=4, latent_dim=8, glimpse_pixels=16)
+    encoder = GlimpseEncoder((2, 64, 64, 3), cfg)
+    frame = torch.zeros(1, 64, 64, 3, dtype=torch.uint8)
+    frame[0, row - 1:row + 2, col - 1:col + 2] = 255
+    centre = torch.tensor([[2 * col / 63 - 1, 2 * row / 63 - 1]])
+    window = encoder.glimpse(frame, centre)[0].mean(0)  # (S, S)
+    middle = (window.shape[0] - 1) / 2
+    peak = torch.nonzero(window == window.max())[0].float()
+    assert torch.all((peak - middle).abs() <= 1.0)
+    assert encoder(torch.zeros(3, 2, 64, 64, 3, dtype=torch.uint8)).shape == (3, 8)

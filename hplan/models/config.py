@@ -32,9 +32,13 @@ class ModelConfig:
     frame_history: int = field(default=1, metadata=meta(
         "observations the encoder sees at once (the current one and the ones before it); 2 lets one "
         "latent carry the velocity that a single frame cannot show", ge=1, le=8))
-    image_encoder: Literal["cnn", "keypoints"] = field(default="cnn", metadata=meta(
-        "image encoder: `cnn` (strided convolutions + MLP) or `keypoints` (spatial softmax: expected "
-        "pixel coordinates of learned feature maps; precise positions of small moving objects)"))
+    image_encoder: Literal["cnn", "keypoints", "glimpse"] = field(default="cnn", metadata=meta(
+        "image encoder: `cnn` (strided convolutions + MLP), `keypoints` (spatial softmax: expected "
+        "pixel coordinates of learned feature maps; precise positions of small moving objects) or `glimpse` "
+        "(keypoints plus a small CNN on a window of the frame centred on them: the walls around the agent)"))
+    glimpse_pixels: int = field(default=28, metadata=meta(
+        "`glimpse` encoder: side of the window around the keypoints, in image pixels", ge=4, le=512))
+    glimpse_features: int = field(default=32, metadata=meta("`glimpse` encoder: features of the window", ge=1, le=1024))
     keypoints: int = field(default=16, metadata=meta("`keypoints` image encoder: feature maps (keypoints) per frame",
                                                      ge=1, le=256))
     keypoint_norm: bool = field(default=False, metadata=meta(

@@ -31,6 +31,8 @@ class Arm:
     sets: tuple[str, ...] = field(default=(), metadata=meta(
         "this arm's SECTION.FIELD=VALUE overrides (planner/guardrails ones reuse the table's model; others "
         "train a model of their own)"))
+    curve: str = field(default="", metadata=meta(
+        "arms with the same curve name are one line of the table's success-against-planning-time figure"))
 
 
 @dataclass(frozen=True)

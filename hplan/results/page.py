@@ -213,6 +213,33 @@ def success_figure(summary: pd.DataFrame, title: str) -> Any:
     return fig
 
 
+def curve_figure(summary: pd.DataFrame, curves: dict[str, str], title: str) -> Any:
+    """Success (mean of seeds, 95 % t) against planning time per step (setup included), one line per
+    curve; ``curves`` maps arm label → curve name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    rows = summary[summary["arm"].isin(list(curves))].assign(curve=lambda f: f["arm"].map(curves))
+    for name, group in rows.groupby("curve", sort=False):
+        group = group.sort_values("total_ms_per_step")
+        low = (group["success_mean"] - group["success_low"].clip(lower=0.0)).fillna(0).clip(lower=0)
+        high = (group["success_high"].clip(upper=1.0) - group["success_mean"]).fillna(0).clip(lower=0)
+        ax.errorbar(group["total_ms_per_step"], group["success_mean"], yerr=[low, high], marker="o", capsize=3,
+                    label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("planning ms per step (setup included, log scale)")
+    ax.set_ylabel("success")
+    ax.set_ylim(0, 1.05)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def _missing(frame: pd.DataFrame, seeds: Sequence[int], labels: Sequence[str]) -> str:
     """What the definition asks for that the measured rows lack ("" when nothing)."""
     measured = set(frame["training_seed"].astype(int))
@@ -281,6 +308,12 @@ def table_section(definition: ResultsDefinition, table: Table, frame: pd.DataFra
 
     plt.close(fig)
     summary.drop(columns=["success_per_seed"]).to_csv(figures / f"{table.name}.csv", index=False)
+    curves = {arm.label: arm.curve for arm in table.arms if arm.curve}
+    if curves:
+        fig = curve_figure(summary, curves, table.title)
+        fig.savefig(figures / f"{table.name}_curves.png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        lines += [f"![success against planning time: {table.title}]({figures.name}/{table.name}_curves.png)", ""]
     lines += [f"![{table.title}]({figures.name}/{table.name}.png)", "",
               f"Per-arm figures as CSV: [{figures.name}/{table.name}.csv]({figures.name}/{table.name}.csv).", ""]
     return lines
