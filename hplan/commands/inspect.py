@@ -12,6 +12,8 @@ from rich.table import Table
 if TYPE_CHECKING:
     import pandas as pd
 
+    from hplan.diagnostics.collapse import Verdict
+
 
 MAX_EPOCH_COLUMNS = 8
 
@@ -44,19 +46,9 @@ def inspect_command(
     if high:
         console.print(_epoch_table("high level (subgoal model, P_hi) on validation episodes", shown, high))
     png = plot_collapse_curves(run)
-    rule = CollapseRule()
-    console.print(f"rule: collapsed when {rule.loss_key} fell and, at the last epoch, effective_rank < "
-                  f"{rule.rank_fraction:g}·latent_dim, std_mean < {rule.std_floor:g} or probe_r2 < {rule.probe_floor:g}",
-                  style="dim")
-    style = "bold red" if run.verdict.collapsed else "bold green"
-    console.print(f"[{style}]{run.verdict.describe()}[/]")
+    _print_verdict(console, CollapseRule().describe(), run.verdict)
     if run.high_level is not None:
-        high_rule = HighLevelRule()
-        console.print(f"rule: high level degenerate when, at the last epoch, high_jump_skill < {high_rule.skill_floor:g}, "
-                      f"high_prior_spread < {high_rule.spread_floor:g} or high_active_codes < {high_rule.min_active_codes}",
-                      style="dim")
-        style = "bold red" if run.high_level.degenerate else "bold green"
-        console.print(f"[{style}]{run.high_level.describe()}[/]")
+        _print_verdict(console, HighLevelRule().describe(), run.high_level)
     console.print(f"curves: {png}")
     if data is not None:
         _heldout(console, run_dir, data, device)
@@ -95,7 +87,14 @@ def _heldout(console: Console, run_dir: Path, data: Path, device: str) -> None:
 
     verdict = high_level_verdict(results, prefix="")
     if verdict is not None:
-        console.print(f"[{'bold red' if verdict.degenerate else 'bold green'}]held-out {verdict.describe()}[/]")
+        _print_verdict(console, None, verdict, "held-out ")
+
+
+def _print_verdict(console: Console, rule: str | None, verdict: "Verdict", prefix: str = "") -> None:
+    """The rule (dim) and the verdict (red when flagged, else green)."""
+    if rule:
+        console.print(f"rule: {rule}", style="dim")
+    console.print(f"[{'bold red' if verdict.flagged else 'bold green'}]{prefix}{verdict.describe()}[/]")
 
 
 def _epoch_table(title: str, shown: "pd.DataFrame", columns: list[str]) -> Table:

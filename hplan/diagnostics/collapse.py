@@ -72,36 +72,56 @@ class CollapseRule:
     probe_floor: float = field(default=0.5, metadata=meta("collapsed if held-out probe R² < this", le=1))
     loss_key: str = field(default="train/jepa_loss", metadata=meta("the representation loss that must have fallen"))
 
+    def describe(self) -> str:
+        return (f"collapsed when {self.loss_key} fell and, at the last epoch, effective_rank < "
+                f"{self.rank_fraction:g}·latent_dim, std_mean < {self.std_floor:g} or probe_r2 < {self.probe_floor:g}")
+
 
 @dataclass(frozen=True)
-class CollapseVerdict:
-    collapsed: bool
+class Verdict:
+    """A flag over a run with the signs that raised it; subclasses name the flag (``FLAG``) and what
+    is judged (``SUBJECT``, printed before the label when set)."""
+
+    flagged: bool
     reasons: tuple[str, ...]
+
+    FLAG = "FLAGGED"
+    SUBJECT = ""
 
     @property
     def label(self) -> str:
-        return "COLLAPSED" if self.collapsed else "healthy"
+        return self.FLAG if self.flagged else "healthy"
 
     def describe(self) -> str:
-        return f"{self.label}: {'; '.join(self.reasons)}" if self.reasons else self.label
+        head = f"{self.SUBJECT} {self.label}" if self.SUBJECT else self.label
+        return f"{head}: {'; '.join(self.reasons)}" if self.reasons else head
+
+
+@dataclass(frozen=True)
+class CollapseVerdict(Verdict):
+    FLAG = "COLLAPSED"
+
+    @property
+    def collapsed(self) -> bool:
+        return self.flagged
 
 
 def collapse_verdict(history: Sequence[Mapping[str, Any]], latent_dim: int,
                      rule: CollapseRule = CollapseRule()) -> CollapseVerdict:
     """Apply :class:`CollapseRule` to per-epoch rows (``metrics.csv``; keys ``val/<metric>``)."""
-    rows = [r for r in history if _num(r.get(rule.loss_key)) is not None]
+    rows = [r for r in history if finite_number(r.get(rule.loss_key)) is not None]
     if not rows:
         return CollapseVerdict(False, ("no epochs with a training loss yet",))
-    first, last = _num(rows[0][rule.loss_key]), _num(rows[-1][rule.loss_key])
+    first, last = finite_number(rows[0][rule.loss_key]), finite_number(rows[-1][rule.loss_key])
     final = rows[-1]
     signs = []
-    rank = _num(final.get("val/effective_rank"))
+    rank = finite_number(final.get("val/effective_rank"))
     if rank is not None and rank < rule.rank_fraction * latent_dim:
         signs.append(f"effective rank {rank:.2f} < {rule.rank_fraction:g}·{latent_dim}")
-    std = _num(final.get("val/std_mean"))
+    std = finite_number(final.get("val/std_mean"))
     if std is not None and std < rule.std_floor:
         signs.append(f"mean std {std:.2e} < {rule.std_floor:g}")
-    r2 = _num(final.get("val/probe_r2"))
+    r2 = finite_number(final.get("val/probe_r2"))
     if r2 is not None and r2 < rule.probe_floor:
         signs.append(f"probe R² {r2:.3f} < {rule.probe_floor:g}")
     loss_fell = len(rows) >= 2 and last < first
@@ -113,7 +133,8 @@ def collapse_verdict(history: Sequence[Mapping[str, Any]], latent_dim: int,
     return CollapseVerdict(False, ())
 
 
-def _num(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
+    """``value`` as a float, or None when it is missing, not a number or NaN (a metric not logged)."""
     try:
         out = float(value)
     except (TypeError, ValueError):

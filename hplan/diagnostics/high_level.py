@@ -30,13 +30,13 @@ way :mod:`hplan.diagnostics.collapse` does for the encoder.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import torch
 
 from hplan.configio import meta
+from hplan.diagnostics.collapse import Verdict, finite_number
 from hplan.diagnostics.probes import fit_linear_probe, r2_score
 
 REACH_JUMPS = 2.0
@@ -177,18 +177,19 @@ class HighLevelRule:
         "degenerate if two prior subgoals from one state differ by less than this share of a real jump", ge=0))
     min_active_codes: int = field(default=1, metadata=meta("degenerate if fewer code dimensions are active", ge=0))
 
+    def describe(self) -> str:
+        return (f"high level degenerate when, at the last epoch, high_jump_skill < {self.skill_floor:g}, "
+                f"high_prior_spread < {self.spread_floor:g} or high_active_codes < {self.min_active_codes}")
+
 
 @dataclass(frozen=True)
-class HighLevelVerdict:
-    degenerate: bool
-    reasons: tuple[str, ...]
+class HighLevelVerdict(Verdict):
+    FLAG = "DEGENERATE"
+    SUBJECT = "high level"
 
     @property
-    def label(self) -> str:
-        return "DEGENERATE" if self.degenerate else "healthy"
-
-    def describe(self) -> str:
-        return f"high level {self.label}: {'; '.join(self.reasons)}" if self.reasons else f"high level {self.label}"
+    def degenerate(self) -> bool:
+        return self.flagged
 
 
 def high_level_verdict(metrics: Mapping[str, Any] | Sequence[Mapping[str, Any]], prefix: str = "val/",
@@ -196,26 +197,18 @@ def high_level_verdict(metrics: Mapping[str, Any] | Sequence[Mapping[str, Any]],
     """Apply :class:`HighLevelRule` to one row of metrics (or the last row that has them) — None
     when no row carries the high-level figures (a run trained before they were logged)."""
     rows = [metrics] if isinstance(metrics, Mapping) else list(metrics)
-    rows = [r for r in rows if _num(r.get(f"{prefix}high_jump_skill")) is not None]
+    rows = [r for r in rows if finite_number(r.get(f"{prefix}high_jump_skill")) is not None]
     if not rows:
         return None
     row = rows[-1]
     signs = []
-    skill = _num(row.get(f"{prefix}high_jump_skill"))
+    skill = finite_number(row.get(f"{prefix}high_jump_skill"))
     if skill is not None and skill < rule.skill_floor:
         signs.append(f"jump skill {skill:.3f} < {rule.skill_floor:g} (P_hi barely beats standing still)")
-    spread = _num(row.get(f"{prefix}high_prior_spread"))
+    spread = finite_number(row.get(f"{prefix}high_prior_spread"))
     if spread is not None and spread < rule.spread_floor:
         signs.append(f"prior spread {spread:.3f} < {rule.spread_floor:g} (every code lands in one place)")
-    active = _num(row.get(f"{prefix}high_active_codes"))
+    active = finite_number(row.get(f"{prefix}high_active_codes"))
     if active is not None and active < rule.min_active_codes:
         signs.append(f"{int(active)} active code dimensions < {rule.min_active_codes}")
     return HighLevelVerdict(bool(signs), tuple(signs))
-
-
-def _num(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(out) else out
