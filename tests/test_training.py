@@ -344,3 +344,10 @@ def test_a_finished_run_is_reused_only_with_the_same_settings(state_data: Path, 
     assert not finished_run_matches(SCENARIO, run, max_epochs=2, **TINY)
     assert not finished_run_matches(SCENARIO, run, max_epochs=1, guardrail_weak_labels=("wall_contact",), **TINY)
     assert not finished_run_matches(SCENARIO, tmp_path / "absent", max_epochs=1, **TINY)
+    # a run made before a setting existed (its config.json lacks the key) still matches at the
+    # setting's default, which keeps the old behaviour, and not at any other value
+    config = json.loads((run / "config.json").read_text())
+    del config["model"]["glimpse_features"]
+    (run / "config.json").write_text(json.dumps(config))
+    assert finished_run_matches(SCENARIO, run, max_epochs=1, **TINY)
+    assert not finished_run_matches(SCENARIO, run, max_epochs=1, glimpse_features=7, **TINY)

@@ -46,6 +46,9 @@ VALIDATION_METRIC = "val/loss"
 
 METRICS_FILE = "metrics.csv"
 LAST_CKPT = Path("checkpoints") / "last.ckpt"
+_FIELD_DEFAULTS = {"model": to_mapping(ModelConfig()), "train": to_mapping(TrainConfig())}
+"""A run directory written before a field existed matches a config that has it at its default:
+new fields default to the behaviour that came before them."""
 _RESUMABLE_KEYS = {("train", "max_epochs"), ("train", "device"), ("train", "cpu_threads"), ("source",)}
 
 
@@ -128,10 +131,14 @@ def _check_existing_run(out_dir: Path, config: dict[str, Any]) -> None:
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path}: corrupt run config: {err}") from None
     for section in ("env", "model", "train"):
+        defaults = _FIELD_DEFAULTS.get(section, {})
         for key in sorted(set(old.get(section, {})) | set(config.get(section, {}))):
             if (section, key) in _RESUMABLE_KEYS:
                 continue
-            if old.get(section, {}).get(key) != config.get(section, {}).get(key):
+            now = config.get(section, {}).get(key)
+            if key not in old.get(section, {}) and key in defaults and now == defaults[key]:
+                continue  # a setting added since this run was made, at the default that keeps the old behaviour
+            if old.get(section, {}).get(key) != now:
                 raise CheckpointError(
                     f"{path}: {section}.{key} is {old.get(section, {}).get(key)!r} in this run directory but "
                     f"{config.get(section, {}).get(key)!r} now; use a new --out or the same settings to resume")
