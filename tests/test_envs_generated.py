@@ -71,3 +71,15 @@ def test_env_plays_a_new_maze_each_episode_and_the_vector_env_matches_it() -> No
         _, info = vec.reset(seed=[int(s) for s in rng.integers(0, 2**31, 3)])
         for point in (*info["pos"], *info["goal"]):
             assert vec.world.layout.is_free(point)
+
+
+def test_held_out_diagnostics_use_no_single_map_for_mazes_that_change_per_episode() -> None:
+    from hplan.diagnostics.heldout import layout_geodesic
+
+    assert layout_geodesic(PointRoomsEnv(layout="generated")) is None
+    fixed = PointRoomsEnv(layout="four_rooms")
+    assert layout_geodesic(fixed) == fixed.geodesic_steps
+    # per episode, the env answers for the maze it is playing
+    env = PointRoomsEnv(layout="generated", min_rooms_apart=2)
+    _, info = env.reset(seed=4)
+    assert env.geodesic_steps(info["pos"], info["goal"]) == env.world.geodesic_steps(info["pos"], info["goal"])

@@ -59,7 +59,7 @@ def _heldout(console: Console, run_dir: Path, data: Path, device: str) -> None:
 
     from hplan.config import ScenarioConfig
     from hplan.configio import from_mapping
-    from hplan.diagnostics.heldout import evaluate_heldout
+    from hplan.diagnostics.heldout import evaluate_heldout, layout_geodesic
     from hplan.models.checkpoint import load_world_model
 
     config_path = run_dir / "config.json"
@@ -72,7 +72,7 @@ def _heldout(console: Console, run_dir: Path, data: Path, device: str) -> None:
         from hplan.envs.factory import make_env
 
         env = make_env(scenario).unwrapped
-        geodesic = getattr(env, "geodesic_steps", None)
+        geodesic = layout_geodesic(env)
     except (ImportError, HplanError) as err:  # no env to ask (e.g. an unregistered id): skip geodesic figures
         console.print(f"no geodesic distances: {err}", style="dim")
     with console.status(f"evaluating on {data}"):

@@ -33,6 +33,15 @@ from hplan.seeding import derive_seed
 Geodesic = Callable[[np.ndarray, np.ndarray], float]
 
 
+def layout_geodesic(env: object) -> Geodesic | None:
+    """The env's shortest-path distance in steps when every episode shares its layout; None where the
+    layout changes per episode (generated mazes): one env's map says nothing of another episode's."""
+    worlds = getattr(env, "worlds", None)
+    if worlds is not None and getattr(worlds, "generated", False):
+        return None
+    return getattr(env, "geodesic_steps", None)
+
+
 @torch.no_grad()
 def evaluate_heldout(model, data_dir: str | Path, *, horizon: int = 8, max_episodes: int = 200,
                      geodesic: Geodesic | None = None, distance_pairs: int = 4000, seed: int = 0) -> dict[str, float]:

@@ -127,7 +127,7 @@ def _planning_rows(definition: ResultsDefinition, table: Table, paths: Paths, sa
 def _heldout_rows(definition: ResultsDefinition, table: Table, paths: Paths, say: Say, device: str,
                   ran: list[str], cached_only: bool = False) -> pd.DataFrame | None:
     from hplan.data.collect import collect
-    from hplan.diagnostics.heldout import evaluate_heldout
+    from hplan.diagnostics.heldout import evaluate_heldout, layout_geodesic
     from hplan.envs.factory import make_env
     from hplan.models.checkpoint import load_world_model
 
@@ -140,7 +140,7 @@ def _heldout_rows(definition: ResultsDefinition, table: Table, paths: Paths, say
         with file_lock(paths.lock(heldout_dir)):
             collect(scenario, heldout_dir, episodes=table.heldout_episodes, split="heldout")
     env = make_env(scenario).unwrapped
-    geodesic = getattr(env, "geodesic_steps", None)
+    geodesic = layout_geodesic(env)
     rows = []
     for seed in definition.seeds(table):
         model_dir = cached_model(scenario, table.sets, seed, paths) if cached_only else \
