@@ -45,6 +45,15 @@ def test_results_command_measures_every_table_then_reuses_the_cache(tmp_path, mo
     assert code == 0 and "train " not in stdout and "test episodes" not in stdout and "diagnostics" not in stdout
     assert stamps == {p: p.stat().st_mtime_ns for p in stamps}  # nothing re-collected, re-trained or re-run
 
+    # --page-only never waits for an evaluation another run holds: it reads what is finished
+    from hplan.io import file_lock
+
+    held = runs / "locks" / "evals+tiny_planning+hier+seed0-test-2ep.lock"
+    assert held.exists()  # the lock the evaluation run took
+    with file_lock(held):
+        code, _, _ = run_cli(monkeypatch, capsys, *args, "--page-only")
+    assert code == 0 and "**Incomplete:**" not in out.read_text()
+
     # --page-only measures nothing and says what is missing
     shutil.rmtree(runs / "evals" / "tiny_planning" / "flat" / "seed1-test-2ep")
     code, stdout, _ = run_cli(monkeypatch, capsys, *args, "--page-only")

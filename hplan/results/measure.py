@@ -106,10 +106,13 @@ def _planning_rows(definition: ResultsDefinition, table: Table, paths: Paths, sa
                 continue
             out = paths.evaluation(table, arm, seed, split, episodes)
             expected = expected_run(scenario, arm, split, episodes, checkpoint_sha256(model_dir))
+            if cached_only:  # read, never wait: a finished evaluation's marker is written last, and an
+                frame = cached_evaluation(out, expected)  # evaluation another run is still playing is left out
+                if frame is not None:
+                    frames.append(frame.assign(arm=arm.label, training_seed=seed))
+                continue
             with file_lock(paths.lock(out)):
                 frame = cached_evaluation(out, expected)
-                if frame is None and cached_only:
-                    continue
                 if frame is None:
                     say(f"[bold]{table.name}[/] {arm.label}, training seed {seed}: {episodes} {split} episodes")
                     if out.exists():
