@@ -78,11 +78,8 @@ def _spanning_tree(spec: MazeSpec, rng: np.random.Generator) -> set[tuple[int, i
 def generate_room_maze(spec: MazeSpec, seed: int) -> str:
     """The ASCII map (``#`` wall, ``.`` floor) of maze ``seed`` of shape ``spec``."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed) & (2**63 - 1), 0x6D617A65]))
-    grid = np.full((spec.height, spec.width), "#")
+    grid = np.where(always_free(spec), ".", "#")
     step = spec.room + 1
-    for r in range(spec.rows):
-        for c in range(spec.cols):
-            grid[1 + r * step:1 + r * step + spec.room, 1 + c * step:1 + c * step + spec.room] = "."
     joined = _spanning_tree(spec, rng)
     for a in range(spec.rows * spec.cols):
         r, c = divmod(a, spec.cols)
@@ -116,8 +113,7 @@ def maze_spec(layout: str, maze: object) -> MazeSpec | None:
 
 def always_free(spec: MazeSpec) -> np.ndarray:
     """``(H, W)`` cells that are floor in every maze of ``spec`` (the rooms' insides)."""
-    closed = MazeSpec(rows=spec.rows, cols=spec.cols, room=spec.room, door=spec.door, loops=0.0)
-    grid = np.full((closed.height, closed.width), False)
+    grid = np.full((spec.height, spec.width), False)
     step = spec.room + 1
     for r in range(spec.rows):
         for c in range(spec.cols):

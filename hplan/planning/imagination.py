@@ -8,9 +8,9 @@ shortest way from the root (learned steps per jump) plus learned distance to the
 ``imagine_branches`` subgoals (one batched ``predict_high`` call); a proposal the learned temporal
 distance places more than ``imagine_reach`` steps from its parent is dropped (a jump the model
 itself does not believe in); one within ``imagine_merge`` steps of a node already in the graph
-(both ways) only joins its parent to that node; the others are taken most promising first (way from the root plus learned
-distance to the goal), at most ``imagine_frontier`` per round and none within ``imagine_merge``
-of another, and join the graph. Growth stops at ``imagine_nodes`` nodes, after ``imagine_depth``
+(both ways) only joins its parent to that node; the others are taken most promising first (way
+from the root plus learned distance to the goal), at most ``imagine_frontier`` per round and none
+within ``imagine_merge`` of another, and join the graph. Growth stops at ``imagine_nodes`` nodes, after ``imagine_depth``
 rounds, or once a proposal lands within ``imagine_merge`` steps of the goal. Where the learned
 distance points into a wall, the nodes there stop producing new ones (their proposals merge into
 what exists) and the search widens round the wall, as A* does.
@@ -50,12 +50,12 @@ class ImaginedGraph:
 class GrowthLimits:
     """How far the graph grows (``[planner] imagine_*``; see the module docstring)."""
 
-    branches: int = 16
-    frontier: int = 48
-    depth: int = 32
-    nodes: int = 512
-    merge: float = 4.0
-    reach: float = 16.0
+    branches: int
+    frontier: int
+    depth: int
+    nodes: int
+    merge: float  # latent steps (the planner passes imagine_merge · k)
+    reach: float  # latent steps (imagine_reach · k)
 
 
 def _spread_pick(order: torch.Tensor, d_new: torch.Tensor, d_old: torch.Tensor, limit: int, merge: float) -> list[int]:
@@ -113,16 +113,17 @@ def imagine_graph(model: Any, distance: Distance, root: torch.Tensor, goal: torc
             length = distance(points[pairs[:, 0]], points[pairs[:, 1]])
             believable = length <= limits.reach
             edges += [(i, j, d) for (i, j), d in zip(pairs[believable].tolist(), length[believable].tolist())]
+        to_goal = distance(proposals, goal[None])
         fresh = torch.nonzero(~merged).flatten()
         room = min(limits.frontier, limits.nodes - len(points))
         if len(fresh):
-            promise = steps_from_root[parent_of[fresh]] + hop[fresh] + distance(proposals[fresh], goal[None])
+            promise = steps_from_root[parent_of[fresh]] + hop[fresh] + to_goal[fresh]
             chosen = fresh[_spread_pick(torch.argsort(promise), both(proposals[fresh][:, None], proposals[fresh][None]),
                                         nearest_old[fresh], room, limits.merge)]
         else:
             chosen = fresh
         landed = torch.cat([torch.nonzero(merged).flatten(), chosen])  # proposals now stood for by a node
-        arrived = bool((distance(proposals[landed], goal[None]) <= limits.merge).any())
+        arrived = bool((to_goal[landed] <= limits.merge).any())
         first = len(points)
         points = torch.cat([points, proposals[chosen]])
         steps_from_root = torch.cat([steps_from_root, steps_from_root[parent_of[chosen]] + hop[chosen]])

@@ -189,6 +189,13 @@ def heldout_markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _error_bars(summary: pd.DataFrame) -> list[Any]:
+    """Below/above lengths of each arm's success interval, clipped to [0, 1] (none where it has none)."""
+    low = (summary["success_mean"] - summary["success_low"].clip(lower=0.0)).fillna(0).clip(lower=0).to_numpy()
+    high = (summary["success_high"].clip(upper=1.0) - summary["success_mean"]).fillna(0).clip(lower=0).to_numpy()
+    return [low, high]
+
+
 def success_figure(summary: pd.DataFrame, title: str) -> Any:
     """Success per arm: mean of seeds with its interval, each seed as a dot."""
     import matplotlib
@@ -199,9 +206,7 @@ def success_figure(summary: pd.DataFrame, title: str) -> Any:
     fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(summary), 3.2))
     x = range(len(summary))
     means = summary["success_mean"].to_numpy()
-    low = (summary["success_mean"] - summary["success_low"].clip(lower=0.0)).fillna(0).clip(lower=0).to_numpy()
-    high = (summary["success_high"].clip(upper=1.0) - summary["success_mean"]).fillna(0).clip(lower=0).to_numpy()
-    ax.bar(x, means, color="#8fb3de", yerr=[low, high], capsize=4, label="mean of training seeds (95 % t)")
+    ax.bar(x, means, color="#8fb3de", yerr=_error_bars(summary), capsize=4, label="mean of training seeds (95 % t)")
     for i, rates in enumerate(summary["success_per_seed"]):
         ax.scatter([i] * len(rates), rates, color="#1f3b73", s=14, zorder=3, label="one training seed" if i == 0 else None)
     ax.set_xticks(list(x), [a.replace(", ", "\n") for a in summary["arm"]], fontsize=8)
@@ -225,9 +230,7 @@ def curve_figure(summary: pd.DataFrame, curves: dict[str, str], title: str) -> A
     rows = summary[summary["arm"].isin(list(curves))].assign(curve=lambda f: f["arm"].map(curves))
     for name, group in rows.groupby("curve", sort=False):
         group = group.sort_values("total_ms_per_step")
-        low = (group["success_mean"] - group["success_low"].clip(lower=0.0)).fillna(0).clip(lower=0)
-        high = (group["success_high"].clip(upper=1.0) - group["success_mean"]).fillna(0).clip(lower=0)
-        ax.errorbar(group["total_ms_per_step"], group["success_mean"], yerr=[low, high], marker="o", capsize=3,
+        ax.errorbar(group["total_ms_per_step"], group["success_mean"], yerr=_error_bars(group), marker="o", capsize=3,
                     label=name)
     ax.set_xscale("log")
     ax.set_xlabel("planning ms per step (setup included, log scale)")
