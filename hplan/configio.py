@@ -92,6 +92,12 @@ def field_docs(cls: type) -> dict[str, str]:
     return {f.name: f.metadata.get("doc", "") for f in dataclasses.fields(cls)}
 
 
+def coerce(hint: Any, value: Any, *, source: str, path: str) -> Any:
+    """``value`` checked (and normalised) against annotation ``hint``, as :func:`from_mapping` does
+    for one field; for files that are not dataclass tables (episode log lines)."""
+    return _coerce(hint, value, source, path)
+
+
 def _coerce(hint: Any, value: Any, source: str, path: str) -> Any:
     origin = get_origin(hint)
     if hint is Any:

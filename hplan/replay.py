@@ -267,7 +267,10 @@ def _build_env(log: EpisodeLog, make_env: Callable[..., Any] | None,
         from hplan.envs.factory import make_env as default_make_env
 
         make_env = default_make_env
-    overrides = dict(log.header.env.get("overrides") or {})
+    overrides = log.header.env.get("overrides") or {}
+    if not isinstance(overrides, dict):
+        raise ConfigError(str(log.path), "line 1", f"'env.overrides': expected a table, got {type(overrides).__name__}")
+    overrides = dict(overrides)
     env = make_env(scenario, **overrides)
     wrappers = log.header.wrappers
     if wrappers is not None:

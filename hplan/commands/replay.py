@@ -3,7 +3,14 @@
 ``LOG`` is one episode log or a run directory (every ``*.jsonl`` below it). Without ``--verify``
 the logged actions are re-executed and a divergence is only reported; with ``--verify`` the
 first divergence (or a checkpoint whose hash changed) exits non-zero with one line naming the
-file, step and field, and the agent itself is re-run when its checkpoint is available.
+file, step and field, and the agent itself is re-run.
+
+What each check protects against: the actions replay catches any edit the environment can see;
+the line chain catches edits made without recomputing it (anyone can recompute it: it is not a
+signature); only the agent re-run catches a forged plan with a recomputed chain. So ``--verify``
+never calls a log reproduced when the agent re-run could not happen (checkpoint missing, log
+recorded on a GPU): it exits non-zero saying so, unless ``--actions-only`` asks for the weaker
+check, and then the summary says which checks ran.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ def replay_command(
         table.add_column(heading, justify="left" if heading == "log" else "right",
                          no_wrap=heading == "log", min_width=len(heading) if heading != "log" else None)
     failures: list[str] = []
+    unchecked: list[str] = []  # logs whose agent re-run was skipped in auto mode: not reproduced
     base = log if log.is_dir() else log.parent
     for path in paths:
         name = str(path.relative_to(base)) if path.is_relative_to(base) else path.name
@@ -55,6 +63,8 @@ def replay_command(
                 continue
             agent = "[green]ok[/]" if report.agent_ok else report.agent_note
             actions = "[green]ok[/]"
+            if report.agent_ok is None and not actions_only:
+                unchecked.append(f"{path}: agent not re-run ({report.agent_note.removeprefix('skipped: ')})")
         else:
             problem = replay_actions(parsed, strict=False, frame=renderer)
             actions = "[green]ok[/]" if not problem else "[yellow]diverged[/]"
@@ -68,10 +78,22 @@ def replay_command(
             console.print(f"wrote {render} ({len(renderer.frames)} frames)")
     console.print(table)
     if verify:
-        console.print(f"{len(paths) - len(failures)}/{len(paths)} episode logs reproduced")
+        passed = len(paths) - len(failures) - len(unchecked)
+        if actions_only:
+            console.print(f"{passed}/{len(paths)} episode logs pass the actions replay and line chain "
+                          "(agent not re-run: --actions-only)")
+        else:
+            console.print(f"{passed}/{len(paths)} episode logs reproduced (actions replay, line chain and agent re-run)"
+                          + (f"; {len(unchecked)} pass the actions replay and line chain only, the agent was not "
+                             "re-run" if unchecked else ""))
     if failures:
         more = f" (and {len(failures) - 1} more diverging logs)" if len(failures) > 1 else ""
         raise ReplayDivergence(failures[0] + more)
+    if unchecked:
+        more = f" (and {len(unchecked) - 1} more such logs)" if len(unchecked) > 1 else ""
+        raise HplanError(f"{unchecked[0]}{more}: its logged plans are unchecked (the agent re-run needs the "
+                         "logged checkpoint, on CPU); pass --actions-only to accept the actions replay and line "
+                         "chain alone")
 
 
 def _yes(flag: bool) -> str:

@@ -21,10 +21,12 @@ Every line also carries ``chain``: the first 16 hex digits of
 ``sha256(previous chain + canonical JSON of the line without chain)``. Re-execution catches edits
 that change what happens; the chain also catches edits that would not (e.g. to a logged
 probability) and names the first edited line. Why a per-line chain rather than one file hash:
-so the error can say *which* step was touched.
+so the error can say *which* step was touched. The chain is not a signature: anyone can recompute
+it, so it protects against accidental and careless edits only; a forged plan with a recomputed
+chain is caught by re-running the agent (``hplan replay --verify`` with the checkpoint).
 
-Files are written atomically; a malformed file raises a one-line ``ConfigError`` naming the file
-and line.
+Files are written atomically; a malformed file (bad JSON, a missing key, a value of the wrong
+type) raises a one-line ``ConfigError`` naming the file and line.
 """
 
 from __future__ import annotations
@@ -32,10 +34,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hplan.configio import coerce
 from hplan.errors import ConfigError
 from hplan.io import atomic_open, json_default
 from hplan.runner.loop import EpisodeRecord, StepRecord
@@ -43,6 +48,11 @@ from hplan.runner.loop import EpisodeRecord, StepRecord
 LOG_FORMAT = "hplan-episode-log"
 LOG_VERSION = 1
 CHAIN_HEX = 16
+
+_RESET_TYPES: dict[str, Any] = {"obs_sha256": str, "goal_obs_sha256": str, "true_state": list[float],
+                                "violation_names": tuple[str, ...], "start_geodesic": float | None,
+                                "start_geodesic_steps": int | None}
+"""The reset line's fields and their types (checked on read like the header and step fields)."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +154,7 @@ def read_episode_log(path: str | Path) -> EpisodeLog:
     for key in ("obs_sha256", "goal_obs_sha256", "true_state"):
         if key not in reset:
             raise ConfigError(source, f"line {reset_line}", f"reset line is missing '{key}'")
+    reset = {key: _typed(hint, reset[key], source, reset_line, key) for key, hint in _RESET_TYPES.items() if key in reset}
     record = EpisodeRecord(seed=header.seed, reset_obs_sha256=reset["obs_sha256"],
                            reset_true_state=reset["true_state"], goal_obs_sha256=reset["goal_obs_sha256"],
                            violation_names=tuple(reset.get("violation_names", ())),
@@ -163,7 +174,8 @@ def read_episode_log(path: str | Path) -> EpisodeLog:
             step_lines[step.t] = number
         elif kind == "summary":
             summary = {k: v for k, v in obj.items() if k not in ("type", "chain")}
-            record.final_geodesic = summary.get("final_geodesic")
+            record.final_geodesic = _typed(float | None, summary.get("final_geodesic"), source, number,
+                                           "final_geodesic")
         else:
             raise ConfigError(source, f"line {number}", f"unknown line type {kind!r}")
     if summary is None:
@@ -183,10 +195,17 @@ def _build(cls: type, obj: dict[str, Any], source: str, line: int, *, skip: tupl
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
         raise ConfigError(source, f"line {line}", f"missing key {missing[0]!r}")
-    for name in ("t", "episode", "seed", "max_steps"):
-        if name in data and (isinstance(data[name], bool) or not isinstance(data[name], int)):
-            raise ConfigError(source, f"line {line}", f"{name!r} must be an integer, got {data[name]!r}")
-    return cls(**data)
+    hints = typing.get_type_hints(cls, globalns=vars(sys.modules[cls.__module__]))
+    return cls(**{name: _typed(hints[name], value, source, line, name) for name, value in data.items()})
+
+
+def _typed(hint: Any, value: Any, source: str, line: int, name: str) -> Any:
+    """``value`` checked against the field's annotation: a hand-edited log with a wrong type
+    (``"cost": "x"``) must be a one-line error here, not a TypeError deep inside the replay."""
+    try:
+        return coerce(hint, value, source=source, path=name)
+    except ConfigError as err:
+        raise ConfigError(source, f"line {line}", f"{name!r}: {err.message}") from None
 
 
 def _chain(previous: str, obj: dict[str, Any]) -> str:
