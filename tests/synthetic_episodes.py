@@ -53,8 +53,12 @@ def render(pos: np.ndarray, size: int) -> np.ndarray:
 
 
 def make_dataset(root: str | Path, *, episodes: int = 24, steps: int = 32, obs: str = "state", image_size: int = 16,
-                 seed: int = 0, env_id: str = ENV_ID, shards: int = 2) -> Path:
-    """Write a dataset directory with ``episodes`` × ``steps`` transitions; returns its path."""
+                 seed: int = 0, env_id: str = ENV_ID, shards: int = 2, terminate_at: int | None = None) -> Path:
+    """Write a dataset directory with ``episodes`` × ``steps`` transitions; returns its path.
+
+    ``terminate_at``: every episode ends after that many transitions, stored as collection stores an
+    early termination (``valid`` False after it, the last state repeated); the actions after it are
+    NaN so that a reader that trains on them shows it."""
     root = Path(root)
     rng = np.random.default_rng(seed)
     pos = rng.uniform(0.5, 7.5, (episodes, 2))
@@ -81,6 +85,11 @@ def make_dataset(root: str | Path, *, episodes: int = 24, steps: int = 32, obs: 
         "valid": np.ones((episodes, steps), dtype=bool),
         "reward": np.zeros((episodes, steps), dtype=np.float32),
     }
+    if terminate_at is not None:
+        arrays["valid"][:, terminate_at:] = False
+        arrays["action"][:, terminate_at:] = np.nan
+        arrays["violations"][:, terminate_at:] = False
+        true_state[:, terminate_at + 1:] = true_state[:, terminate_at:terminate_at + 1]
     arrays["cost"] = arrays["violations"].any(-1).astype(np.float32)
     if obs == "image":
         arrays["obs"] = render(true_state[..., :2].reshape(-1, 2), image_size).reshape(

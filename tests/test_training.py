@@ -42,6 +42,13 @@ def state_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def probe_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Enough validation episodes (15) for the linear probe to be steady: with 6 its R² swung from
+    0.3 to 0.98 across training seeds of the same healthy model."""
+    return make_dataset(tmp_path_factory.mktemp("probe"), episodes=48, steps=24, obs="state")
+
+
+@pytest.fixture(scope="module")
 def image_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("image"), episodes=12, steps=16, obs="image", image_size=16)
 
@@ -66,10 +73,10 @@ def test_run_directory_layout_and_loadable_image_model(image_data: Path, tmp_pat
         load_world_model(run, expect_env_id="hplan/PointRooms-v0")
 
 
-def test_collapse_flag_fires_for_none_and_stays_quiet_for_vicreg(state_data: Path, tmp_path: Path) -> None:
+def test_collapse_flag_fires_for_none_and_stays_quiet_for_vicreg(probe_data: Path, tmp_path: Path) -> None:
     verdicts = {}
     for reg in ("none", "vicreg"):
-        run = train_world_model(SCENARIO, state_data, tmp_path / reg, regularizer=reg, max_epochs=3, **TINY)
+        run = train_world_model(SCENARIO, probe_data, tmp_path / reg, regularizer=reg, max_epochs=3, **TINY)
         verdicts[reg] = read_run_metrics(run)
     collapsed, healthy = verdicts["none"], verdicts["vicreg"]
     assert collapsed.verdict.collapsed, collapsed.verdict.describe()

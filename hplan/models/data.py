@@ -121,10 +121,10 @@ class WindowData(Dataset):
 class WindowPlanner(Sampler[BatchPlan]):
     """Yields the :class:`BatchPlan` s of one epoch; a pure function of ``(seed, epoch)``."""
 
-    def __init__(self, episodes: np.ndarray, num_valid: np.ndarray, window: int, stride: int, max_gap: int,
+    def __init__(self, episodes: np.ndarray, num_obs: np.ndarray, window: int, stride: int, max_gap: int,
                  batch_size: int, seed: int, label_count: int = 0, label_batch: int = 0,
                  shuffle: bool = True, drop_last: bool = True) -> None:
-        self.episodes, self.num_valid = episodes, num_valid
+        self.episodes, self.num_obs = episodes, num_obs
         self.window, self.stride, self.max_gap = window, stride, max_gap
         self.batch_size, self.seed = batch_size, seed
         self.label_count, self.label_batch = label_count, label_batch
@@ -137,7 +137,7 @@ class WindowPlanner(Sampler[BatchPlan]):
     def _starts(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         eps, starts = [], []
         for ep in self.episodes:
-            last = int(self.num_valid[ep]) - (self.window - 1)  # starts 0 .. last-1 fit a full window
+            last = int(self.num_obs[ep]) - (self.window - 1)  # starts 0 .. last-1 fit a full window
             if last <= 0:
                 continue
             phase = int(rng.integers(self.stride)) if self.shuffle else 0
@@ -148,7 +148,7 @@ class WindowPlanner(Sampler[BatchPlan]):
             raise HplanError(f"no episode has {self.window} valid observations in a row: "
                              f"lower train.rollout_horizon / model.subgoal_interval or collect longer episodes")
         ep_all, st_all = np.concatenate(eps), np.concatenate(starts)
-        room = np.minimum(self.num_valid[ep_all] - st_all, self.max_gap)  # far frame index ≤ num_valid
+        room = np.minimum(self.num_obs[ep_all] - 1 - st_all, self.max_gap)  # far frame index ≤ num_obs - 1
         gap = 1 + np.floor(rng.random(len(st_all)) * room).astype(np.int64)
         return ep_all, st_all, gap
 
@@ -200,7 +200,9 @@ class EpisodeDataModule(pl.LightningDataModule):
             index = np.clip(action[..., 0].astype(np.int64) - offset, 0, spec.dim - 1)
             action = np.eye(spec.dim, dtype=np.float32)[index]
         valid = data["valid"].astype(bool)
-        num_valid = np.where(valid.all(1), valid.shape[1], np.argmin(valid, axis=1)).astype(np.int64)
+        # ``valid`` marks transitions; an episode's real observations are its leading valid
+        # transitions plus one (the last transition's outcome: the step onto a goal or into lava).
+        num_obs = 1 + np.where(valid.all(1), valid.shape[1], np.argmin(valid, axis=1)).astype(np.int64)
         pos = data["true_state"][..., :2].astype(np.float32)
         violations = data["violations"].astype(bool)
         names = tuple(manifest.get("violation_names", [f"violation_{i}" for i in range(violations.shape[-1])]))
@@ -225,7 +227,7 @@ class EpisodeDataModule(pl.LightningDataModule):
         if kind == "state":
             flat = obs[self.train_episodes].reshape(-1, obs.shape[-1]).astype(np.float64)
             mean, std = flat.mean(0).astype(np.float32), flat.std(0).astype(np.float32)
-        self.num_valid = num_valid
+        self.num_obs = num_obs
         self.dataset = WindowData(obs, action, violations, pos, self.window, labelled, self.model_cfg.frame_history)
         if self.train_cfg.guardrail_weak_labels:
             self.dataset.motion_residual = self._motion_residuals(obs, action, valid, names, source)
@@ -255,7 +257,7 @@ class EpisodeDataModule(pl.LightningDataModule):
     def _loader(self, episodes: np.ndarray, train: bool) -> DataLoader:
         cfg = self.train_cfg
         planner = WindowPlanner(
-            episodes, self.num_valid, self.window, cfg.window_stride if train else self.window,
+            episodes, self.num_obs, self.window, cfg.window_stride if train else self.window,
             cfg.distance_max_gap, cfg.batch_size, derive_seed(self.seed, "train" if train else "val"),
             label_count=len(self.dataset.labelled[0]) if train else 0,
             label_batch=cfg.guardrail_batch if train else 0, shuffle=train, drop_last=train)

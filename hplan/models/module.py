@@ -71,7 +71,7 @@ class FrozenLatents:
 
     z: torch.Tensor        # (E, L, D)
     action: torch.Tensor   # (E, L - 1, A)
-    valid: torch.Tensor    # (E,) valid observations per episode
+    valid: torch.Tensor    # (E,) real observations per episode (valid transitions + 1)
     window: int            # training window length
     pos: torch.Tensor | None = None  # (E, L, P) true positions (diagnostics only), on the CPU
 
@@ -334,17 +334,17 @@ class WorldModelModule(pl.LightningModule):
         ds, episodes = getattr(data, "dataset", None), getattr(data, which, None)
         if ds is None or episodes is None:
             return None
-        episodes = episodes[data.num_valid[episodes] >= ds.window]
+        episodes = episodes[data.num_obs[episodes] >= ds.window]
         if not len(episodes):
             return None
         rng = np.random.default_rng(derive_seed(self.seed, tag, self.current_epoch))
         episodes = rng.permutation(episodes)[:limit]
-        length = int(data.num_valid[episodes].max())
+        length = int(data.num_obs[episodes].max())
         with torch.no_grad():
             z = self.model.encode_episodes(ds.obs, episodes, length)
         action = torch.from_numpy(ds.action[episodes, :length - 1]).to(self.device)
         pos = torch.from_numpy(ds.pos[episodes, :length])
-        return FrozenLatents(z, action, torch.as_tensor(data.num_valid[episodes], device=self.device), ds.window, pos)
+        return FrozenLatents(z, action, torch.as_tensor(data.num_obs[episodes], device=self.device), ds.window, pos)
 
     def high_level_diagnostics(self) -> dict[str, float]:
         """:func:`~hplan.diagnostics.high_level.high_level_metrics` on validation episodes (``val/high_*``)."""
