@@ -13,7 +13,9 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterator, Sequence
+
+from hplan.errors import ConfigError
 
 
 @contextlib.contextmanager
@@ -40,6 +42,32 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def check_out_dir(path: str | os.PathLike[str], *, owns: Sequence[str] = (), what: str = "output",
+                  option: str = "--out") -> Path:
+    """Refuse an output directory that cannot be used, before any work is done.
+
+    Without this, a file in the way or an unwritable parent surfaced as a traceback after the
+    episodes or epochs had run, and a directory holding someone else's files was written into.
+    ``owns`` are names an earlier output of the same command leaves behind (``config.json`` of a
+    training run): a non-empty directory holding none of them is not ours, and is refused.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(str(path), option, "exists and is not a directory; choose another " + option)
+    existing = path
+    while not existing.exists():  # the nearest existing ancestor is where the directory gets created
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(str(path), option, f"cannot create it: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(str(path), option, f"cannot write there: {existing} is not writable")
+    if owns and path.is_dir() and not any((path / name).exists() for name in owns):
+        if any(not entry.name.startswith(".") for entry in path.iterdir()):
+            raise ConfigError(str(path), option, f"not empty and not an earlier {what} (no {owns[0]}); "
+                                                 f"choose another {option}")
+    return path
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -92,3 +92,97 @@ def test_replay_verify_never_reports_a_skipped_agent_rerun_as_reproduced(tmp_pat
     code, out, err = run_cli(monkeypatch, capsys, "replay", str(tmp_path / "run"), "--verify", "--actions-only")
     assert code == 0, err
     assert "reproduced" not in out and "agent not re-run: --actions-only" in out
+
+
+# ------------------------------------------------------------ item 6: output paths checked first
+SCENARIO_TOML = """
+name = "tiny_two_rooms"
+[env]
+id = "hplan/PointRooms-v0"
+obs_mode = "state"
+max_steps = 5
+[env.kwargs]
+layout = "two_rooms"
+[task]
+min_rooms_apart = 1
+[planner]
+{planner}
+"""
+
+SUITE_TOML = """
+name = "tiny"
+episodes = 1
+episodes_per_cell = 1
+checkpoint = "{ckpt}"
+[[scenarios]]
+scenario = "{scenario}"
+[[shifts]]
+name = "none"
+severities = [0]
+"""
+
+SYNTHETIC_STUDY = """
+name = "tiny_synthetic"
+scenario = "point_two_rooms"
+pipeline = "synthetic"
+n_trials = 1
+[synthetic]
+epochs = 1
+[[objectives]]
+metric = "success_rate"
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A state-observation scenario file, an untrained checkpoint for it, a one-cell suite, a synthetic study."""
+    root = tmp_path_factory.mktemp("files")
+    scenario = root / "tiny.toml"
+    scenario.write_text(SCENARIO_TOML.format(planner="\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY_PLANNER.items())))
+    ckpt = tiny_checkpoint(root / "ckpt", two_rooms(max_steps=5, planner=TINY_PLANNER))
+    suite = root / "suite.toml"
+    suite.write_text(SUITE_TOML.format(ckpt=ckpt, scenario=scenario))
+    study = root / "study.toml"
+    study.write_text(SYNTHETIC_STUDY)
+    return {"scenario": scenario, "ckpt": ckpt, "suite": suite, "study": study}
+
+
+def _command(kind: str, files: dict[str, Path], out: Path) -> list[str]:
+    return {
+        "train": ["train", str(files["scenario"]), "--data", str(out.parent / "no_data"), "--out", str(out)],
+        "run": ["run", str(files["scenario"]), "--checkpoint", str(files["ckpt"]), "--episodes", "1", "--device", "cpu",
+                "--out", str(out)],
+        "stress": ["stress", str(files["suite"]), "--out", str(out), "--no-report"],
+        "study": ["study", "run", str(files["study"]), "--out", str(out)],
+    }[kind]
+
+
+@pytest.mark.parametrize("kind", ["train", "run", "stress", "study"])
+@pytest.mark.parametrize("place", ["existing file", "under a file", "unrelated directory"])
+def test_output_path_is_checked_before_any_work(tiny_files: dict[str, Path], tmp_path: Path, kind: str, place: str,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("mine\n")
+    unrelated = tmp_path / "my_notes"
+    unrelated.mkdir()
+    (unrelated / "notes.txt").write_text("mine\n")
+    out = {"existing file": blocker, "under a file": blocker / "sub", "unrelated directory": unrelated}[place]
+    code, _, err = run_cli(monkeypatch, capsys, *_command(kind, tiny_files, out))
+    line = _one_line_error(code, err)
+    assert f"{out}: --out:" in line
+    assert blocker.read_text() == "mine\n"
+    assert [p.name for p in unrelated.iterdir()] == ["notes.txt"]
+
+
+def test_run_into_an_earlier_run_leaves_no_stale_logs(tiny_files: dict[str, Path], tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "eval"
+    args = _command("run", tiny_files, out)
+    code, _, err = run_cli(monkeypatch, capsys, *[a if a != "1" else "2" for a in args])
+    assert code == 0, err
+    assert len(list((out / "episodes").glob("ep-*.jsonl"))) == 2
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    assert [p.name for p in (out / "episodes").glob("ep-*.jsonl")] == ["ep-0000.jsonl"]

@@ -1,7 +1,9 @@
 """``hplan run SCENARIO --checkpoint RUN_DIR``: seeded evaluation episodes with episode logs.
 
-Everything is validated (scenario, env, checkpoint, choices) before the output directory is
-touched, so a mistake leaves nothing behind. Writes ``episodes/ep-NNNN.jsonl`` (one log per
+Everything is validated (scenario, env, checkpoint, choices, the output directory) before the
+output directory is touched, so a mistake leaves nothing behind. Running into an earlier run's
+directory replaces that run: its episode logs are removed first, so ``hplan replay --verify``
+never checks a stale log of another run. Writes ``episodes/ep-NNNN.jsonl`` (one log per
 episode, replayable with ``hplan replay``), ``episodes.parquet`` and ``run.json`` to ``--out``.
 """
 
@@ -39,9 +41,11 @@ def run_command(
     from hplan.config import load_scenario
     from hplan.device import resolve_device
     from hplan.envs.factory import validate_scenario_env
+    from hplan.io import check_out_dir
     from hplan.models.checkpoint import load_world_model
     from hplan.planning.energy import heeded_guardrails
     from hplan.runner import run_episodes, summarize, summary_table
+    from hplan.runner.episodes import EPISODE_DIR, RUN_SUMMARY, clear_earlier_run
     from hplan.runner.settings import resolve_guardrails, resolve_planner
 
     if threads is not None:
@@ -63,6 +67,8 @@ def run_command(
     master_seed = config.seed if seed is None else seed
     out_dir = out if out is not None else (
         Path("runs") / "eval" / config.name / f"{planner_cfg.kind}-{guard_cfg.mode}-{split}-seed{master_seed}")
+    check_out_dir(out_dir, owns=(RUN_SUMMARY, EPISODE_DIR), what="hplan run")
+    clear_earlier_run(out_dir)
     frame = run_episodes(config, model, planner_kind=planner_cfg.kind, guardrails=guard_cfg, episodes=episodes,
                          seed=master_seed, log_dir=out_dir, checkpoint=checkpoint, device=str(torch_device),
                          progress=True, split=split, overrides=tuple(set_))

@@ -44,11 +44,13 @@ def stress(
 ) -> None:
     """Run a stress suite: scenarios × shifts × severities × seeds → results.parquet, summary.csv, report.html."""
     from hplan.errors import ThresholdFailure
+    from hplan.io import check_out_dir
     from hplan.stress.api import validate_suite
     from hplan.stress.runner import run_suite
 
     console = Console()
     config, scenarios = validate_suite(suite, checkpoint, episodes=episodes, max_steps=max_steps, sets=tuple(set_))
+    check_out_dir(out, owns=("suite.json",), what="stress run")
     cells = len(scenarios) * sum(len(s.severities) for s in config.shifts) * config.blocks
     console.print(f"[bold green]ok[/] {config.source}: {len(scenarios)} scenario(s), {len(config.shifts)} shift(s), "
                   f"{cells} cells of up to {config.episodes_per_cell} episodes", highlight=False)

@@ -50,6 +50,7 @@ def run_command(
 
     The scale options make a quick, smaller version of a canned study; give it its own --out.
     """
+    from hplan.io import check_out_dir
     from hplan.studies.config import load_study, rescale
     from hplan.studies.report import render_table
     from hplan.studies.storage import redact
@@ -57,7 +58,7 @@ def run_command(
 
     config = rescale(load_study(study), seeds=seeds, episodes=episodes, max_epochs=max_epochs,
                      collect_episodes=collect_episodes, sets=tuple(set_))
-    study_dir = _study_dir(config.name, out)
+    study_dir = check_out_dir(_study_dir(config.name, out), owns=("study.db", "trials", "data"), what="study folder")
     url = _storage(storage, study_dir)
     console = Console()
     console.print(f"study [bold]{config.name}[/] → {redact(url)}  (trials in {study_dir}/trials/{config.name})", highlight=False)

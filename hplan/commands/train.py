@@ -25,10 +25,12 @@ def train_command(
     """Train a world model with Lightning; writes config, seed, versions, checkpoints, metrics.csv, model.pt."""
     from hplan.config import load_scenario
     from hplan.diagnostics.report import read_run_metrics
+    from hplan.io import check_out_dir
     from hplan.models.training import train_world_model
 
     console = Console()
     config = load_scenario(scenario, sets=set_)
+    check_out_dir(out, owns=("config.json",), what="training run")
     run_dir = train_world_model(config, data, out, progress=True, regularizer=regularizer, max_epochs=max_epochs,
                                 latent_dim=latent_dim, device=device, seed=seed)
     record_command(run_dir, set_)

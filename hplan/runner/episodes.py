@@ -48,6 +48,19 @@ def episode_log_path(log_dir: str | Path, index: int) -> Path:
     return Path(log_dir) / EPISODE_DIR / f"ep-{index:04d}.jsonl"
 
 
+def clear_earlier_run(log_dir: str | Path) -> None:
+    """Remove what an earlier run left in ``log_dir`` (episode logs, table, summary).
+
+    A run with fewer episodes would otherwise leave the earlier run's later logs beside its own,
+    and ``hplan replay DIR --verify`` would check them as if they belonged to it.
+    """
+    log_dir = Path(log_dir)
+    for path in sorted((log_dir / EPISODE_DIR).glob("ep-*.jsonl")):
+        path.unlink()
+    for name in (EPISODES_TABLE, RUN_SUMMARY):
+        (log_dir / name).unlink(missing_ok=True)
+
+
 def run_episodes(scenario: ScenarioConfig, model: Any, *, planner_kind: str | None = None,
                  guardrails: str | GuardrailConfig | None = None, episodes: int, seed: int | None = None,
                  log_dir: str | Path | None = None, wrap_env: Callable[[Any], Any] | None = None,
