@@ -186,3 +186,31 @@ def test_run_into_an_earlier_run_leaves_no_stale_logs(tiny_files: dict[str, Path
     code, _, err = run_cli(monkeypatch, capsys, *args)
     assert code == 0, err
     assert [p.name for p in (out / "episodes").glob("ep-*.jsonl")] == ["ep-0000.jsonl"]
+
+
+# ------------------------------------------- item 2: a study's scenario is checked at load, --check
+@pytest.mark.parametrize(("extra", "field"), [
+    ('[overrides.env.kwargs]\nlayout = "nope"\n', "scenario/overrides"),
+    ('[[params]]\ntarget = "env.kwargs.layout"\nchoices = ["two_rooms", "nope"]\n', "params[0] (env.kwargs.layout)"),
+    ('stress_suite = "no_such_suite"\n', "stress_suite"),
+])
+def test_study_that_makes_an_invalid_scenario_is_refused_by_check(tmp_path: Path, extra: str, field: str,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    study = tmp_path / "study.toml"
+    top, tables = (extra, "") if extra.startswith("stress_suite") else ("", extra)
+    study.write_text(SYNTHETIC_STUDY.replace('pipeline = "synthetic"\n', f'pipeline = "synthetic"\n{top}') + tables)
+    code, _, err = run_cli(monkeypatch, capsys, "study", "run", str(study), "--check", "--out", str(tmp_path / "o"))
+    line = _one_line_error(code, err)
+    assert line.startswith(f"error: {study}: {field}:")
+    assert "nope" in line or "no_such_suite" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_study_run_check_validates_and_runs_nothing(tiny_files: dict[str, Path], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(monkeypatch, capsys, "study", "run", str(tiny_files["study"]), "--check",
+                             "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    assert out.startswith(f"ok {tiny_files['study']}") and not (tmp_path / "o").exists()

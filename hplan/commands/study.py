@@ -45,6 +45,8 @@ def run_command(
                                                    help="override the collected dataset size"),
     set_: list[str] = typer.Option([], "--set", help="scenario override TARGET=VALUE for every trial "
                                                      "(repeatable), e.g. --set planner.population=64"),
+    check: bool = typer.Option(False, "--check", help="only validate the study file (scenario, environment, "
+                                                      "parameter bounds, stress suite) and --out; run nothing"),
 ) -> None:
     """Run (or resume) a study until it has its budget of trials; prints the best trial(s).
 
@@ -61,6 +63,11 @@ def run_command(
     study_dir = check_out_dir(_study_dir(config.name, out), owns=("study.db", "trials", "data"), what="study folder")
     url = _storage(storage, study_dir)
     console = Console()
+    if check:
+        console.print(f"[bold green]ok[/] {config.source}: scenario {config.scenario}, {len(config.params)} "
+                      f"parameter(s), {config.n_trials if n_trials is None else n_trials} trial(s), "
+                      f"pipeline {config.pipeline}", highlight=False)
+        return
     console.print(f"study [bold]{config.name}[/] → {redact(url)}  (trials in {study_dir}/trials/{config.name})", highlight=False)
     handle = run_study(config, url, study_dir, n_trials=n_trials, workers=workers)
     console.print(render_table(handle, [o.metric for o in config.objectives], limit=30))

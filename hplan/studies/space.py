@@ -80,13 +80,21 @@ def boundary_values(spec: ParamSpec) -> list[Any]:
 
 
 def validate_against_scenario(study: StudyConfig) -> ScenarioConfig:
-    """Load the scenario with the fixed overrides and with every parameter's boundary values."""
+    """Load the scenario with the fixed overrides and with every parameter's boundary values.
+
+    The environment is built once too (and once per boundary value of an ``env.*`` parameter):
+    env settings are only checked when the env is constructed, and a bad one must fail here,
+    naming the study file, not in every trial.
+    """
     from hplan.config import load_scenario
+    from hplan.envs.factory import validate_scenario_env
 
     try:
         base = load_scenario(study.scenario, study.scenario_overrides(), sets=study.sets, overrides_source=study.source)
-    except ConfigError as err:
+        validate_scenario_env(base)
+    except HplanError as err:
         raise ConfigError(study.source, "scenario/overrides", f"{err}") from None
+    _check_stress_suite(study)
     for i, spec in enumerate(study.params):
         try:
             check_target(spec.target)
@@ -94,17 +102,35 @@ def validate_against_scenario(study: StudyConfig) -> ScenarioConfig:
             raise ConfigError(study.source, f"params[{i}].target", str(err)) from None
         for value in boundary_values(spec):
             try:
-                load_scenario(study.scenario, study.scenario_overrides(), sets=study.sets, overrides_source=study.source,
-                              layers=[(f"{study.source}: params[{i}]", nested(spec.target, value))])
+                scenario = load_scenario(study.scenario, study.scenario_overrides(), sets=study.sets,
+                                         overrides_source=study.source,
+                                         layers=[(f"{study.source}: params[{i}]", nested(spec.target, value))])
+                if spec.target.startswith("env."):
+                    validate_scenario_env(scenario)
             except ConfigError as err:
                 raise ConfigError(study.source, f"params[{i}] ({spec.target})",
                                   f"value {value!r} rejected by the scenario: {err.message}") from None
+            except HplanError as err:
+                raise ConfigError(study.source, f"params[{i}] ({spec.target})",
+                                  f"value {value!r} rejected by the scenario: {err}") from None
     if study.sampler.kind == "grid":
         try:
             grid_space(study.params)
         except ValueError as err:
             raise ConfigError(study.source, "sampler.kind", str(err)) from None
     return base
+
+
+def _check_stress_suite(study: StudyConfig) -> None:
+    """The study's stress suite must exist and parse (its checkpoints are the trials' own models)."""
+    if study.stress_suite is None:
+        return
+    from hplan.stress.suite import load_suite
+
+    try:
+        load_suite(study.stress_suite)
+    except HplanError as err:
+        raise ConfigError(study.source, "stress_suite", f"{study.stress_suite!r}: {err}") from None
 
 
 def suggest(trial: optuna.trial.Trial, specs: Iterable[ParamSpec]) -> dict[str, Any]:
