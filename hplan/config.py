@@ -19,6 +19,11 @@ from hplan.models.config import ModelConfig, TrainConfig
 from hplan.planning.config import GuardrailConfig, PlannerConfig
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+MAX_EPISODE_STEPS = 100_000
+"""Upper bound of any step budget (env.max_steps, collect.steps_per_episode)."""
+MAX_COLLECT_EPISODES = 1_000_000
+"""Upper bound of a collection (10^4x the shipped ones): `collect -n 10^12` used to exhaust memory
+planning its shards before any episode ran."""
 
 
 @dataclass(frozen=True)
@@ -27,7 +32,7 @@ class EnvConfig:
 
     id: str = field(metadata=meta("registered gymnasium id, e.g. hplan/PointRooms-v0 (see `hplan envs`)"))
     obs_mode: Literal["state", "image", "both"] = field(default="image", metadata=meta("what the agent observes"))
-    max_steps: int = field(default=200, metadata=meta("step budget per episode", ge=1, le=100_000))
+    max_steps: int = field(default=200, metadata=meta("step budget per episode", ge=1, le=MAX_EPISODE_STEPS))
     kwargs: dict[str, Any] = field(default_factory=dict, metadata=meta(
         "constructor keywords (layout by name or inline ASCII map, physics factors, ...)"))
 
@@ -40,18 +45,22 @@ class TaskConfig:
     start_room: int | None = field(default=None, metadata=meta("fix the start room (index in the layout)", ge=0))
     goal_room: int | None = field(default=None, metadata=meta("fix the goal room (index in the layout)", ge=0))
     goal_tolerance: float | None = field(default=None, metadata=meta("success radius (env units); env default if unset", gt=0.0))
+    task_id: int = field(default=0, metadata=meta(
+        "a benchmark's own evaluation task (OGBench mazes: 1-5, its fixed start and goal cells); 0 = random cells",
+        ge=0, le=1000))
 
 
 @dataclass(frozen=True)
 class CollectConfig:
     """Offline data collection for training."""
 
-    episodes: int = field(default=200, metadata=meta("episodes to collect", ge=1))
-    steps_per_episode: int = field(default=100, metadata=meta("transitions per episode", ge=1))
-    policy: Literal["random", "momentum", "minigrid_explore"] = field(
+    episodes: int = field(default=200, metadata=meta("episodes to collect", ge=1, le=MAX_COLLECT_EPISODES))
+    steps_per_episode: int = field(default=100, metadata=meta("transitions per episode", ge=1, le=MAX_EPISODE_STEPS))
+    policy: Literal["random", "momentum", "minigrid_explore", "expert"] = field(
         default="momentum", metadata=meta("exploration policy"))
     num_envs: int = field(default=32, metadata=meta("environments stepped in parallel", ge=1, le=4096))
-    episodes_per_shard: int = field(default=64, metadata=meta("episodes per shard file", ge=1))
+    episodes_per_shard: int = field(default=64, metadata=meta("episodes per shard file", ge=1,
+                                                               le=MAX_COLLECT_EPISODES))
     start: Literal["anywhere", "task"] = field(default="anywhere", metadata=meta(
         "where episodes start: `anywhere` on the free map (PointRooms; so every room is covered) "
         "or as the [task] section samples starts"))

@@ -214,3 +214,33 @@ def test_study_run_check_validates_and_runs_nothing(tiny_files: dict[str, Path],
                              "--out", str(tmp_path / "o"))
     assert code == 0, err
     assert out.startswith(f"ok {tiny_files['study']}") and not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------- item 4: sane upper bounds
+@pytest.mark.parametrize(("assignment", "field"), [
+    ("planner.population=1000000000", "planner.population: must be <= 65536"),
+    ("planner.high_iterations=100000", "planner.high_iterations: must be <= 1000"),
+    ("collect.episodes=1000000000000", "collect.episodes: must be <= 1000000"),
+    ("collect.steps_per_episode=1000000000", "collect.steps_per_episode: must be <= 100000"),
+])
+def test_absurd_sizes_are_refused_by_scenario_check(assignment: str, field: str, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(monkeypatch, capsys, "scenario", "check", "point_two_rooms", "--set", assignment)
+    assert field in _one_line_error(code, err)
+
+
+def test_collect_with_a_huge_episode_count_is_refused_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(monkeypatch, capsys, "collect", "point_two_rooms", "-n", "1000000000000",
+                           "--out", str(tmp_path / "data"))
+    assert code == 2 and "--episodes" in err and "1000000" in err
+    assert not (tmp_path / "data").exists()
+
+
+def test_study_parameter_with_a_huge_bound_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    study = tmp_path / "study.toml"
+    study.write_text(SYNTHETIC_STUDY + '[[params]]\ntarget = "planner.population"\nkind = "int"\nlow = 16\nhigh = 1e12\n')
+    code, _, err = run_cli(monkeypatch, capsys, "study", "run", str(study), "--check")
+    line = _one_line_error(code, err)
+    assert f"{study}: params[0] (planner.population)" in line and "must be <= 65536" in line

@@ -15,11 +15,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hplan.commands.options import SET_OPTION, record_command
+from hplan.config import MAX_COLLECT_EPISODES
 
 
 def collect_command(
     scenario: str = typer.Argument(..., help="built-in scenario name or path to a scenario TOML file"),
-    episodes: Optional[int] = typer.Option(None, "--episodes", "-n", min=1,
+    episodes: Optional[int] = typer.Option(None, "--episodes", "-n", min=1, max=MAX_COLLECT_EPISODES,
                                            help="episodes to collect (default: the scenario's [collect].episodes)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o",
                                        help="dataset directory (default: runs/data/<scenario name>)"),

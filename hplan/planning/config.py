@@ -13,6 +13,13 @@ from typing import Literal
 from hplan.configio import meta
 
 
+MAX_POPULATION = 65536
+"""Upper bound of candidate counts: 512x the largest shipped search, still chunked by ``max_batch``.
+Without a bound a typo (a population of 10^9) passed ``scenario check`` and failed mid-episode."""
+MAX_ITERATIONS = 1000
+"""Upper bound of optimiser iterations / steps per plan (shipped files use at most 20)."""
+
+
 @dataclass(frozen=True)
 class PlannerConfig:
     """How the agent plans: flat (low level straight at the goal) or hierarchical."""
@@ -22,8 +29,8 @@ class PlannerConfig:
         default="cem", metadata=meta(
         "low-level optimiser; on discrete action spaces cem/mppi mean categorical CEM (cem_discrete)"))
     horizon: int = field(default=10, metadata=meta("low-level planning horizon (steps)", ge=1, le=512))
-    population: int = field(default=128, metadata=meta("candidates per iteration", ge=2))
-    iterations: int = field(default=3, metadata=meta("optimiser iterations per plan", ge=1))
+    population: int = field(default=128, metadata=meta("candidates per iteration", ge=2, le=MAX_POPULATION))
+    iterations: int = field(default=3, metadata=meta("optimiser iterations per plan", ge=1, le=MAX_ITERATIONS))
     elites: int = field(default=16, metadata=meta("elite candidates kept by CEM (and weighted by MPPI)", ge=1))
     device: str = field(default="auto", metadata=meta("torch device: auto, cpu, cuda, ..."))
     # --- sampling-based optimisers -------------------------------------------------------------
@@ -48,8 +55,8 @@ class PlannerConfig:
     # --- gradient planner ------------------------------------------------------------------------
     grad_lr: float = field(default=0.1, metadata=meta("Adam step size on the action sequence (grad planner)", gt=0.0))
     grad_restarts: int = field(default=8, metadata=meta(
-        "action sequences optimised in parallel by the grad planner; the best is kept", ge=1))
-    grad_steps: int = field(default=20, metadata=meta("Adam steps per plan (grad planner)", ge=1))
+        "action sequences optimised in parallel by the grad planner; the best is kept", ge=1, le=MAX_POPULATION))
+    grad_steps: int = field(default=20, metadata=meta("Adam steps per plan (grad planner)", ge=1, le=MAX_ITERATIONS))
     # --- energy -----------------------------------------------------------------------------------
     task_cost: Literal["temporal", "l2"] = field(default="temporal", metadata=meta(
         "distance to the goal/subgoal: learned temporal distance or latent L2"))
@@ -110,8 +117,9 @@ class PlannerConfig:
     high_optimizer: Literal["cem", "mppi"] = field(default="cem", metadata=meta("optimiser over subgoal codes"))
     high_horizon: int = field(default=4, metadata=meta(
         "L: high-level steps planned (each jumps subgoal_interval low-level steps)", ge=1, le=64))
-    high_population: int = field(default=128, metadata=meta("candidate code sequences per high-level iteration", ge=2))
-    high_iterations: int = field(default=3, metadata=meta("high-level optimiser iterations", ge=1))
+    high_population: int = field(default=128, metadata=meta("candidate code sequences per high-level iteration", ge=2,
+                                                                              le=MAX_POPULATION))
+    high_iterations: int = field(default=3, metadata=meta("high-level optimiser iterations", ge=1, le=MAX_ITERATIONS))
     high_elites: int = field(default=16, metadata=meta("high-level elites", ge=1))
     code_bound: float = field(default=3.0, metadata=meta(
         "subgoal codes are searched in [-code_bound, code_bound]^code_dim (codes are whitened: N(0, I) prior)",
