@@ -45,6 +45,9 @@ class TaskConfig:
     start_room: int | None = field(default=None, metadata=meta("fix the start room (index in the layout)", ge=0))
     goal_room: int | None = field(default=None, metadata=meta("fix the goal room (index in the layout)", ge=0))
     goal_tolerance: float | None = field(default=None, metadata=meta("success radius (env units); env default if unset", gt=0.0))
+    task_id: int = field(default=0, metadata=meta(
+        "a benchmark's own evaluation task (OGBench mazes: 1-5, its fixed start and goal cells); 0 = random cells",
+        ge=0, le=1000))
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class CollectConfig:
 
     episodes: int = field(default=200, metadata=meta("episodes to collect", ge=1, le=MAX_COLLECT_EPISODES))
     steps_per_episode: int = field(default=100, metadata=meta("transitions per episode", ge=1, le=MAX_EPISODE_STEPS))
-    policy: Literal["random", "momentum", "minigrid_explore"] = field(
+    policy: Literal["random", "momentum", "minigrid_explore", "expert"] = field(
         default="momentum", metadata=meta("exploration policy"))
     num_envs: int = field(default=32, metadata=meta("environments stepped in parallel", ge=1, le=4096))
     episodes_per_shard: int = field(default=64, metadata=meta("episodes per shard file", ge=1,

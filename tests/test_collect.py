@@ -122,9 +122,10 @@ def test_an_episode_acts_the_same_in_any_batch_slot(name: str) -> None:
     for t in range(25):
         blocked = np.array([t % 7 == 3])
         interact = np.array([3 if t % 5 == 0 else -1])
-        alone = solo.act(PolicyContext(t=t, blocked=blocked, interact=interact))
+        expert = np.array([[np.cos(t), np.sin(t)]])
+        alone = solo.act(PolicyContext(t=t, blocked=blocked, interact=interact, expert=expert))
         together = batch.act(PolicyContext(t=t, blocked=np.r_[False, True, blocked],
-                                           interact=np.r_[-1, 4, interact]))
+                                           interact=np.r_[-1, 4, interact], expert=np.r_[[[1.0, 0.0], [0.0, 1.0]], expert]))
         np.testing.assert_array_equal(alone[0], together[2])
 
 

@@ -1,6 +1,6 @@
 """Offline data: exploration policies, batched env sources, collection, shards and their manifest.
 
-* :mod:`hplan.data.policies` — ``random``, ``momentum``, ``minigrid_explore`` (batched, per-episode seeded)
+* :mod:`hplan.data.policies` — ``random``, ``momentum``, ``minigrid_explore``, ``expert`` (batched, per-episode seeded)
 * :mod:`hplan.data.sources` — PointRooms through ``PointRoomsVec``; other envs in a loop
 * :mod:`hplan.data.minigrid_probes` — what exploration reads from MiniGrid's grid (objects ahead, rooms)
 * :mod:`hplan.data.collect` — ``collect(scenario, out_dir)``: resumable, deterministic collection

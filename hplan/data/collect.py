@@ -193,7 +193,7 @@ def _run_episodes(scenario: ScenarioConfig, source: BatchSource, first: int, cou
     active = np.ones(count, dtype=bool)
     for t in range(steps):
         ctx = PolicyContext(t=t, blocked=batch.blocked(source.violation_names), interact=batch.interact,
-                            seek=source.seek_vector(batch), pos=batch.pos)
+                            seek=source.seek_vector(batch), pos=batch.pos, expert=batch.expert)
         actions = policy.act(ctx)
         buffers.valid[rows, t] = active
         batch = source.step(actions, active)

@@ -48,6 +48,8 @@ class PolicyContext:
     ``seek``: per env, the action-space direction from the agent to the object it should
     manipulate (pusher: block minus pusher position); None when the env has no such object.
     ``pos``: per env, the agent's position (to tell sliding along a wall from being stuck).
+    ``expert``: per env, the unit action direction the env's own oracle would take (OGBench
+    mazes: toward the next cell on a shortest path to the episode's goal); None elsewhere.
     """
 
     t: int
@@ -55,6 +57,7 @@ class PolicyContext:
     interact: np.ndarray | None = None
     seek: np.ndarray | None = None
     pos: np.ndarray | None = None
+    expert: np.ndarray | None = None
 
 
 class ExplorationPolicy(ABC):
@@ -247,10 +250,37 @@ class MiniGridExplore(ExplorationPolicy):
         return action.astype(np.int64)
 
 
+class NoisyExpert(ExplorationPolicy):
+    """The env's oracle direction plus fresh Gaussian noise of scale ``action_noise`` per step,
+    clipped to the box: OGBench's rule for its point-maze datasets (noise 0.5). The oracle walks
+    shortest paths between goals the env draws, so the data cover long, purposeful routes — what a
+    model needs to learn distances across a large maze — while the noise shows every action's effect."""
+
+    name = "expert"
+
+    def __init__(self, space: gym.Space, **kwargs: float) -> None:
+        super().__init__(space, **kwargs)
+        if self.discrete:
+            raise HplanError(f"policy 'expert' needs a continuous action space, got {space}")
+
+    def _draw(self, rng: np.random.Generator, steps: int) -> dict[str, np.ndarray]:
+        return {"jitter": rng.standard_normal((steps, int(np.prod(self.space.shape))))}
+
+    def _act(self, ctx: PolicyContext) -> np.ndarray:
+        if ctx.expert is None:
+            raise HplanError("policy 'expert' needs an env that reports info['expert_direction'] (OGBench mazes)")
+        low, high = (b.reshape(-1) for b in self._box_bounds())
+        push = np.asarray(ctx.expert, dtype=np.float64).reshape(-1, len(low))
+        push = push + self.action_noise * self._noise["jitter"][:, ctx.t]
+        action = np.clip((low + high) / 2 + (high - low) / 2 * push, low, high)
+        return action.reshape(len(push), *self.space.shape).astype(np.float32)
+
+
 POLICIES: dict[str, Callable[..., ExplorationPolicy]] = {
     UniformRandom.name: UniformRandom,
     MomentumWalk.name: MomentumWalk,
     MiniGridExplore.name: MiniGridExplore,
+    NoisyExpert.name: NoisyExpert,
 }
 """Registry: the names a scenario's ``[collect] policy`` may use."""
 

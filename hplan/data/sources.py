@@ -45,6 +45,7 @@ class StepBatch:
     violations: np.ndarray
     room: np.ndarray | None = None
     interact: np.ndarray | None = None
+    expert: np.ndarray | None = None
 
     def blocked(self, violation_names: Sequence[str]) -> np.ndarray | None:
         """The ``wall_contact`` flags, for policies that turn when they hit a wall."""
@@ -147,10 +148,12 @@ class GymLoopSource(BatchSource):
 
     def __init__(self, scenario: ScenarioConfig, num_envs: int, steps: int) -> None:
         from hplan.envs.factory import make_env
+        from hplan.envs.registry import env_entry
 
         # Collection episodes are fixed-length blocks: the time limit must not cut them short.
         max_steps = max(scenario.env.max_steps, steps)
-        self.envs = [make_env(scenario, max_steps=max_steps) for _ in range(num_envs)]
+        collect_kwargs = env_entry(scenario.env.id).collect_kwargs
+        self.envs = [make_env(scenario, max_steps=max_steps, **collect_kwargs) for _ in range(num_envs)]
         first = self.envs[0].unwrapped
         self.num_envs = num_envs
         self.observation_space = self.envs[0].observation_space
@@ -210,6 +213,8 @@ class GymLoopSource(BatchSource):
             room=None if room[0] is None else np.array([-1 if r is None else int(r) for r in room]),
             interact=None if self._interaction is None else np.array(
                 [self._interaction(env.unwrapped) for env in self.envs[: self._n]], np.int64),
+            expert=None if infos[0].get("expert_direction") is None else np.stack(
+                [np.asarray(info["expert_direction"], np.float32) for info in infos]),
         )
 
 

@@ -18,6 +18,7 @@ import gymnasium as gym
 from hplan.config import ScenarioConfig, load_scenario
 from hplan.data.policies import policy_for
 from hplan.data.sources import VECTOR_BACKENDS, seek_indices
+from hplan.envs.registry import ENVS, env_entry
 from hplan.errors import ConfigError, HplanError
 
 MIN_PIXELS_PER_CELL = 3.3
@@ -128,6 +129,10 @@ def check_collect_fits(scenario: ScenarioConfig, action_space: gym.Space, state_
         raise ConfigError(scenario.source, "collect.seek_prob",
                           f"seeking needs the momentum policy and an env with an object to push "
                           f"({scenario.env.id} with policy {collect.policy!r} has none); set it to 0")
+    if collect.policy == "expert" and not env_entry(scenario.env.id).expert:
+        raise ConfigError(scenario.source, "collect.policy",
+                          f"'expert' follows an env's own oracle; {scenario.env.id} has none "
+                          f"(envs with one: {', '.join(e.id for e in ENVS.values() if e.expert)})")
     if collect.start == "anywhere" and scenario.env.id not in VECTOR_BACKENDS:
         raise ConfigError(scenario.source, "collect.start",
                           f"'anywhere' needs a PointRooms map; {scenario.env.id} places its own starts "

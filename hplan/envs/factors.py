@@ -81,6 +81,9 @@ FACTORS: dict[str, tuple[Factor, ...]] = {
         Factor("force_mag", 10.0, 2.0, 30.0, "float", "push force at each action"),
         Factor("angle_limit_deg", 8.0, 1.0, 12.0, "float", "soft pole-angle limit for the pole_angle violation"),
     ),
+    # OGBench's mazes are its own fixed benchmark: no factor of variation (the stress suite's
+    # kidnap and goal-move shifts still apply through the teleport / set_goal hooks).
+    **{f"ogbench/pointmaze-{maze}-v0": () for maze in ("medium", "large", "giant")},
 }
 
 

@@ -9,6 +9,7 @@ Every check that can be done from the file alone happens here and raises a one-l
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from typing import Any
 
 import gymnasium as gym
@@ -39,6 +40,9 @@ def resolve_env(scenario: ScenarioConfig, **overrides: Any) -> EnvBuild:
     if env_id not in ENVS:
         raise ConfigError(source, "env.id", f"unknown env id {env_id!r} (registered: {', '.join(ENVS)})")
     entry = ENVS[env_id]
+    if entry.requires and importlib.util.find_spec(entry.requires) is None:
+        raise ConfigError(source, "env.id", f"{env_id} needs the optional package {entry.requires!r} "
+                                            f"(pip install 'hplan[{entry.requires}]')")
     overrides = dict(overrides)
     obs_mode = overrides.pop("obs_mode", scenario.env.obs_mode)
     max_steps = int(overrides.pop("max_steps", scenario.env.max_steps))
@@ -46,14 +50,16 @@ def resolve_env(scenario: ScenarioConfig, **overrides: Any) -> EnvBuild:
         raise ConfigError(source, "env.obs_mode", f"{env_id} supports obs_mode {', '.join(entry.obs_modes)}, "
                                                   f"got {obs_mode!r}")
     kwargs: dict[str, Any] = {"obs_mode": obs_mode}
-    for origin, values in (("env.kwargs", scenario.env.kwargs), ("override", overrides)):
-        for name, value in values.items():
-            kwargs[name] = _check_kwarg(entry, name, value, source, f"{origin}.{name}")
+    for name, value in scenario.env.kwargs.items():
+        kwargs[name] = _check_kwarg(entry, name, value, source, f"env.kwargs.{name}")
     for name, value in _task_values(scenario.task).items():
         if name not in entry.task_fields:
             raise ConfigError(source, f"task.{name}", f"{env_id} does not support this task field "
                                                       f"(supported: {', '.join(entry.task_fields) or 'none'})")
         kwargs[name] = value
+    for name, value in overrides.items():  # code overrides (the collector's) may also replace task fields
+        kwargs[name] = value if name in entry.task_fields else _check_kwarg(entry, name, value, source,
+                                                                            f"override.{name}")
     return EnvBuild(entry=entry, kwargs=kwargs, max_steps=max_steps)
 
 

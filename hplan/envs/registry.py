@@ -48,6 +48,14 @@ class EnvEntry:
     obs_modes: tuple[str, ...] = ("state", "image", "both")
     settings: dict[str, Callable[[str, Any], Any]] = field(default_factory=dict)
     task_fields: tuple[str, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Fixed constructor keywords of this id (one adapter class serves several ids)."""
+    requires: str | None = None
+    """Optional package the env needs (an extra of hplan); a scenario naming it without the package is refused."""
+    collect_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keywords the collector adds (OGBench: random cells and wandering goals); ``settings`` or task fields."""
+    expert: bool = False
+    """The env reports ``info["expert_direction"]`` (what the ``expert`` exploration policy follows)."""
 
 
 def _maze(name: str, value: Any) -> Any:
@@ -58,6 +66,14 @@ def _maze(name: str, value: Any) -> Any:
 
 
 _IMAGE = {"image_size": _int_in(16, 512), "render_mode": _render_mode}
+_OGBENCH = {"wander": _boolean, "render_mode": _render_mode}
+
+
+def _ogbench_point_maze(maze: str) -> EnvEntry:
+    return EnvEntry(f"ogbench/pointmaze-{maze}-v0", "hplan.envs.ogbench_maze:OGBenchPointMaze",
+                    f"OGBench point maze '{maze}' (MuJoCo; its evaluation tasks 1-5 via task.task_id)",
+                    obs_modes=("state",), settings=dict(_OGBENCH), task_fields=("task_id", "goal_tolerance"),
+                    kwargs={"maze": maze}, requires="ogbench", collect_kwargs={"wander": True, "task_id": 0}, expert=True)
 
 ENVS: dict[str, EnvEntry] = {entry.id: entry for entry in (
     EnvEntry("hplan/PointRooms-v0", "hplan.envs.point_rooms:PointRoomsEnv",
@@ -76,6 +92,7 @@ ENVS: dict[str, EnvEntry] = {entry.id: entry for entry in (
     EnvEntry("hplan/CartPole-v0", "hplan.envs.cartpole:CartPoleEnv",
              "gymnasium CartPole-v1 with the hplan info contract (sanity scenario)",
              settings=dict(_IMAGE)),
+    *(_ogbench_point_maze(maze) for maze in ("medium", "large", "giant")),
 )}
 
 
@@ -90,7 +107,7 @@ def register_all() -> None:
     """Register every row with gymnasium (idempotent)."""
     for entry in ENVS.values():
         if entry.id not in gym.registry:
-            gym.register(id=entry.id, entry_point=entry.entry_point)
+            gym.register(id=entry.id, entry_point=entry.entry_point, kwargs=dict(entry.kwargs))
 
 
 def registered_ids() -> tuple[str, ...]:
