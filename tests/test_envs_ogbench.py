@@ -117,3 +117,18 @@ def test_collection_follows_ogbenchs_rule_and_is_reproducible(tmp_path: Path) ->
     travelled = np.linalg.norm(a["obs"][:, -1] - a["obs"][:, 0], axis=1)
     assert np.median(travelled) > 4.0  # more than a cell: the oracle leads somewhere, noise does not cancel it
     assert np.abs(a["action"]).max() <= 1.0
+
+
+def test_evaluation_tasks_share_one_dataset_and_model_in_the_results_cache(tmp_path: Path) -> None:
+    """Arms that differ only in OGBench's task train nothing new: the collector ignores the task."""
+    from hplan.config import load_scenario
+    from hplan.results.measure import Paths
+
+    paths = Paths(tmp_path)
+    base = load_scenario("ogbench_pointmaze_medium")
+    for task in (2, 5):
+        sets = (f"task.task_id={task}",)
+        assert paths.data(load_scenario("ogbench_pointmaze_medium", sets=sets), sets) == paths.data(base, ())
+        assert paths.model(paths.data(base, ()), sets, 0) == paths.model(paths.data(base, ()), (), 0)
+    rooms = ("task.min_rooms_apart=2",)  # PointRooms: a task field that shapes the data keeps its own cache
+    assert paths.data(load_scenario("point_two_rooms", sets=rooms), rooms) != paths.data(load_scenario("point_two_rooms"), ())

@@ -28,6 +28,7 @@ import pandas as pd
 
 from hplan.config import ScenarioConfig, load_scenario, parse_sets
 from hplan.configio import from_mapping, to_mapping
+from hplan.envs.registry import env_entry
 from hplan.errors import HplanError
 from hplan.io import write_dataframe, write_json
 from hplan.planning.config import PlannerConfig
@@ -48,7 +49,11 @@ class Paths:
 
     def data(self, scenario: ScenarioConfig, sets: tuple[str, ...], heldout: int = 0) -> Path:
         """The training dataset, or with ``heldout = N`` the N-episode held-out one (its own stream)."""
-        extra = _hash([s for s in sets if _section(s) in DATA_SECTIONS and _target(s) != "collect.episodes"])
+        # The collector replaces some task fields of some envs (OGBench: random cells, not the
+        # evaluation task); overriding those does not change the data.
+        replaced = {f"task.{name}" for name in env_entry(scenario.env.id).collect_kwargs}
+        extra = _hash([s for s in sets if _section(s) in DATA_SECTIONS
+                       and _target(s) not in ("collect.episodes", *replaced)])
         name = f"{scenario.name}-{scenario.collect.episodes}ep{extra}"
         return self.root / "data" / (f"{name}-heldout{heldout}" if heldout else name)
 
