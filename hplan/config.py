@@ -21,6 +21,9 @@ from hplan.planning.config import GuardrailConfig, PlannerConfig
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 MAX_EPISODE_STEPS = 100_000
 """Upper bound of any step budget (env.max_steps, collect.steps_per_episode)."""
+MAX_SEED = 2**32 - 1
+"""Largest master seed: what numpy's and Lightning's global seeding accept (``train --seed 2**64``
+used to pass the command line and fail inside Lightning)."""
 MAX_COLLECT_EPISODES = 1_000_000
 """Upper bound of a collection (10^4x the shipped ones): `collect -n 10^12` used to exhaust memory
 planning its shards before any episode ran."""
@@ -87,7 +90,8 @@ class ScenarioConfig:
     name: str = field(metadata=meta("short identifier"))
     env: EnvConfig = field(metadata=meta("[env] section"))
     description: str = field(default="", metadata=meta("one line for humans"))
-    seed: int = field(default=0, metadata=meta("master seed: fixes collection, training and episodes", ge=0))
+    seed: int = field(default=0, metadata=meta("master seed: fixes collection, training and episodes", ge=0,
+                                                            le=MAX_SEED))
     task: TaskConfig = field(default_factory=TaskConfig, metadata=meta("[task] section"))
     collect: CollectConfig = field(default_factory=CollectConfig, metadata=meta("[collect] section"))
     model: ModelConfig = field(default_factory=ModelConfig, metadata=meta("[model] section"))

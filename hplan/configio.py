@@ -67,6 +67,10 @@ def from_mapping(cls: type[T], data: Any, *, source: str, section: str = "") -> 
             continue
         value = _coerce(hints[name], data[name], source, path)
         _check_bounds(fld.metadata, value, source, path)
+        if isinstance(value, str) and not value.strip() and fld.default is dataclasses.MISSING:
+            # a required string names something (a run, a scenario, a metric): blank names nothing,
+            # and `name = ""` became an output folder named after nothing
+            raise ConfigError(source, path, "must not be empty")
         values[name] = value
     try:
         obj = cls(**values)

@@ -9,6 +9,9 @@ import torch
 
 from hplan.errors import HplanError
 
+DEVICE_TYPES: tuple[str, ...] = ("cpu", "cuda", "mps")
+"""Device types hplan supports (torch parses more, e.g. ``meta``, which hold no data)."""
+
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     """``auto`` picks CUDA, then MPS, then CPU; an explicit device that is absent is an error."""
@@ -24,8 +27,13 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
         device = torch.device(spec)
     except RuntimeError as err:
         raise HplanError(f"unknown device {spec!r}: {err}") from None
+    if device.type not in DEVICE_TYPES:  # torch also parses meta, xla, ...: no hplan model runs there
+        raise HplanError(f"device {spec!r}: hplan runs on {', '.join(DEVICE_TYPES)} (or auto), not {device.type}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise HplanError(f"device {spec!r} requested but CUDA is not available on this machine")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) is not None
+                                     and torch.backends.mps.is_available()):
+        raise HplanError(f"device {spec!r} requested but MPS is not available on this machine")
     return device
 
 

@@ -26,6 +26,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; results are shared like any other file
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -89,6 +90,21 @@ def write_dataframe(path: str | os.PathLike[str], frame: Any) -> None:
             frame.to_csv(tmp, index=False)
         else:
             raise ValueError(f"unsupported table format {suffix!r} for {path}")
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux shows it (``os.umask`` can only be
+    read by setting it, which would briefly change it for every thread)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def json_default(obj: Any) -> Any:

@@ -6,6 +6,7 @@ synthetic study pipeline, no training.
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -244,3 +245,81 @@ def test_study_parameter_with_a_huge_bound_is_refused(tmp_path: Path, monkeypatc
     code, _, err = run_cli(monkeypatch, capsys, "study", "run", str(study), "--check")
     line = _one_line_error(code, err)
     assert f"{study}: params[0] (planner.population)" in line and "must be <= 65536" in line
+
+
+# ------------------------------------------------------------------------------------- item 8
+def test_files_are_written_with_the_usual_permissions(tmp_path: Path) -> None:
+    """mkstemp's 0600 used to survive the atomic rename: every report, table and model was private."""
+    import os
+
+    import pandas as pd
+
+    from hplan.io import write_dataframe, write_json
+
+    previous = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        write_dataframe(tmp_path / "b.csv", pd.DataFrame({"x": [1]}))
+        os.umask(0o077)
+        write_json(tmp_path / "private.json", {"x": 1})
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.csv").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o600  # the umask still rules
+
+
+def test_seed_past_32_bits_is_refused(tiny_files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(monkeypatch, capsys, "train", str(tiny_files["scenario"]), "--data", str(tmp_path / "d"),
+                           "--out", str(tmp_path / "run"), "--seed", str(2**64))
+    assert code == 2 and "--seed" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+    code, _, err = run_cli(monkeypatch, capsys, "scenario", "check", "point_two_rooms", "--set", f"seed={2**32}")
+    assert "seed: must be <= 4294967295" in _one_line_error(code, err)
+
+
+def test_device_hplan_cannot_run_on_is_refused(tiny_files: dict[str, Path], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    args = _command("run", tiny_files, tmp_path / "eval")
+    args[args.index("cpu")] = "meta"
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert "device 'meta'" in _one_line_error(code, err)
+    assert not (tmp_path / "eval").exists()
+
+
+@pytest.mark.parametrize("kind", ["scenario", "suite", "study"])
+def test_empty_name_is_refused(tiny_files: dict[str, Path], tmp_path: Path, kind: str,
+                               monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / f"{kind}.toml"
+    text = tiny_files[kind].read_text()
+    path.write_text(text.replace('name = "tiny_two_rooms"', 'name = ""').replace('name = "tiny"', 'name = " "')
+                    .replace('name = "tiny_synthetic"', 'name = ""'))
+    argv = {"scenario": ["scenario", "check", str(path)], "suite": ["stress", str(path), "--check", "--out", "o"],
+            "study": ["study", "run", str(path), "--check"]}[kind]
+    code, _, err = run_cli(monkeypatch, capsys, *argv)
+    assert f"{path}: name: must not be empty" in _one_line_error(code, err)
+
+
+def test_resumed_training_keeps_the_lightning_metrics_rows(tmp_path: Path) -> None:
+    """Lightning deletes logs/version_0/metrics.csv when its CSV writer starts: a resume lost the
+    rows of the epochs before it."""
+    from synthetic_episodes import ENV_ID, make_dataset
+
+    from hplan.config import EnvConfig, ScenarioConfig
+    from hplan.models.training import train_world_model
+
+    data = make_dataset(tmp_path / "data", episodes=8, steps=16, obs="state")
+    scenario = ScenarioConfig(name="synthetic", env=EnvConfig(id=ENV_ID, obs_mode="state"))
+    tiny = dict(latent_dim=8, hidden_dim=16, code_dim=2, subgoal_interval=3, distance_dim=8, batch_size=8,
+                rollout_horizon=2, label_budget=20, guardrail_fit_steps=2, distance_fit_steps=2, subgoal_fit_steps=2,
+                predictor_fit_steps=2, val_fraction=0.3, device="cpu")
+    run = train_world_model(scenario, data, tmp_path / "run", max_epochs=1, **tiny)
+    metrics = run / "logs" / "version_0" / "metrics.csv"
+    first = metrics.read_text().splitlines()
+    assert len(first) > 1
+    train_world_model(scenario, data, tmp_path / "run", max_epochs=2, **tiny)
+    rows = list(csv.DictReader(metrics.read_text().splitlines()))
+    assert {row["epoch"] for row in rows} == {"0", "1"}
+    assert len(rows) > len(first) - 1

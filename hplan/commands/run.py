@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from hplan.commands.options import SET_OPTION, SPLIT_OPTION, record_command
+from hplan.config import MAX_SEED
 
 
 def run_command(
@@ -28,7 +29,7 @@ def run_command(
         None, "--guardrails", "-g",
         help="on | off | penalty | hard | lagrangian (default: the scenario's \\[guardrails].mode; "
              "'on' keeps the file's mode, or penalty if it says off)"),
-    seed: Optional[int] = typer.Option(None, "--seed", "-s", min=0, help="master seed (default: the scenario's)"),
+    seed: Optional[int] = typer.Option(None, "--seed", "-s", min=0, max=MAX_SEED, help="master seed (default: the scenario's)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o",
                                        help="log directory (default: runs/eval/<scenario>/<planner>-<guardrails>-seed<S>)"),
     device: str = typer.Option("auto", "--device", help="torch device for the model and planner: auto, cpu, cuda"),

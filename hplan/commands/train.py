@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from hplan.commands.options import SET_OPTION, record_command
+from hplan.config import MAX_SEED
 
 
 def train_command(
@@ -19,7 +20,7 @@ def train_command(
     max_epochs: Optional[int] = typer.Option(None, "--max-epochs", min=1, help="override [train] max_epochs"),
     latent_dim: Optional[int] = typer.Option(None, "--latent-dim", min=2, help="override [model] latent_dim"),
     device: Optional[str] = typer.Option(None, help="override [train] device: auto, cpu, cuda, ..."),
-    seed: Optional[int] = typer.Option(None, min=0, help="override the scenario's master seed (the training seed)"),
+    seed: Optional[int] = typer.Option(None, min=0, max=MAX_SEED, help="override the scenario's master seed (the training seed)"),
     set_: list[str] = SET_OPTION,
 ) -> None:
     """Train a world model with Lightning; writes config, seed, versions, checkpoints, metrics.csv, model.pt."""

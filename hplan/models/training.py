@@ -144,6 +144,23 @@ def _check_existing_run(out_dir: Path, config: dict[str, Any]) -> None:
                     f"{config.get(section, {}).get(key)!r} now; use a new --out or the same settings to resume")
 
 
+def _csv_logger(out_dir: Path) -> pl.loggers.CSVLogger:
+    """Lightning's CSV logger at ``logs/version_0``, keeping the rows logged before a resume:
+    Lightning deletes that ``metrics.csv`` when its writer starts, so a resumed run lost its history."""
+    import csv
+
+    logger = pl.loggers.CSVLogger(out_dir, name="logs", version=0)
+    path = Path(logger.log_dir) / "metrics.csv"
+    kept = path.read_text(encoding="utf-8") if path.is_file() else ""
+    with warnings.catch_warnings():  # its "previous log files will be deleted" is no longer true
+        warnings.filterwarnings("ignore", message=".*Experiment logs directory.*")
+        writer = logger.experiment  # the writer starts here (and deletes the file)
+    if kept.strip():
+        path.write_text(kept, encoding="utf-8")
+        writer.metrics_keys = next(csv.reader(kept.splitlines()))  # new columns are merged into this header
+    return logger
+
+
 def _accelerator(device: torch.device) -> tuple[str, Any]:
     kind = {"cpu": "cpu", "cuda": "gpu", "mps": "mps"}.get(device.type)
     if kind is None:
@@ -197,7 +214,7 @@ def train_world_model(scenario: ScenarioConfig | str | Path, data_dir: str | Pat
     ]
     if progress:
         all_callbacks.append(pl.callbacks.RichProgressBar())
-    loggers: list[Any] = [pl.loggers.CSVLogger(out_dir, name="logs", version=0)]
+    loggers: list[Any] = [_csv_logger(out_dir)]
     try:
         import tensorboard  # noqa: F401
 
