@@ -71,6 +71,24 @@ def check_out_dir(path: str | os.PathLike[str], *, owns: Sequence[str] = (), wha
     return path
 
 
+def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A JSON file hplan wrote (config.json, manifest.json, suite.json) that must hold an object.
+
+    A damaged one (not UTF-8, not JSON, ``[]``) is a one-line ConfigError naming the file, not a
+    traceback from whichever caller first does ``.get`` on it. A missing file raises FileNotFoundError.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), "", "not a UTF-8 text file (damaged?)") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(str(path), "", f"not valid JSON ({err.msg}, line {err.lineno}; damaged?)") from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "", f"expected a JSON object, got {type(data).__name__} (damaged?)")
+    return data
+
+
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     with atomic_open(path, "w", encoding="utf-8") as handle:
         handle.write(text)

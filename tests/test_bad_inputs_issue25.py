@@ -323,3 +323,29 @@ def test_resumed_training_keeps_the_lightning_metrics_rows(tmp_path: Path) -> No
     rows = list(csv.DictReader(metrics.read_text().splitlines()))
     assert {row["epoch"] for row in rows} == {"0", "1"}
     assert len(rows) > len(first) - 1
+
+
+# ------------------------------------------------------------------------------------- item 5
+@pytest.mark.parametrize("content", [b"\xff\xfe", b"[]", b"{not json"])
+@pytest.mark.parametrize("command", ["run", "inspect"])
+def test_damaged_run_config_is_one_line(tiny_files: dict[str, Path], tmp_path: Path, content: bytes, command: str,
+                                        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_files["ckpt"], ckpt)
+    (ckpt / "metrics.csv").write_text("epoch\n0\n")
+    (ckpt / "config.json").write_bytes(content)
+    args = ["inspect", str(ckpt)] if command == "inspect" else [
+        "run", str(tiny_files["scenario"]), "--checkpoint", str(ckpt), "--device", "cpu", "--out", str(tmp_path / "e")]
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert f"{ckpt / 'config.json'}:" in err and not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize("content", [b"\xff", b"[]"])
+def test_damaged_dataset_manifest_is_one_line(tmp_path: Path, content: bytes) -> None:
+    from hplan.data.shards import read_manifest
+    from hplan.errors import HplanError
+
+    (tmp_path / "manifest.json").write_bytes(content)
+    with pytest.raises(HplanError, match="manifest.json"):
+        read_manifest(tmp_path)

@@ -55,7 +55,7 @@ def inspect_command(
 
 
 def _heldout(console: Console, run_dir: Path, data: Path, device: str) -> None:
-    import json
+    from hplan.io import read_json_object
 
     from hplan.config import ScenarioConfig
     from hplan.configio import from_mapping
@@ -63,7 +63,7 @@ def _heldout(console: Console, run_dir: Path, data: Path, device: str) -> None:
     from hplan.models.checkpoint import load_world_model
 
     config_path = run_dir / "config.json"
-    scenario = from_mapping(ScenarioConfig, json.loads(config_path.read_text()), source=str(config_path))
+    scenario = from_mapping(ScenarioConfig, read_json_object(config_path), source=str(config_path))
     model = load_world_model(run_dir, device=device, expect_env_id=scenario.env.id)
     from hplan.errors import HplanError
 

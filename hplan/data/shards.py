@@ -40,7 +40,6 @@ skipping the shards already listed.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from hplan.errors import HplanError
-from hplan.io import atomic_path, write_json
+from hplan.io import atomic_path, read_json_object, write_json
 
 MANIFEST = "manifest.json"
 SHARD_DIR = "shards"
@@ -93,11 +92,9 @@ def write_shard(root: Path, index: int, arrays: dict[str, np.ndarray]) -> Path:
 def read_manifest(root: str | Path) -> dict[str, Any]:
     path = Path(root) / MANIFEST
     try:
-        return json.loads(path.read_text())
+        return read_json_object(path)
     except FileNotFoundError:
         raise HplanError(f"{path}: no dataset here (run `hplan collect` first)") from None
-    except json.JSONDecodeError as err:
-        raise HplanError(f"{path}: corrupt manifest: {err}") from None
 
 
 def write_manifest(root: str | Path, manifest: dict[str, Any]) -> None:

@@ -5,7 +5,6 @@ Used by ``hplan inspect``; kept out of the command so notebooks and the study co
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pandas as pd
 from hplan.diagnostics.collapse import COLLAPSE_METRICS, CollapseRule, CollapseVerdict, collapse_verdict
 from hplan.diagnostics.high_level import HighLevelVerdict, high_level_verdict
 from hplan.errors import HplanError
-from hplan.io import atomic_path
+from hplan.io import atomic_path, read_json_object
 
 CURVES_FILE = "collapse.png"
 TABLE_COLUMNS = ("train/jepa_loss", "val/loss", *(f"val/{m}" for m in COLLAPSE_METRICS), "val/probe_r2",
@@ -50,8 +49,8 @@ def read_run_metrics(run_dir: str | Path, rule: CollapseRule = CollapseRule()) -
     latent_dim = 0
     if config.is_file():
         try:
-            latent_dim = int(json.loads(config.read_text()).get("model", {}).get("latent_dim", 0))
-        except (json.JSONDecodeError, TypeError, ValueError) as err:
+            latent_dim = int(read_json_object(config).get("model", {}).get("latent_dim", 0))
+        except (TypeError, ValueError, AttributeError) as err:
             raise HplanError(f"{config}: model.latent_dim: unreadable ({err})") from None
     if latent_dim <= 0:
         raise HplanError(f"{config}: model.latent_dim: missing (needed for the effective-rank rule)")

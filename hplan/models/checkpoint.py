@@ -9,7 +9,6 @@ architecture (e.g. a different latent size), or trained on a different environme
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import torch
 
 from hplan.device import resolve_device
 from hplan.errors import CheckpointError, HplanError
-from hplan.io import atomic_path
+from hplan.io import atomic_path, read_json_object
 from hplan.models.world_model import LatentWorldModel
 
 FORMAT = "hplan-world-model/1"
@@ -82,10 +81,7 @@ def _check_run_config(path: Path, spec: dict[str, Any]) -> None:
     config_path = path.parent / "config.json"
     if not config_path.is_file():
         return
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{config_path}: corrupt run config: {err}") from None
+    config = read_json_object(config_path)
     cfg_latent = config.get("model", {}).get("latent_dim")
     ckpt_latent = spec.get("model_config", {}).get("latent_dim")
     if cfg_latent is not None and ckpt_latent is not None and cfg_latent != ckpt_latent:

@@ -19,7 +19,6 @@ early stopping is ``val/loss`` (see :mod:`hplan.models.module`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -33,7 +32,7 @@ from hplan.config import ScenarioConfig, load_scenario
 from hplan.configio import from_mapping, to_mapping
 from hplan.device import resolve_device
 from hplan.errors import CheckpointError, HplanError
-from hplan.io import write_dataframe, write_json, write_text
+from hplan.io import read_json_object, write_dataframe, write_json, write_text
 from hplan.models.checkpoint import MODEL_FILE, save_world_model
 from hplan.models.config import ModelConfig, TrainConfig
 from hplan.models.data import EpisodeDataModule
@@ -106,8 +105,8 @@ def finished_run_matches(scenario: ScenarioConfig, out_dir: str | Path, **overri
     config = to_mapping(apply_overrides(scenario, overrides))
     try:
         _check_existing_run(out_dir, config)
-        trained = json.loads((out_dir / "config.json").read_text()).get("train", {}).get("max_epochs")
-    except (CheckpointError, json.JSONDecodeError):
+        trained = read_json_object(out_dir / "config.json").get("train", {}).get("max_epochs")
+    except HplanError:
         return False
     return trained == config["train"]["max_epochs"]  # resumable, yet a run with fewer epochs is not finished
 
@@ -126,10 +125,7 @@ def _check_existing_run(out_dir: Path, config: dict[str, Any]) -> None:
     path = out_dir / "config.json"
     if not path.exists():
         return
-    try:
-        old = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path}: corrupt run config: {err}") from None
+    old = read_json_object(path)
     for section in ("env", "model", "train"):
         defaults = _FIELD_DEFAULTS.get(section, {})
         for key in sorted(set(old.get(section, {})) | set(config.get(section, {}))):

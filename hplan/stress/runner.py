@@ -32,7 +32,7 @@ import pandas as pd
 
 from hplan.configio import to_mapping
 from hplan.errors import HplanError
-from hplan.io import write_dataframe, write_json
+from hplan.io import read_json_object, write_dataframe, write_json
 from hplan.stress.cells import CellJob, CellResult, cell_paths, plan_cells, relabel, run_cell
 from hplan.stress.suite import ResolvedScenario, SuiteConfig
 from hplan.stress.summary import Verdict, evaluate_thresholds, summary_table, verdict_table
@@ -65,14 +65,12 @@ def _init_worker() -> None:
 
 def prepare_out_dir(out_dir: Path, suite: SuiteConfig, scenarios: Sequence[ResolvedScenario]) -> None:
     """Create ``out_dir`` or check that it holds a run of the *same* suite (resume)."""
-    import json
-
     marker = out_dir / "suite.json"
     fingerprint = run_fingerprint(suite, scenarios)
     if marker.exists():
         try:
-            previous = json.loads(marker.read_text()).get("fingerprint")
-        except (OSError, ValueError):
+            previous = read_json_object(marker).get("fingerprint")
+        except (OSError, HplanError):
             previous = None
         if previous != fingerprint:
             raise HplanError(f"{out_dir}: holds results of a different suite (fingerprint {previous} != {fingerprint}); "
