@@ -184,3 +184,15 @@ def test_cli_lists_ids_and_factor_tables():
 
 def test_import_registers_namespace():
     assert hplan.envs.registered_ids() == tuple(ENVS)
+
+
+def test_importing_hplan_alone_lets_gymnasium_make_its_envs():
+    """A fresh interpreter: ``import hplan`` (nothing under it) registers every id."""
+    import subprocess
+    import sys
+
+    code = ("import gymnasium as gym, hplan; env = gym.make('hplan/PointRooms-v0', obs_mode='state'); "
+            "print(env.reset(seed=0)[0].shape)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(4,)"
