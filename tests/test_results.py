@@ -246,3 +246,35 @@ def test_tiers_partition_every_episode_by_its_start_goal_distance(steps: list[in
     first = summary[summary["tier"] == f"< {tiers[0]}"]["episodes"].sum()
     assert first == below
     assert ((summary["low"] <= summary["success"]) & (summary["success"] <= summary["high"])).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_a_group_row_pools_its_arms_episodes_per_training_seed(data: st.DataObject) -> None:
+    """With equal episodes per arm, a group's success per training seed is the mean of its arms'
+    (OGBench's figure: the mean over its five tasks); arms outside the group do not count."""
+    from hplan.results.definition import Arm, Table
+    from hplan.results.page import arm_summary, with_groups
+
+    seeds, episodes = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 6))
+    arms = [Arm(label=f"task {k}", group="mean") for k in range(data.draw(st.integers(1, 4)))] + [Arm(label="other")]
+    rows = [{"arm": arm.label, "training_seed": s, "seed": e, "success": data.draw(st.booleans()), "steps": 10,
+             "violations": 0, "violation": False, "act_ms": 1.0, "act_cpu_ms": 1.0, "model_evals": 100}
+            for arm in arms for s in range(seeds) for e in range(episodes)]
+    frame, groups = with_groups(pd.DataFrame(rows), Table(name="t", title="t", scenario="x", arms=tuple(arms)))
+    assert groups == ["mean"]
+    summary = arm_summary(frame, [a.label for a in arms] + groups).set_index("arm")
+    members = [a.label for a in arms if a.group]
+    for s in range(seeds):
+        expected = sum(summary.loc[m, "success_per_seed"][s] for m in members) / len(members)
+        assert math.isclose(summary.loc["mean", "success_per_seed"][s], expected)
+    assert summary.loc["mean", "episodes"] == len(members) * seeds * episodes
+
+
+def test_a_group_named_like_an_arm_is_refused(tmp_path) -> None:
+    bad = tmp_path / "bad.toml"
+    text = TINY.read_text().replace('label = "flat"', 'label = "flat"\ngroup = "hier"', 1)
+    bad.write_text(text.replace('"tiny_four_rooms.toml"', f'"{FIXTURES}/tiny_four_rooms.toml"'))
+    with pytest.raises(ConfigError) as err:
+        load_definition(bad)
+    assert err.value.field == "tables[0].arms[1].group"

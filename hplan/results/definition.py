@@ -33,6 +33,9 @@ class Arm:
         "train a model of their own)"))
     curve: str = field(default="", metadata=meta(
         "arms with the same curve name are one line of the table's success-against-planning-time figure"))
+    group: str = field(default="", metadata=meta(
+        "arms with the same group name also make one row of that name, their episodes pooled per training "
+        "seed (e.g. a benchmark's mean over its evaluation tasks)"))
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,9 @@ def _check(definition: ResultsDefinition) -> None:
             if slugs.index(slugs[j]) != j:
                 raise ConfigError(src, f"{where}.arms[{j}].label", f"arm label {label!r} names the same folder "
                                   f"({slugs[j]!r}) as {labels[slugs.index(slugs[j])]!r}")
+        for j, arm in enumerate(table.arms):
+            if arm.group and arm.group in labels:
+                raise ConfigError(src, f"{where}.arms[{j}].group", f"group {arm.group!r} is also an arm's label")
         for j, (a, b) in enumerate(table.compare):
             for label in (a, b):
                 if label not in labels:

@@ -243,6 +243,17 @@ def curve_figure(summary: pd.DataFrame, curves: dict[str, str], title: str) -> A
     return fig
 
 
+def with_groups(frame: pd.DataFrame, table: Table) -> tuple[pd.DataFrame, list[str]]:
+    """``frame`` plus, for each arm group, its members' rows under the group's name (so the group
+    is summarised like an arm: episodes pooled per training seed); the group names in order."""
+    groups: dict[str, list[str]] = {}
+    for arm in table.arms:
+        if arm.group:
+            groups.setdefault(arm.group, []).append(arm.label)
+    parts = [frame] + [frame[frame["arm"].isin(members)].assign(arm=name) for name, members in groups.items()]
+    return pd.concat(parts, ignore_index=True), list(groups)
+
+
 def _missing(frame: pd.DataFrame, seeds: Sequence[int], labels: Sequence[str]) -> str:
     """What the definition asks for that the measured rows lack ("" when nothing)."""
     measured = set(frame["training_seed"].astype(int))
@@ -284,7 +295,8 @@ def table_section(definition: ResultsDefinition, table: Table, frame: pd.DataFra
         note = [f"**Incomplete:** {missing}.", ""] if missing else []
         return lines + note + [heldout_markdown(frame), ""]
     labels = [arm.label for arm in table.arms]
-    summary = arm_summary(frame, labels)
+    frame, groups = with_groups(frame, table)
+    summary = arm_summary(frame, labels + groups)
     missing = _missing(frame, seeds, labels)
     if missing:
         lines += [f"**Incomplete:** {missing}. Run `hplan results --only {table.name}` to finish it; the figures "
