@@ -349,3 +349,67 @@ def test_damaged_dataset_manifest_is_one_line(tmp_path: Path, content: bytes) ->
     (tmp_path / "manifest.json").write_bytes(content)
     with pytest.raises(HplanError, match="manifest.json"):
         read_manifest(tmp_path)
+
+
+SYNTHETIC_SCENARIO = """
+name = "synthetic"
+[env]
+id = "hplan/SyntheticRooms-v0"
+obs_mode = "state"
+[model]
+latent_dim = 8
+hidden_dim = 16
+code_dim = 2
+subgoal_interval = 3
+distance_dim = 8
+[train]
+max_epochs = 1
+batch_size = 8
+rollout_horizon = 2
+label_budget = 20
+guardrail_fit_steps = 2
+distance_fit_steps = 2
+subgoal_fit_steps = 2
+predictor_fit_steps = 2
+val_fraction = 0.3
+device = "cpu"
+cpu_threads = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A synthetic state dataset (2 shards), a scenario file for it, and a one-epoch training run."""
+    from synthetic_episodes import make_dataset
+
+    from hplan.models.training import train_world_model
+
+    root = tmp_path_factory.mktemp("synthetic")
+    data = make_dataset(root / "data", episodes=8, steps=16, obs="state")
+    scenario = root / "synthetic.toml"
+    scenario.write_text(SYNTHETIC_SCENARIO)
+    run = train_world_model(scenario, data, root / "run")
+    return {"data": data, "scenario": scenario, "run": run}
+
+
+def _train_args(files: dict[str, Path], data: Path, out: Path) -> list[str]:
+    return ["train", str(files["scenario"]), "--data", str(data), "--out", str(out)]
+
+
+@pytest.mark.parametrize("damage", ["empty", "corrupt"])
+def test_damaged_last_checkpoint_is_one_line_on_resume(synthetic_run: dict[str, Path], tmp_path: Path, damage: str,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty last.ckpt exited 130 with no message (click turns EOFError into Abort); a corrupt
+    one was a RuntimeError traceback from inside Lightning's fit."""
+    run = tmp_path / "run"
+    shutil.copytree(synthetic_run["run"], run)
+    ckpt = run / "checkpoints" / "last.ckpt"
+    blob = ckpt.read_bytes()
+    ckpt.write_bytes(b"" if damage == "empty" else blob[:64] + bytes(200) + blob[264:])
+    before = (run / "metrics.csv").read_bytes()
+    code, _, err = run_cli(monkeypatch, capsys, *_train_args(synthetic_run, synthetic_run["data"], run),
+                           "--max-epochs", "2")
+    line = _one_line_error(code, err)
+    assert f"{ckpt}:" in line and "delete it" in line
+    assert (run / "metrics.csv").read_bytes() == before

@@ -140,6 +140,29 @@ def _check_existing_run(out_dir: Path, config: dict[str, Any]) -> None:
                     f"{config.get(section, {}).get(key)!r} now; use a new --out or the same settings to resume")
 
 
+def _check_resume_checkpoint(path: Path) -> None:
+    """The ``last.ckpt`` a resume would start from must load, or training stops before it starts.
+
+    Lightning read it only inside ``fit``: an empty file (a kill while it was written by something
+    other than hplan's atomic rename, a full disk) raised EOFError, which click turns into a silent
+    exit 130, and a damaged one a RuntimeError traceback.
+    """
+    if not path.exists():
+        return
+    recover = "delete it to train this run from scratch, or use a new --out"
+    if path.is_dir() or path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: {'a directory' if path.is_dir() else 'empty file'}, not a training "
+                              f"checkpoint; {recover}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises many types for a damaged zip/pickle
+        detail = (str(err).splitlines() or [""])[0][:120]
+        raise CheckpointError(f"{path}: corrupt training checkpoint ({type(err).__name__}: {detail}); "
+                              f"{recover}") from None
+    if not isinstance(payload, dict) or "state_dict" not in payload:
+        raise CheckpointError(f"{path}: not a Lightning training checkpoint (no state_dict); {recover}")
+
+
 def _csv_logger(out_dir: Path) -> pl.loggers.CSVLogger:
     """Lightning's CSV logger at ``logs/version_0``, keeping the rows logged before a resume:
     Lightning deletes that ``metrics.csv`` when its writer starts, so a resumed run lost its history."""
@@ -181,6 +204,7 @@ def train_world_model(scenario: ScenarioConfig | str | Path, data_dir: str | Pat
     out_dir = Path(out_dir)
     config = to_mapping(scenario)
     _check_existing_run(out_dir, config)
+    _check_resume_checkpoint(out_dir / LAST_CKPT)
     device = resolve_device(scenario.train.device)
     accelerator, devices = _accelerator(device)
 
