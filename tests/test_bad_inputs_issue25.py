@@ -413,3 +413,47 @@ def test_damaged_last_checkpoint_is_one_line_on_resume(synthetic_run: dict[str, 
     line = _one_line_error(code, err)
     assert f"{ckpt}:" in line and "delete it" in line
     assert (run / "metrics.csv").read_bytes() == before
+
+
+def _damage(path: Path, damage: str) -> None:
+    blob = path.read_bytes()
+    path.write_bytes(b"" if damage == "empty" else blob[: len(blob) // 2])
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_collect_resume_collects_a_damaged_listed_shard_again(tmp_path: Path, damage: str,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A listed shard that no longer opens used to count as done: the dataset was called complete."""
+    from hplan.data.shards import read_manifest, shard_path
+
+    out = tmp_path / "data"
+    args = ["collect", "point_two_rooms", "-n", "4", "--out", str(out), "--set", "env.obs_mode=state",
+            "--set", "collect.steps_per_episode=5", "--set", "collect.episodes_per_shard=2", "--set", "collect.num_envs=2"]
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    shard = shard_path(out, 0)
+    original = shard.read_bytes()
+    _damage(shard, damage)
+    code, out_text, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    assert "damaged shard" in out_text and "1 shards written, 1 already complete" in out_text
+    assert shard.read_bytes() == original  # the same episodes, collected again
+    manifest = read_manifest(out)
+    assert manifest["complete"] and [e["index"] for e in manifest["shards"]] == [0, 1]
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_train_refuses_a_damaged_shard_in_one_line(synthetic_run: dict[str, Path], tmp_path: Path, damage: str,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty shard exited 130 with no message (np.load's EOFError); a truncated one was a traceback."""
+    from hplan.data.shards import shard_path
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_run["data"], data)
+    _damage(shard_path(data, 1), damage)
+    code, _, err = run_cli(monkeypatch, capsys, *_train_args(synthetic_run, data, tmp_path / "run"))
+    line = _one_line_error(code, err)
+    assert f"{shard_path(data, 1)}: damaged shard" in line and "hplan collect" in line
+    assert not (tmp_path / "run").exists()

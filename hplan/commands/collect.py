@@ -48,6 +48,8 @@ def collect_command(
         result = collect(config, out_dir, episodes=episodes, on_start=on_start, split=split,
                          on_episodes=lambda n: progress.advance(task, n))
     record_command(out_dir, set_)
+    for problem in result.shards_damaged:
+        console.print(f"[yellow]collected again[/] a damaged shard: {out_dir / problem}", highlight=False)
     console.print(summary_table(result.manifest, result))
 
 

@@ -15,7 +15,8 @@ the last observation and state with zero reward and cost, and are marked ``valid
 PointRooms is collected with goal termination off, so all its steps are valid.
 
 Resume. Shards are written atomically and the manifest is rewritten (atomically) after each one,
-so a crash leaves either a listed complete shard or nothing visible. Re-running the same command
+so a crash leaves either a listed complete shard or nothing visible. A listed shard that no longer
+opens with its episodes (truncated or emptied since) is collected again, never called complete. Re-running the same command
 on the same directory skips the listed shards and produces exactly the dataset an uninterrupted
 run would have; a directory collected with other settings is refused (:mod:`hplan.data.manifest`).
 """
@@ -36,7 +37,7 @@ from hplan.config import ScenarioConfig
 from hplan.configio import to_mapping
 from hplan.data.manifest import FORMAT, open_existing, remove_temporaries, settings_fingerprint
 from hplan.data.policies import PolicyContext, policy_for
-from hplan.data.shards import write_manifest, write_shard
+from hplan.data.shards import shard_problem, write_manifest, write_shard
 from hplan.data.sources import BatchSource, open_source
 from hplan.data.stats import aggregate, shard_counts
 from hplan.data.validate import check_collect_fits
@@ -64,6 +65,8 @@ class CollectResult:
     shards_skipped: int
     transitions_written: int
     seconds: float
+    shards_damaged: tuple[str, ...] = ()
+    """Listed shards found damaged on resume (``file: problem``), collected again."""
 
     @property
     def transitions_per_second(self) -> float:
@@ -113,8 +116,11 @@ def collect(scenario: ScenarioConfig, out_dir: str | Path, *, episodes: int | No
         check_collect_fits(scenario, source.action_space, source.state_names)
         manifest = _new_manifest(scenario, source, settings) if existing is None else dict(existing)
         manifest["versions"] = package_versions()
-        done = {int(e["index"]): e for e in manifest.get("shards", [])
-                if (root / e["file"]).exists()}
+        listed = manifest.get("shards", [])
+        problems = {int(e["index"]): shard_problem(root / e["file"], e.get("episodes")) for e in listed}
+        done = {int(e["index"]): e for e in listed if problems[int(e["index"])] is None}
+        damaged = tuple(f"{e['file']}: {problems[int(e['index'])]}" for e in listed
+                        if problems[int(e["index"])] not in (None, "missing"))
         manifest["shards"] = sorted(done.values(), key=lambda e: e["index"])
         _finish_manifest(manifest, source, complete=False, target=total)
         write_manifest(root, manifest)
@@ -146,7 +152,7 @@ def collect(scenario: ScenarioConfig, out_dir: str | Path, *, episodes: int | No
         source.close()
     return CollectResult(out_dir=root, manifest=manifest, shards_written=len(todo),
                          shards_skipped=len(plans) - len(todo), transitions_written=written_transitions,
-                         seconds=seconds)
+                         seconds=seconds, shards_damaged=damaged)
 
 
 def collect_shard(scenario: ScenarioConfig, source: BatchSource, plan: ShardPlan,

@@ -35,7 +35,8 @@ The manifest (written by :mod:`hplan.data.collect`) records, besides ``shards`` 
 
 Shards are written atomically (temp file + rename) and listed in the manifest only once
 complete, so an interrupted collection never exposes a half-written shard and resumes by
-skipping the shards already listed.
+skipping the shards already listed — after checking them (:func:`shard_problem`): a listed shard
+damaged since (truncated, emptied) is collected again, and training refuses it by name.
 """
 
 from __future__ import annotations
@@ -89,6 +90,27 @@ def write_shard(root: Path, index: int, arrays: dict[str, np.ndarray]) -> Path:
     return path
 
 
+def shard_problem(path: Path, episodes: int | None = None) -> str | None:
+    """What is wrong with the shard file at ``path`` (None when it opens, holds every required array
+    and, given ``episodes``, that many episodes). Reads the zip directory and the small ``valid``
+    array only, so checking every listed shard on resume is cheap."""
+    if not path.is_file():
+        return "missing"
+    if path.stat().st_size == 0:
+        return "empty file"
+    try:
+        with np.load(path) as shard:
+            missing = [k for k in REQUIRED_KEYS if k not in shard.files]
+            if missing:
+                return f"lacks arrays {', '.join(missing)}"
+            count = int(shard["valid"].shape[0])
+    except Exception as err:  # a truncated zip: BadZipFile; an emptied one: EOFError; damaged data: ValueError
+        return f"unreadable ({type(err).__name__}: {(str(err).splitlines() or [''])[0][:120]})"
+    if episodes is not None and count != int(episodes):
+        return f"holds {count} episodes, the manifest lists {int(episodes)}"
+    return None
+
+
 def read_manifest(root: str | Path) -> dict[str, Any]:
     path = Path(root) / MANIFEST
     try:
@@ -109,12 +131,17 @@ def load_episodes(root: str | Path, max_episodes: int | None = None) -> EpisodeD
     total = 0
     for entry in manifest.get("shards", []):
         path = root / entry["file"]
-        try:
-            with np.load(path) as shard:
-                for key in shard.files:
-                    parts.setdefault(key, []).append(shard[key])
-        except (OSError, ValueError) as err:
-            raise HplanError(f"{path}: unreadable shard: {err}") from None
+        problem = shard_problem(path, entry.get("episodes"))
+        if problem is None:
+            try:
+                with np.load(path) as shard:
+                    for key in shard.files:
+                        parts.setdefault(key, []).append(shard[key])
+            except Exception as err:  # damaged past the zip directory: a bad CRC, a short member
+                problem = f"unreadable ({type(err).__name__}: {(str(err).splitlines() or [''])[0][:120]})"
+        if problem is not None:
+            raise HplanError(f"{path}: damaged shard: {problem}; re-run `hplan collect` with the same settings "
+                             "and --out to collect it again")
         total += int(entry["episodes"])
         if max_episodes is not None and total >= max_episodes:
             break
