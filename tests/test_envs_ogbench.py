@@ -132,3 +132,25 @@ def test_evaluation_tasks_share_one_dataset_and_model_in_the_results_cache(tmp_p
         assert paths.model(paths.data(base, ()), sets, 0) == paths.model(paths.data(base, ()), (), 0)
     rooms = ("task.min_rooms_apart=2",)  # PointRooms: a task field that shapes the data keeps its own cache
     assert paths.data(load_scenario("point_two_rooms", sets=rooms), rooms) != paths.data(load_scenario("point_two_rooms"), ())
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_the_expert_direction_is_ogbenchs_oracle_subgoal(data: st.DataObject) -> None:
+    """The adapter's cached search points where OGBench's own ``get_oracle_subgoal`` does."""
+    env = _maze()
+    env.reset(seed=0)
+    cells = env.free_cells
+    here = cells[data.draw(st.integers(0, len(cells) - 1))]
+    goal = cells[data.draw(st.integers(0, len(cells) - 1))]
+    xy = np.asarray(env._sim.ij_to_xy(tuple(here))) + np.array(
+        [data.draw(st.floats(-1.9, 1.9)), data.draw(st.floats(-1.9, 1.9))])
+    env.teleport(xy)
+    env.set_goal(np.asarray(env._sim.ij_to_xy(tuple(goal)), dtype=np.float64))
+    mine = env.expert_direction()
+    if tuple(here) == tuple(goal):
+        target = env._goal
+    else:
+        target, _ = env._sim.get_oracle_subgoal(xy, env._goal)
+    delta = np.asarray(target) - xy
+    np.testing.assert_allclose(mine, delta / np.linalg.norm(delta), atol=1e-5)
