@@ -457,3 +457,67 @@ def test_train_refuses_a_damaged_shard_in_one_line(synthetic_run: dict[str, Path
     line = _one_line_error(code, err)
     assert f"{shard_path(data, 1)}: damaged shard" in line and "hplan collect" in line
     assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def image_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """An untrained image-observation checkpoint of tests/fixtures/tiny_four_rooms.toml, and the same
+    scenario with state observations."""
+    import torch
+
+    from hplan.config import load_scenario
+    from hplan.envs.factory import make_env
+    from hplan.models.checkpoint import save_world_model
+    from hplan.models.world_model import LatentWorldModel
+    from hplan.planning.protocol import ActionSpec
+
+    root = tmp_path_factory.mktemp("image")
+    fixture = Path(__file__).parent / "fixtures" / "tiny_four_rooms.toml"
+    scenario = load_scenario(fixture)
+    env = make_env(scenario)
+    try:
+        shape, names = tuple(env.observation_space.shape), tuple(env.unwrapped.violation_names)
+    finally:
+        env.close()
+    torch.manual_seed(0)
+    model = LatentWorldModel(scenario.model, obs_kind="image", obs_shape=shape, action_spec=ActionSpec(dim=2),
+                             guardrail_names=names, env_id=scenario.env.id)
+    save_world_model(model, root / "ckpt" / "model.pt")
+    state = root / "tiny_state.toml"
+    state.write_text(fixture.read_text().replace('obs_mode = "image"', 'obs_mode = "state"'))
+    suite = root / "suite.toml"
+    suite.write_text(SUITE_TOML.format(ckpt=root / "ckpt", scenario=state))
+    return {"ckpt": root / "ckpt", "state": state, "suite": suite}
+
+
+@pytest.mark.parametrize("command", ["run", "stress --check", "stress"])
+def test_image_checkpoint_with_a_state_scenario_is_one_line(image_checkpoint: dict[str, Path], tmp_path: Path,
+                                                            command: str, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    args = {"run": ["run", str(image_checkpoint["state"]), "--checkpoint", str(image_checkpoint["ckpt"]),
+                    "--episodes", "1", "--device", "cpu", "--out", str(out)],
+            "stress --check": ["stress", str(image_checkpoint["suite"]), "--check", "--out", str(out)],
+            "stress": ["stress", str(image_checkpoint["suite"]), "--out", str(out), "--no-report"]}[command]
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    line = _one_line_error(code, err)
+    assert f"{image_checkpoint['ckpt'] / 'model.pt'}: trained on image observations (64, 64, 3)" in line
+    assert f"{image_checkpoint['state']} (env.obs_mode = 'state') gives state observations" in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("other", "field"), [
+    ({"env_id": "hplan/PointRooms-v0"}, "env_id: collected on 'hplan/PointRooms-v0'"),
+    ({"obs": "image"}, "obs_shape: (16, 16, 3)"),
+])
+def test_inspect_data_from_another_environment_is_one_line(synthetic_run: dict[str, Path], tmp_path: Path,
+                                                           other: dict[str, str], field: str,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from synthetic_episodes import make_dataset
+
+    data = make_dataset(tmp_path / "other", episodes=4, steps=8, **other)
+    code, out, err = run_cli(monkeypatch, capsys, "inspect", str(synthetic_run["run"]), "--data", str(data))
+    line = _one_line_error(code, err)
+    assert f"{data / 'manifest.json'}: {field}" in line
+    assert out == ""  # refused before the epoch tables are printed

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.console import Console
@@ -32,6 +32,7 @@ def inspect_command(
     from hplan.diagnostics.report import HIGH_LEVEL_COLUMNS, TABLE_COLUMNS, plot_collapse_curves, read_run_metrics
 
     console = Console()
+    heldout = _load_for_heldout(run_dir, data, device) if data is not None else None  # bad --data: before any output
     run = read_run_metrics(run_dir)
     frame = run.frame
     extra = sorted(c for c in frame.columns if c.startswith("val/auroc_") or c == "val/distance_spearman")
@@ -51,20 +52,27 @@ def inspect_command(
         _print_verdict(console, HighLevelRule().describe(), run.high_level)
     console.print(f"curves: {png}")
     if data is not None:
-        _heldout(console, run_dir, data, device)
+        _heldout(console, *heldout, data)
 
 
-def _heldout(console: Console, run_dir: Path, data: Path, device: str) -> None:
+def _load_for_heldout(run_dir: Path, data: Path, device: str) -> tuple[Any, Any]:
+    """The run's scenario and model, checked against the ``--data`` dataset's manifest."""
     from hplan.io import read_json_object
 
     from hplan.config import ScenarioConfig
     from hplan.configio import from_mapping
-    from hplan.diagnostics.heldout import evaluate_heldout, layout_geodesic
+    from hplan.diagnostics.heldout import check_dataset_fits
     from hplan.models.checkpoint import load_world_model
 
     config_path = run_dir / "config.json"
     scenario = from_mapping(ScenarioConfig, read_json_object(config_path), source=str(config_path))
     model = load_world_model(run_dir, device=device, expect_env_id=scenario.env.id)
+    check_dataset_fits(model, data)
+    return scenario, model
+
+
+def _heldout(console: Console, scenario: Any, model: Any, data: Path) -> None:
+    from hplan.diagnostics.heldout import evaluate_heldout, layout_geodesic
     from hplan.errors import HplanError
 
     geodesic = None

@@ -47,7 +47,7 @@ def run_command(
     from hplan.planning.energy import heeded_guardrails
     from hplan.runner import run_episodes, summarize, summary_table
     from hplan.runner.episodes import EPISODE_DIR, RUN_SUMMARY, clear_earlier_run
-    from hplan.runner.settings import resolve_guardrails, resolve_planner
+    from hplan.runner.settings import check_model_fits_scenario, resolve_guardrails, resolve_planner
 
     if threads is not None:
         import torch
@@ -64,6 +64,7 @@ def run_command(
     guard_cfg = resolve_guardrails(config.guardrails, guardrails)
     torch_device = resolve_device(device)
     model = load_world_model(checkpoint, device=torch_device, expect_env_id=config.env.id)
+    check_model_fits_scenario(model, config, checkpoint)
     heeded_guardrails(guard_cfg.names, tuple(model.guardrail_names), config.source)  # fail before any episode
     master_seed = config.seed if seed is None else seed
     out_dir = out if out is not None else (

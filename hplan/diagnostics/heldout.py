@@ -22,10 +22,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from hplan.data.shards import load_episodes
+from hplan.data.shards import MANIFEST, load_episodes, read_manifest
 from hplan.diagnostics.high_level import EpisodeLatents, high_level_metrics
 from hplan.diagnostics.probes import fit_linear_probe, r2_score
 from hplan.diagnostics.scores import auroc, spearman
+from hplan.errors import HplanError
 from hplan.models.data import action_spec_from_manifest
 from hplan.stress.metrics import expected_calibration_error
 from hplan.seeding import derive_seed
@@ -42,10 +43,34 @@ def layout_geodesic(env: object) -> Geodesic | None:
     return getattr(env, "geodesic_steps", None)
 
 
+def check_dataset_fits(model, data_dir: str | Path) -> None:
+    """The dataset must come from the env, observations, actions and guardrails the model was trained
+    on; one line naming its manifest otherwise (another env's dataset was a shape traceback)."""
+    path = Path(data_dir) / MANIFEST
+    manifest = read_manifest(data_dir)
+    problems = []
+    env_id = str(manifest.get("env_id", ""))
+    if env_id and model.env_id and env_id != model.env_id:
+        problems.append(f"env_id: collected on {env_id!r}, the model was trained on {model.env_id!r}")
+    shape = manifest.get("obs_shape")
+    if isinstance(shape, list) and tuple(shape) != tuple(model.obs_shape):
+        problems.append(f"obs_shape: {tuple(shape)} ({manifest.get('obs_mode', '?')}), the model reads "
+                        f"{model.obs_kind} observations {tuple(model.obs_shape)}")
+    dim = (manifest.get("action_spec") or {}).get("dim") if isinstance(manifest.get("action_spec"), dict) else None
+    if isinstance(dim, int) and dim != model.action_spec.dim:
+        problems.append(f"action_spec.dim: {dim}, the model acts in {model.action_spec.dim} dimensions")
+    names = manifest.get("violation_names")
+    if isinstance(names, list) and len(names) != len(model.guardrail_names):
+        problems.append(f"violation_names: {names}, the model's guardrail heads are {list(model.guardrail_names)}")
+    if problems:
+        raise HplanError(f"{path}: {problems[0]}; evaluate on a dataset collected from the model's scenario")
+
+
 @torch.no_grad()
 def evaluate_heldout(model, data_dir: str | Path, *, horizon: int = 8, max_episodes: int = 200,
                      geodesic: Geodesic | None = None, distance_pairs: int = 4000, seed: int = 0) -> dict[str, float]:
     """Held-out metrics of ``model`` (a ``LatentWorldModel``) on ``data_dir``."""
+    check_dataset_fits(model, data_dir)
     data = load_episodes(data_dir, max_episodes=max_episodes)
     obs, pos = data["obs"], data["true_state"][..., :2].astype(np.float32)
     spec, offset = action_spec_from_manifest(data.manifest, data["action"], str(Path(data_dir) / "manifest.json"))

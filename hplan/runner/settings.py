@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from hplan.config import ScenarioConfig
 from hplan.errors import CheckpointError, HplanError
 from hplan.planning.config import GuardrailConfig, PlannerConfig
 
@@ -80,3 +81,30 @@ def source_sha256() -> str:
         digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def check_model_fits_scenario(model: Any, scenario: ScenarioConfig, checkpoint: str | Path) -> None:
+    """The checkpoint's encoder must read the observations the scenario's env gives, before any episode.
+
+    ``load_world_model(expect_env_id=...)`` compares env ids only: a model trained on images run with
+    the same env in ``obs_mode = "state"`` was a shape traceback in the first ``encode``. An
+    ``obs_mode = "both"`` Dict space is read by its image part (what a dataset stores as ``obs``).
+    """
+    import gymnasium as gym
+
+    from hplan.envs.factory import make_env
+
+    env = make_env(scenario)
+    try:
+        observation_space = env.observation_space
+    finally:
+        env.close()
+    space = observation_space["image"] if isinstance(observation_space, gym.spaces.Dict) else observation_space
+    shape = tuple(int(s) for s in getattr(space, "shape", None) or ())
+    kind = "image" if len(shape) == 3 else "state"
+    if kind == model.obs_kind and shape == tuple(model.obs_shape):
+        return
+    raise CheckpointError(
+        f"{model_file(checkpoint)}: trained on {model.obs_kind} observations {tuple(model.obs_shape)}, but "
+        f"{scenario.source} (env.obs_mode = {scenario.env.obs_mode!r}) gives {kind} observations {shape}; "
+        "use a checkpoint trained on this scenario's observations")

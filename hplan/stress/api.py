@@ -25,19 +25,21 @@ def validate_suite(suite_path: str | Path, checkpoint: str | Path | None = None,
     of the suite, so its fingerprint changes and a resume with other values is refused.
 
     Beyond :func:`~hplan.stress.suite.resolve_suite` (file structure, scenarios, shifts, severities,
-    thresholds, checkpoint directories) this loads every checkpoint once (corrupt or trained on
-    another env: one line) and builds every shifted environment once (a factor pushed out of its
-    valid range, a held-out layout the task cannot use).
+    thresholds, checkpoint directories) this loads every checkpoint once (corrupt, trained on
+    another env or on other observations: one line) and builds every shifted environment once (a
+    factor pushed out of its valid range, a held-out layout the task cannot use).
     """
     from hplan.envs.factory import make_env
     from hplan.models.checkpoint import load_world_model
+    from hplan.runner.settings import check_model_fits_scenario
     from hplan.stress.shifts import get_shift
     from hplan.stress.suite import load_suite, resolve_suite
 
     suite = with_overrides(load_suite(suite_path), episodes=episodes, max_steps=max_steps, sets=sets)
     scenarios = resolve_suite(suite, checkpoint)
     for item in scenarios:
-        load_world_model(item.checkpoint, device="cpu", expect_env_id=item.config.env.id)
+        model = load_world_model(item.checkpoint, device="cpu", expect_env_id=item.config.env.id)
+        check_model_fits_scenario(model, item.config, item.checkpoint)
         for shift in suite.shifts:
             spec = get_shift(shift.name)
             for severity in shift.severities:
