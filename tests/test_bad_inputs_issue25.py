@@ -521,3 +521,21 @@ def test_inspect_data_from_another_environment_is_one_line(synthetic_run: dict[s
     line = _one_line_error(code, err)
     assert f"{data / 'manifest.json'}: {field}" in line
     assert out == ""  # refused before the epoch tables are printed
+
+
+# ------------------------------------------------------------------------------------- item 3
+@pytest.mark.parametrize("check", [True, False])
+def test_threshold_that_selects_no_rows_is_refused(tiny_files: dict[str, Path], tmp_path: Path, check: bool,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A rule covering no (shift, severity) the suite runs used to vanish from the verdict, exit 0."""
+    suite = tmp_path / "suite.toml"
+    suite.write_text(tiny_files["suite"].read_text() + '[[thresholds]]\nmetric = "success_rate"\nmin = 0.5\n'
+                     '[[thresholds]]\nmetric = "violation_rate"\nmax = 0.1\nshift = "none"\nmin_severity = 1\n')
+    out = tmp_path / "out"
+    code, _, err = run_cli(monkeypatch, capsys, "stress", str(suite), "--out", str(out), "--no-report",
+                           *(["--check"] if check else []))
+    line = _one_line_error(code, err)
+    assert line.startswith(f"error: {suite}: thresholds[1]: violation_rate <= 0.1 (shift none, severity 1-3) "
+                           "selects no rows (the suite runs none [0])")
+    assert not out.exists()

@@ -290,6 +290,12 @@ def resolve_suite(suite: SuiteConfig, checkpoint_override: str | Path | None = N
             raise ConfigError(src, f"thresholds[{t}].shift", f"shift {rule.shift!r} is not in this suite's shifts")
         if rule.scenario != "*" and rule.scenario not in labels:
             raise ConfigError(src, f"thresholds[{t}].scenario", f"scenario {rule.scenario!r} is not in this suite")
+        if not any(rule.shift in ("*", shift.name) and any(rule.min_severity <= level <= rule.max_severity
+                                                            for level in shift.severities) for shift in suite.shifts):
+            ran = ", ".join(f"{shift.name} {list(shift.severities)}" for shift in suite.shifts
+                            if rule.shift in ("*", shift.name))
+            raise ConfigError(src, f"thresholds[{t}]", f"{rule.describe()} selects no rows (the suite runs {ran}); "
+                                                       "it would judge nothing: change its shift or severity range")
     return tuple(resolved)
 
 
