@@ -539,3 +539,31 @@ def test_threshold_that_selects_no_rows_is_refused(tiny_files: dict[str, Path], 
     assert line.startswith(f"error: {suite}: thresholds[1]: violation_rate <= 0.1 (shift none, severity 1-3) "
                            "selects no rows (the suite runs none [0])")
     assert not out.exists()
+
+
+def test_a_perturbation_that_never_fired_does_not_count_as_a_pass() -> None:
+    """Kidnap onsets 8-20 with a 4-step budget: no episode is ever kidnapped. The kidnap row measured
+    the nominal world, so a rule on it is undefined (its ``undefined`` setting decides), not a pass."""
+    import dataclasses
+
+    from test_stress_cells import job, make_suite, scripted
+
+    from hplan.stress.cells import run_cell
+    from hplan.stress.suite import H50Config, RecoveryConfig, Threshold
+    from hplan.stress.summary import evaluate_thresholds, summary_table
+
+    suite = make_suite(h50=H50Config(enabled=False), recovery=RecoveryConfig(onset_min=8, onset_max=20))
+    unfired = run_cell(job("kidnap", 2, (0, 1), suite, max_steps=4), scripted)
+    assert (unfired.episodes["perturbation_onset"] == -1).all()
+    rules = (Threshold("success_rate", min=0.0, shift="kidnap"), Threshold("violation_rate", max=1.0, shift="kidnap"),
+             Threshold("recovery_rate", min=0.0, shift="kidnap"))
+    verdicts = evaluate_thresholds(summary_table(unfired.episodes, unfired.steps, suite), rules)
+    assert [v.passed for v in verdicts] == [False, False, False]
+    assert "undefined (the perturbation fired in no episode" in verdicts[0].line()
+    lenient = tuple(dataclasses.replace(rule, undefined="pass") for rule in rules)
+    assert all(v.passed for v in evaluate_thresholds(summary_table(unfired.episodes, unfired.steps, suite), lenient))
+    # once it fires in an episode, the row measures the shift again
+    fired = run_cell(job("kidnap", 2, (0, 1), suite, max_steps=30), scripted)
+    assert (fired.episodes["perturbation_onset"] >= 0).any()
+    verdicts = evaluate_thresholds(summary_table(fired.episodes, fired.steps, suite), rules[:2])
+    assert all(v.passed and not v.never_fired for v in verdicts)

@@ -102,7 +102,8 @@ class Threshold:
     min_severity: int = field(default=0, metadata=meta("lowest severity the rule covers", ge=0, le=MAX_SEVERITY))
     max_severity: int = field(default=MAX_SEVERITY, metadata=meta("highest severity the rule covers", ge=0, le=MAX_SEVERITY))
     undefined: Literal["pass", "fail"] = field(default="fail", metadata=meta(
-        "verdict when the metric is undefined for a row (e.g. AUROC without any violation)"))
+        "verdict when the metric is undefined for a row (e.g. AUROC without any violation, or any metric of a "
+        "perturbation shift whose perturbation fired in no episode)"))
 
     def __post_init__(self) -> None:
         if (self.max is None) == (self.min is None):

@@ -7,6 +7,11 @@ Guardrail columns pool all heads of a scenario (each head's prediction at each s
 sample): ``guardrail_*`` against the real outcome of the executed step, ``branch_*`` against the
 planned first action in a branched copy, ``plan_*`` the plan's predicted risk against whether the
 whole planned sequence ran into a violation in the branch.
+
+A perturbation shift (kidnap, push, goal move) at severity > 0 whose perturbation fired in none of
+a row's episodes (each ended before its onset, e.g. onsets past the step budget) measured the
+nominal world, not the shift: every metric of that row is undefined to a threshold, so the rule's
+``undefined`` setting decides rather than a nominal number passing for the shift's.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from hplan.stress import metrics as m
+from hplan.stress.shifts import SHIFTS
 from hplan.stress.suite import SuiteConfig, Threshold
 
 KEYS = ["scenario", "shift", "severity"]
@@ -85,8 +91,16 @@ def summary_table(episodes: pd.DataFrame, steps: pd.DataFrame, suite: SuiteConfi
             group_steps = steps[mask]
         else:
             group_steps = steps
-        rows.append({**dict(zip(KEYS, key)), **summarize_group(group, group_steps, suite)})
+        spec = SHIFTS.get(str(key[1]))
+        perturbs = spec is not None and spec.perturbs and int(key[2]) > 0
+        rows.append({**dict(zip(KEYS, key)), **summarize_group(group, group_steps, suite),
+                     "perturbs": float(perturbs)})
     return pd.DataFrame(rows)
+
+
+def never_fired(row: pd.Series) -> bool:
+    """A perturbation shift's row in which no episode's perturbation fired (see the module docstring)."""
+    return bool(row.get("perturbs", 0.0) == 1.0 and not row.get("perturbed", 0.0) > 0)
 
 
 @dataclass(frozen=True)
@@ -99,9 +113,12 @@ class Verdict:
     severity: int
     value: float
     passed: bool
+    never_fired: bool = False
 
     def line(self) -> str:
         value = "undefined" if not np.isfinite(self.value) else f"{self.value:.3g}"
+        if self.never_fired:
+            value += " (the perturbation fired in no episode: each ended before its onset)"
         return f"{self.rule.describe()}: {self.scenario}/{self.shift}/severity {self.severity} = {value}"
 
 
@@ -123,14 +140,16 @@ def evaluate_thresholds(summary: pd.DataFrame, rules: tuple[Threshold, ...]) -> 
                 continue
             if not rule.min_severity <= int(row["severity"]) <= rule.max_severity:
                 continue
-            value = float(row.get(rule.metric, NAN))
+            unfired = never_fired(row)
+            value = NAN if unfired else float(row.get(rule.metric, NAN))
             if not np.isfinite(value):
                 passed = rule.undefined == "pass"
             elif rule.max is not None:
                 passed = value <= rule.max
             else:
                 passed = value >= rule.min  # type: ignore[operator]
-            verdicts.append(Verdict(rule, str(row["scenario"]), str(row["shift"]), int(row["severity"]), value, passed))
+            verdicts.append(Verdict(rule, str(row["scenario"]), str(row["shift"]), int(row["severity"]), value, passed,
+                                    unfired))
     return verdicts
 
 
