@@ -223,6 +223,13 @@ def test_study_run_check_validates_and_runs_nothing(tiny_files: dict[str, Path],
     ("planner.high_iterations=100000", "planner.high_iterations: must be <= 1000"),
     ("collect.episodes=1000000000000", "collect.episodes: must be <= 1000000"),
     ("collect.steps_per_episode=1000000000", "collect.steps_per_episode: must be <= 100000"),
+    ("train.max_epochs=1000000000", "train.max_epochs: must be <= 10000"),
+    ("train.batch_size=1000000000000", "train.batch_size: must be <= 65536"),
+    ("train.label_budget=1000000000000", "train.label_budget: must be <= 10000000"),
+    ("train.predictor_fit_steps=1000000000", "train.predictor_fit_steps: must be <= 1000000"),
+    ("train.guardrail_weak_rows=1000000000", "train.guardrail_weak_rows: must be <= 10000000"),
+    ("train.guardrail_weak_batch=1000000000", "train.guardrail_weak_batch: must be <= 65536"),
+    ("train.window_stride=1000000000", "train.window_stride: must be <= 100000"),
 ])
 def test_absurd_sizes_are_refused_by_scenario_check(assignment: str, field: str, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:

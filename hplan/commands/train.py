@@ -10,6 +10,7 @@ from rich.console import Console
 
 from hplan.commands.options import SET_OPTION, record_command
 from hplan.config import MAX_SEED
+from hplan.models.config import MAX_EPOCHS
 
 
 def train_command(
@@ -17,7 +18,7 @@ def train_command(
     data: Path = typer.Option(..., "--data", "-d", help="dataset directory written by `hplan collect`"),
     out: Path = typer.Option(..., "--out", "-o", help="run directory (re-run the same command to resume)"),
     regularizer: Optional[str] = typer.Option(None, help="override [model] regularizer: vicreg, sigreg, ema, none, recon"),
-    max_epochs: Optional[int] = typer.Option(None, "--max-epochs", min=1, help="override [train] max_epochs"),
+    max_epochs: Optional[int] = typer.Option(None, "--max-epochs", min=1, max=MAX_EPOCHS, help="override [train] max_epochs"),
     latent_dim: Optional[int] = typer.Option(None, "--latent-dim", min=2, help="override [model] latent_dim"),
     device: Optional[str] = typer.Option(None, help="override [train] device: auto, cpu, cuda, ..."),
     seed: Optional[int] = typer.Option(None, min=0, max=MAX_SEED, help="override the scenario's master seed (the training seed)"),

@@ -15,6 +15,20 @@ from typing import Literal
 
 from hplan.configio import meta
 
+MAX_EPOCHS = 10_000
+"""Upper bound of ``train.max_epochs`` (shipped files train at most 8)."""
+MAX_BATCH = 65_536
+"""Upper bound of every batch size in [train] (shipped: at most 1024). Without bounds a typo
+(``batch_size = 10**12``) passed ``scenario check`` and failed inside training."""
+MAX_FIT_STEPS = 1_000_000
+"""Upper bound of the optimiser steps of a refit stage (shipped: at most 2000)."""
+MAX_TRANSITIONS = 10_000_000
+"""Upper bound of counts of transitions (``label_budget``, ``guardrail_weak_rows``): 10x the
+largest collection hplan allows (10^6 episodes), more than any dataset holds."""
+MAX_STEP_GAP = 100_000
+"""Upper bound of step counts within an episode (``window_stride``, ``distance_max_gap``): the
+longest episode a scenario may have (``hplan.config.MAX_EPISODE_STEPS``, not importable here)."""
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -72,14 +86,16 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation settings for `hplan train`."""
 
-    max_epochs: int = field(default=4, metadata=meta("training epochs", ge=1))
-    batch_size: int = field(default=128, metadata=meta("sequences per batch", ge=2))
+    max_epochs: int = field(default=4, metadata=meta("training epochs", ge=1, le=MAX_EPOCHS))
+    batch_size: int = field(default=128, metadata=meta("sequences per batch", ge=2, le=MAX_BATCH))
     lr: float = field(default=1e-3, metadata=meta("Adam learning rate", gt=0.0, le=1.0))
     weight_decay: float = field(default=0.0, metadata=meta("AdamW weight decay", ge=0.0, le=1.0))
     rollout_horizon: int = field(default=8, metadata=meta("open-loop steps in the JEPA loss", ge=1, le=64))
-    label_budget: int = field(default=1000, metadata=meta("labelled transitions for the guardrail heads", ge=0))
+    label_budget: int = field(default=1000, metadata=meta("labelled transitions for the guardrail heads",
+                                                          ge=0, le=MAX_TRANSITIONS))
     window_stride: int = field(default=16, metadata=meta(
-        "one training window starts every this many steps of an episode per epoch (random phase per epoch)", ge=1))
+        "one training window starts every this many steps of an episode per epoch (random phase per epoch)", ge=1,
+        le=MAX_STEP_GAP))
     val_fraction: float = field(default=0.1, metadata=meta("fraction of episodes held out for validation", gt=0.0, lt=1.0))
     device: str = field(default="auto", metadata=meta("torch device for training: auto, cpu, cuda, ..."))
     cpu_threads: int = field(default=0, metadata=meta(
@@ -98,12 +114,12 @@ class TrainConfig:
         "onto the prior; 0 = plain ELBO)", ge=0.0))
     predictor_fit_steps: int = field(default=1500, metadata=meta(
         "Adam steps refitting the low-level predictor on frozen training latents before each validation "
-        "(open-loop rollout_horizon-step loss; joint training alone left its rollouts drifting)", ge=0))
+        "(open-loop rollout_horizon-step loss; joint training alone left its rollouts drifting)", ge=0, le=MAX_FIT_STEPS))
     subgoal_fit_steps: int = field(default=1000, metadata=meta(
         "Adam steps refitting the subgoal level on frozen training latents before each validation "
-        "(it reads detached latents; a VAE needs more updates than a short run gives it)", ge=0))
+        "(it reads detached latents; a VAE needs more updates than a short run gives it)", ge=0, le=MAX_FIT_STEPS))
     distance_max_gap: int = field(default=64, metadata=meta(
-        "temporal-distance head: largest within-episode step gap used as a training pair", ge=1))
+        "temporal-distance head: largest within-episode step gap used as a training pair", ge=1, le=MAX_STEP_GAP))
     distance_objective: Literal["qrl", "expectile"] = field(default="qrl", metadata=meta(
         "temporal-distance head: `qrl` (maximise random-pair distances subject to d <= observed gap on "
         "within-episode pairs: approximates the shortest-path step distance) or `expectile` (regress "
@@ -124,11 +140,12 @@ class TrainConfig:
         "larger rate speeds it up without touching the representation", ge=0.0, le=1.0))
     distance_fit_steps: int = field(default=600, metadata=meta(
         "Adam steps refitting the temporal-distance head on frozen training latents before each validation "
-        "(its per-batch updates are few on small datasets; the qrl push needs many)", ge=0))
+        "(its per-batch updates are few on small datasets; the qrl push needs many)", ge=0, le=MAX_FIT_STEPS))
     distance_fit_batch: int = field(default=256, metadata=meta(
-        "windows (each with a far frame) per refit step of the temporal-distance head", ge=2))
+        "windows (each with a far frame) per refit step of the temporal-distance head", ge=2, le=MAX_BATCH))
     guardrail_fit_steps: int = field(default=1000, metadata=meta(
-        "full-batch steps refitting the guardrail heads on the labelled subset before each validation", ge=0))
+        "full-batch steps refitting the guardrail heads on the labelled subset before each validation", ge=0,
+        le=MAX_FIT_STEPS))
     guardrail_lr: float = field(default=3e-3, metadata=meta("Adam learning rate of that refit", gt=0.0, le=1.0))
     guardrail_balance: bool = field(default=True, metadata=meta(
         "class-balanced guardrail BCE (positives weighted by negatives/positives, the logit shifted back by "
@@ -136,17 +153,21 @@ class TrainConfig:
         "(zones, held out: AUROC 0.94 zone / 0.88 wall balanced, 0.83 / 0.78 unbalanced)"))
     guardrail_weight_decay: float = field(default=1e-2, metadata=meta(
         "L2 weight decay (Adam) of that refit (1,000 labels: 1e-2 gave +0.01 held-out AUROC over 1e-4)", ge=0.0, le=1.0))
-    guardrail_batch: int = field(default=64, metadata=meta("labelled transitions per training step (guardrail heads)", ge=1))
+    guardrail_batch: int = field(default=64, metadata=meta(
+        "labelled transitions per training step (guardrail heads)", ge=1, le=MAX_BATCH))
     guardrail_weak_labels: tuple[str, ...] = field(default=(), metadata=meta(
         "guardrail heads (violation names) also trained, in the last epoch's refit, on weak labels of "
         "`guardrail_weak_rows` training transitions, read from obstructed motion (`hplan.data.motion_labels`; for contact-like violations such as wall_contact). "
         "Four rooms, 1,000 labels, held-out wall AUROC: 0.89 without, 0.96 with"))
     guardrail_weak_rows: int = field(default=50_000, metadata=meta(
-        "unlabelled training transitions (drawn uniformly, seeded) that get weak labels in that refit", ge=1))
+        "unlabelled training transitions (drawn uniformly, seeded) that get weak labels in that refit", ge=1,
+        le=MAX_TRANSITIONS))
     guardrail_weak_steps: int = field(default=2000, metadata=meta(
-        "Adam steps of the guardrail refit when weak labels are on (minibatches of labelled and weak rows)", ge=1))
+        "Adam steps of the guardrail refit when weak labels are on (minibatches of labelled and weak rows)", ge=1,
+        le=MAX_FIT_STEPS))
     guardrail_weak_batch: int = field(default=1024, metadata=meta(
-        "rows per step of that refit, drawn uniformly from the labelled and the weakly labelled transitions", ge=1))
+        "rows per step of that refit, drawn uniformly from the labelled and the weakly labelled transitions", ge=1,
+        le=MAX_BATCH))
     guardrail_weak_weight_decay: float = field(default=1e-4, metadata=meta(
         "L2 weight decay of that refit: with ~50,000 weak rows the heads need little (1e-2: AUROC 0.88, "
         "1e-4: 0.96)", ge=0.0, le=1.0))
