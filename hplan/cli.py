@@ -41,7 +41,7 @@ for _name in COMMAND_MODULES:
 def main() -> None:
     """Console-script entry: run the app, turning user errors into one red line and an exit code."""
     try:
-        app(standalone_mode=False)
+        app(standalone_mode=False, prog_name="hplan")
     except HplanError as err:
         Console(stderr=True).print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         sys.exit(err.exit_code)
@@ -58,6 +58,16 @@ def main() -> None:
         except ModuleNotFoundError:  # typer >= 0.22 vendors click as typer._click
             from typer import _click as click
 
+        usage = click.exceptions.UsageError
+        no_args = getattr(click.exceptions, "NoArgsIsHelpError", ())  # prints the help: keep it
+        if isinstance(err, usage) and not isinstance(err, no_args):
+            # A bad option value (`collect -n 10**12`, `--seed 2**64`), an unknown option, a missing
+            # argument: one line naming it, like every other user error (click's own show() prints
+            # the usage line and a hint first).
+            hint = f" (see `{err.ctx.command_path} --help`)" if err.ctx is not None else ""
+            Console(stderr=True).print(f"[bold red]error:[/] {escape(err.format_message())}{hint}", highlight=False,
+                                       soft_wrap=True)
+            sys.exit(err.exit_code)
         if isinstance(err, click.ClickException):
             err.show()
             sys.exit(err.exit_code)

@@ -574,3 +574,23 @@ def test_a_perturbation_that_never_fired_does_not_count_as_a_pass() -> None:
     assert (fired.episodes["perturbation_onset"] >= 0).any()
     verdicts = evaluate_thresholds(summary_table(fired.episodes, fired.steps, suite), rules[:2])
     assert all(v.passed and not v.never_fired for v in verdicts)
+
+
+# ------------------------------------------------------------ command-line values: one line too
+@pytest.mark.parametrize(("argv", "named"), [
+    (["collect", "point_two_rooms", "-n", "1000000000000"], "Invalid value for '--episodes' / '-n'"),
+    (["train", "point_two_rooms", "--data", "d", "--out", "o", "--seed", str(2**64)], "Invalid value for '--seed'"),
+    (["train", "point_two_rooms", "--data", "d", "--out", "o", "--max-epochs", "1000000000"],
+     "Invalid value for '--max-epochs'"),
+    (["run", "point_two_rooms", "-c", "x", "--episodes", "abc"], "Invalid value for '--episodes' / '-n'"),
+    (["collect", "point_two_rooms", "--bogus"], "No such option: --bogus"),
+])
+def test_command_line_value_errors_are_one_line(tmp_path: Path, argv: list[str], named: str,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """click printed its usage line and a hint above the error: three lines for one bad value."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(monkeypatch, capsys, *argv)
+    line = _one_line_error(code, err)
+    assert line.startswith(f"error: {named}") and f"(see `hplan {argv[0]} --help`)" in line
+    assert out == "" and list(tmp_path.iterdir()) == []
