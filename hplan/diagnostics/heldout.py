@@ -60,7 +60,7 @@ def check_dataset_fits(model, data_dir: str | Path) -> None:
     if isinstance(dim, int) and dim != model.action_spec.dim:
         problems.append(f"action_spec.dim: {dim}, the model acts in {model.action_spec.dim} dimensions")
     names = manifest.get("violation_names")
-    if isinstance(names, list) and len(names) != len(model.guardrail_names):
+    if isinstance(names, list) and list(names) != list(model.guardrail_names):
         problems.append(f"violation_names: {names}, the model's guardrail heads are {list(model.guardrail_names)}")
     if problems:
         raise HplanError(f"{path}: {problems[0]}; evaluate on a dataset collected from the model's scenario")
