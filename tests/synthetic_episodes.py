@@ -53,12 +53,14 @@ def render(pos: np.ndarray, size: int) -> np.ndarray:
 
 
 def make_dataset(root: str | Path, *, episodes: int = 24, steps: int = 32, obs: str = "state", image_size: int = 16,
-                 seed: int = 0, env_id: str = ENV_ID, shards: int = 2, terminate_at: int | None = None) -> Path:
+                 seed: int = 0, env_id: str = ENV_ID, shards: int = 2, terminate_at: int | None = None,
+                 violations: bool = True) -> Path:
     """Write a dataset directory with ``episodes`` × ``steps`` transitions; returns its path.
 
     ``terminate_at``: every episode ends after that many transitions, stored as collection stores an
     early termination (``valid`` False after it, the last state repeated); the actions after it are
-    NaN so that a reader that trains on them shows it."""
+    NaN so that a reader that trains on them shows it. ``violations = False``: an env without any
+    (no violation names, a ``(E, T, 0)`` array), as MiniGrid FourRooms and OGBench's mazes."""
     root = Path(root)
     rng = np.random.default_rng(seed)
     pos = rng.uniform(0.5, 7.5, (episodes, 2))
@@ -90,6 +92,9 @@ def make_dataset(root: str | Path, *, episodes: int = 24, steps: int = 32, obs: 
         arrays["action"][:, terminate_at:] = np.nan
         arrays["violations"][:, terminate_at:] = False
         true_state[:, terminate_at + 1:] = true_state[:, terminate_at:terminate_at + 1]
+    names = ["wall_contact", "restricted_zone"]
+    if not violations:
+        arrays["violations"], names = arrays["violations"][..., :0], []
     arrays["cost"] = arrays["violations"].any(-1).astype(np.float32)
     if obs == "image":
         arrays["obs"] = render(true_state[..., :2].reshape(-1, 2), image_size).reshape(
@@ -105,7 +110,7 @@ def make_dataset(root: str | Path, *, episodes: int = 24, steps: int = 32, obs: 
         "env_id": env_id, "obs_mode": obs, "obs_shape": list(arrays["obs"].shape[2:]),
         "obs_dtype": str(arrays["obs"].dtype),
         "action_spec": {"discrete": False, "dim": 2, "low": -1.0, "high": 1.0},
-        "violation_names": ["wall_contact", "restricted_zone"], "state_names": ["x", "y", "vx", "vy"],
+        "violation_names": names, "state_names": ["x", "y", "vx", "vy"],
         "steps_per_episode": steps, "shards": entries,
     })
     return root

@@ -126,6 +126,19 @@ class _Interrupt(pl.Callback):
             raise RuntimeError("simulated crash")
 
 
+def test_an_env_without_violations_trains_to_finite_weights(tmp_path: Path) -> None:
+    """No guardrail heads (MiniGrid FourRooms, OGBench mazes): their loss used to be the mean of an
+    empty tensor, NaN: the logged training loss was NaN and the (outputless) heads' weights too."""
+    data = make_dataset(tmp_path / "data", episodes=10, steps=16, obs="state", violations=False)
+    run = train_world_model(SCENARIO, data, tmp_path / "run", max_epochs=1, **TINY)
+    frame = read_run_metrics(run).frame
+    for column in ("train/loss", "val/loss"):
+        assert np.isfinite(frame[column].dropna()).all() and len(frame[column].dropna())
+    model = load_world_model(run)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert model.guardrail_names == ()
+
+
 def test_interrupted_training_resumes_to_the_same_model(state_data: Path, tmp_path: Path) -> None:
     straight = train_world_model(SCENARIO, state_data, tmp_path / "straight", max_epochs=2, **TINY)
     with pytest.raises(RuntimeError, match="simulated crash"):
