@@ -25,8 +25,8 @@ app = typer.Typer(
 )
 
 # Order is the order of `hplan --help`.
-COMMAND_MODULES = ("envs", "scenario", "collect", "train", "inspect", "run", "replay", "stress", "study", "results",
-                   "demo")
+COMMAND_MODULES = ("envs", "scenario", "collect", "train", "inspect", "calibrate", "run", "replay", "stress", "study",
+                   "results", "demo")
 
 for _name in COMMAND_MODULES:
     try:

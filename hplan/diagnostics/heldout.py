@@ -8,6 +8,9 @@ The figures the model issue asks for, measured outside training on data the mode
   that ignores its actions scores well on the line above and near zero here);
 * ``auroc_<name>``, ``ece_<name>``: guardrail heads P(violation at the next step | z_t, a_t) against
   what happened — ranking, and calibration (expected calibration error, 10 bins);
+* ``miss_rate_at_risk_<name>``, ``safe_flagged_at_risk_<name>`` (a calibrated model): the share of
+  violating transitions under the head's conformal threshold for δ = ``risk`` (at most δ when the
+  data are exchangeable with the calibration's) and the share of safe ones it flags;
 * ``distance_spearman_geodesic``: rank correlation of ``temporal_distance`` with the true
   shortest-path distance (when a geodesic function is given), next to the same number for the
   straight-line distance — a useful planning cost around walls tracks the geodesic better than
@@ -68,8 +71,10 @@ def check_dataset_fits(model, data_dir: str | Path) -> None:
 
 @torch.no_grad()
 def evaluate_heldout(model, data_dir: str | Path, *, horizon: int = 8, max_episodes: int = 200,
-                     geodesic: Geodesic | None = None, distance_pairs: int = 4000, seed: int = 0) -> dict[str, float]:
-    """Held-out metrics of ``model`` (a ``LatentWorldModel``) on ``data_dir``."""
+                     geodesic: Geodesic | None = None, distance_pairs: int = 4000, seed: int = 0,
+                     risk: float = 0.05) -> dict[str, float]:
+    """Held-out metrics of ``model`` (a ``LatentWorldModel``) on ``data_dir``; with a guardrail
+    calibration, each head's miss rate and false-alarm rate at its conformal threshold for ``risk``."""
     check_dataset_fits(model, data_dir)
     data = load_episodes(data_dir, max_episodes=max_episodes)
     obs, pos = data["obs"], data["true_state"][..., :2].astype(np.float32)
@@ -102,6 +107,14 @@ def evaluate_heldout(model, data_dir: str | Path, *, horizon: int = 8, max_episo
         out[f"auroc_{name}"] = auroc(probs[..., i][valid].numpy(), labels)
         out[f"ece_{name}"] = expected_calibration_error(probs[..., i][valid].numpy(), labels)
         out[f"positives_{name}"] = float(labels.sum())
+        calibration = getattr(model, "calibration", None)
+        if calibration is not None and name in calibration.violating["mean"]:
+            # the conformal promise checked on data the calibration never saw: violations under τ(δ)
+            scores = probs[..., i][valid].numpy()
+            tau = calibration.report(risk)[f"threshold_{name}"]
+            if np.isfinite(tau) and labels.any():
+                out[f"miss_rate_at_risk_{name}"] = float((scores[labels] < tau).mean())
+                out[f"safe_flagged_at_risk_{name}"] = float((scores[~labels] >= tau).mean()) if (~labels).any() else np.nan
 
     # real observations per episode: one more than its (leading) valid transitions
     real = torch.from_numpy(np.minimum(data["valid"].astype(bool).cumprod(1).sum(1) + 1, steps + 1))

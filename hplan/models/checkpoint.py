@@ -17,6 +17,7 @@ import torch
 from hplan.device import resolve_device
 from hplan.errors import CheckpointError, HplanError
 from hplan.io import atomic_path, read_json_object
+from hplan.models.calibration import load_calibration
 from hplan.models.world_model import LatentWorldModel
 
 FORMAT = "hplan-world-model/1"
@@ -73,6 +74,10 @@ def load_world_model(run_dir: str | Path, device: str | torch.device = "auto",
                       or "Unexpected" in ln), str(err).splitlines()[0])
         raise CheckpointError(f"{path}: weights do not fit the stored architecture "
                               f"(latent_dim={model.latent_dim}): {first[:240]}") from None
+    try:
+        model.calibration = load_calibration(path.parent)
+    except HplanError as err:
+        raise CheckpointError(str(err)) from None
     return model.to(resolve_device(device)).eval()
 
 

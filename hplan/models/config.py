@@ -93,6 +93,9 @@ class TrainConfig:
     rollout_horizon: int = field(default=8, metadata=meta("open-loop steps in the JEPA loss", ge=1, le=64))
     label_budget: int = field(default=1000, metadata=meta("labelled transitions for the guardrail heads",
                                                           ge=0, le=MAX_TRANSITIONS))
+    calibration_labels: int = field(default=5000, metadata=meta(
+        "labelled transitions of validation episodes the guardrail thresholds are calibrated on after training "
+        "(calibration.json; 0 = every one)", ge=0, le=MAX_TRANSITIONS))
     window_stride: int = field(default=16, metadata=meta(
         "one training window starts every this many steps of an episode per epoch (random phase per epoch)", ge=1,
         le=MAX_STEP_GAP))

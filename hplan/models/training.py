@@ -33,12 +33,13 @@ from hplan.configio import from_mapping, to_mapping
 from hplan.device import resolve_device
 from hplan.errors import CheckpointError, HplanError
 from hplan.io import read_json_object, write_dataframe, write_json, write_text
+from hplan.models.calibration import calibrate_on_validation, save_calibration
 from hplan.models.checkpoint import MODEL_FILE, save_world_model
 from hplan.models.config import ModelConfig, TrainConfig
 from hplan.models.data import EpisodeDataModule
 from hplan.models.module import WorldModelModule
 from hplan.provenance import package_versions
-from hplan.seeding import seed_everything
+from hplan.seeding import derive_seed, seed_everything
 
 VALIDATION_METRIC = "val/loss"
 """Logged once per epoch; monitor it for pruning (optuna_integration) and early stopping."""
@@ -250,6 +251,10 @@ def train_world_model(scenario: ScenarioConfig | str | Path, data_dir: str | Pat
     save_world_model(module.model.cpu(), out_dir / MODEL_FILE,
                      extra={"scenario": scenario.name, "epochs": trainer.current_epoch,
                             "train_transitions": data.info.train_transitions})
+    if module.model.guardrail_names:
+        module.model.eval()
+        save_calibration(calibrate_on_validation(module.model, data, scenario.train.calibration_labels,
+                                                 derive_seed(scenario.seed, "calibration")), out_dir)
     return out_dir
 
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from hplan.configio import from_mapping, to_mapping
+from hplan.models.calibration import GuardrailCalibration
 from hplan.models.config import ModelConfig
 from hplan.models.decoders import DECODERS
 from hplan.models.encoders import build_encoder, encode_sequences
@@ -72,6 +73,7 @@ class LatentWorldModel(nn.Module):
         self.subgoal_interval = cfg.subgoal_interval
         self.distance_max_gap = int(distance_max_gap)
         self.frame_history = cfg.frame_history
+        self.calibration: GuardrailCalibration | None = None  # conformal thresholds (calibration.json), set on load
         self.input_shape = (self.frame_history, *self.obs_shape) if self.frame_history > 1 else self.obs_shape
         self.encoder = build_encoder(obs_kind, self.input_shape, cfg)
         if REGULARIZERS[cfg.regularizer].normalize_latent:

@@ -10,7 +10,9 @@
   ``off``        no guardrail term (heads are not even evaluated);
   ``penalty``    ``weight × Σ_t Σ_g p``;
   ``hard``       candidates whose max predicted probability exceeds ``threshold`` are infeasible;
-                 ranking puts feasible ones first (see :func:`hplan.planning.types.rank`);
+                 ranking puts feasible ones first (see :func:`hplan.planning.types.rank`). With
+                 ``risk = δ`` each head has its own conformal threshold instead
+                 (:mod:`hplan.models.calibration`): at most δ of real violations pass under it;
   ``lagrangian`` ``λ × Σ_t Σ_g p``, with λ adapted per planning step towards ``budget``
                  by a :class:`~hplan.planning.lagrangian.LagrangeMultiplier` held by the agent.
 
@@ -74,6 +76,18 @@ def heeded_guardrails(names: tuple[str, ...], known: tuple[str, ...], source: st
     return [list(known).index(name) for name in names] if names else list(range(len(known)))
 
 
+def head_thresholds(model: WorldModel, guardrails: GuardrailConfig, names: list[str]) -> torch.Tensor:
+    """``(G',)`` decision thresholds of the heeded heads: ``guardrails.threshold`` for each, or with
+    ``guardrails.risk = δ`` each head's conformal threshold from the model's calibration."""
+    if guardrails.risk is None or guardrails.mode == "off" or not names:
+        return torch.full((len(names),), float(guardrails.threshold))
+    calibration = getattr(model, "calibration", None)
+    if calibration is None:
+        raise HplanError("[guardrails] risk: the model has no guardrail calibration (calibration.json beside "
+                         "model.pt); write one with `hplan calibrate RUN --data DATASET`")
+    return torch.tensor(calibration.thresholds(tuple(names), guardrails.risk, guardrails.members))
+
+
 class Energy:
     """Builds objectives (low-level over actions, high-level over subgoal codes) for one model."""
 
@@ -85,6 +99,7 @@ class Energy:
         self.multiplier = multiplier or (lambda: guardrails.multiplier_init)
         self.heeded = heeded_guardrails(guardrails.names, model.guardrail_names)
         self.uses_heads = guardrails.mode != "off" and len(self.heeded) > 0
+        self.thresholds = head_thresholds(model, guardrails, [model.guardrail_names[i] for i in self.heeded])
         # the episode's own prediction errors, set by the agent (``planner.correction_memory``)
         self.correction: ResidualMemory | None = None
         self.meter = ComputeMeter()  # head calls and graph work, reported beside predictor evaluations
@@ -139,8 +154,9 @@ class Energy:
         elif g.mode == "lagrangian":
             cost = task + self.multiplier() * total
         elif g.mode == "hard":
-            feasible = risk <= g.threshold
-            barrier = max(g.weight, 1.0) * F.relu(risk - g.threshold) * probs.shape[1]
+            excess = self.excess(probs).amax((1, 2))  # the worst head's margin over its threshold
+            feasible = excess <= 0
+            barrier = max(g.weight, 1.0) * F.relu(excess) * probs.shape[1]
         return Evaluation(cost=cost, risk=risk.detach(), feasible=feasible, mean_risk=mean_risk.detach(),
                           barrier=barrier, n_evals=n_evals)
 
@@ -154,15 +170,19 @@ class Energy:
             return torch.zeros(len(points), device=points.device, dtype=points.dtype)
         with torch.no_grad():
             probs = self.heads(points)
-        return self._route_price(probs.sum(-1), probs.amax(-1)).to(points.dtype)
+        return self._route_price(probs.sum(-1), self.excess(probs).amax(-1)).to(points.dtype)
+
+    def excess(self, probs: torch.Tensor) -> torch.Tensor:
+        """``probs (..., G')`` minus each heeded head's threshold: > 0 where a head flags."""
+        return probs - self.thresholds.to(probs)
 
     def _route_price(self, expected: torch.Tensor, worst: torch.Tensor) -> torch.Tensor:
         """Route cost of a waypoint or an edge from its ``expected`` violations (Σ p) and its
-        ``worst`` probability: ``weight`` (λ in Lagrangian mode) × expected, or in hard mode
-        ``HARD_WAYPOINT_COST`` where worst exceeds ``threshold``."""
+        ``worst`` head margin over its threshold (:meth:`excess`): ``weight`` (λ in Lagrangian mode)
+        × expected, or in hard mode ``HARD_WAYPOINT_COST`` where some head flags."""
         g = self.guardrails
         if g.mode == "hard":
-            return torch.where(worst > g.threshold, HARD_WAYPOINT_COST, 0.0)
+            return torch.where(worst > 0, HARD_WAYPOINT_COST, 0.0)
         return (g.weight if g.mode == "penalty" else self.multiplier()) * expected
 
     def edge_cost(self, points: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
@@ -192,7 +212,7 @@ class Energy:
         with torch.no_grad():
             between = points[i, None] + frac[None, :, None] * (points[j] - points[i])[:, None]
             probs = torch.cat([self.heads(part) for part in between.split(4096)])  # (E, S, G)
-        out[i, j] = self._route_price(steps[i, j] * probs.sum(-1).mean(-1), probs.amax((1, 2))).to(out.dtype)
+        out[i, j] = self._route_price(steps[i, j] * probs.sum(-1).mean(-1), self.excess(probs).amax((1, 2))).to(out.dtype)
         return out
 
     # -- objectives -----------------------------------------------------------------------------
