@@ -20,3 +20,19 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
         code = int(exc.code or 0)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+TINY_TWO_ROOMS_TOML = """
+name = "tiny_two_rooms"
+[env]
+id = "hplan/PointRooms-v0"
+obs_mode = "state"
+max_steps = 5
+[env.kwargs]
+layout = "two_rooms"
+[task]
+min_rooms_apart = 1
+[planner]
+{planner}
+"""
+"""A five-step two-rooms scenario; ``{planner}`` takes the [planner] section's lines (``str.format``)."""

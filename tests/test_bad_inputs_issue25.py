@@ -18,7 +18,7 @@ from test_runner_support import TINY_PLANNER, make_greedy_agent, one_torch_threa
 from hplan.runner import run_episodes
 from hplan.runner.episodes import episode_log_path
 from hplan.runner.logs import _chain
-from cli_support import run_cli
+from cli_support import TINY_TWO_ROOMS_TOML, run_cli
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -96,19 +96,6 @@ def test_replay_verify_never_reports_a_skipped_agent_rerun_as_reproduced(tmp_pat
 
 
 # ------------------------------------------------------------ item 6: output paths checked first
-SCENARIO_TOML = """
-name = "tiny_two_rooms"
-[env]
-id = "hplan/PointRooms-v0"
-obs_mode = "state"
-max_steps = 5
-[env.kwargs]
-layout = "two_rooms"
-[task]
-min_rooms_apart = 1
-[planner]
-{planner}
-"""
 
 SUITE_TOML = """
 name = "tiny"
@@ -139,7 +126,7 @@ def tiny_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A state-observation scenario file, an untrained checkpoint for it, a one-cell suite, a synthetic study."""
     root = tmp_path_factory.mktemp("files")
     scenario = root / "tiny.toml"
-    scenario.write_text(SCENARIO_TOML.format(planner="\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY_PLANNER.items())))
+    scenario.write_text(TINY_TWO_ROOMS_TOML.format(planner="\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY_PLANNER.items())))
     ckpt = tiny_checkpoint(root / "ckpt", two_rooms(max_steps=5, planner=TINY_PLANNER))
     suite = root / "suite.toml"
     suite.write_text(SUITE_TOML.format(ckpt=ckpt, scenario=scenario))

@@ -10,6 +10,7 @@ from typing import Any
 
 import imageio.v2 as imageio
 import pytest
+from cli_support import TINY_TWO_ROOMS_TOML
 from test_runner_support import TINY_PLANNER, make_greedy_agent, one_torch_thread, tiny_checkpoint, two_rooms  # noqa: F401
 
 from hplan.errors import CheckpointError, ConfigError, HplanError, ReplayDivergence
@@ -232,25 +233,12 @@ def test_cli_replay_renders_a_gif(logged_run: tuple[Path, Path], tmp_path: Path,
     assert list(tmp_path.glob(".*tmp")) == []  # atomic: no temp file left
 
 
-SCENARIO_TOML = """
-name = "tiny_two_rooms"
-[env]
-id = "hplan/PointRooms-v0"
-obs_mode = "state"
-max_steps = 5
-[env.kwargs]
-layout = "two_rooms"
-[task]
-min_rooms_apart = 1
-[planner]
-{planner}
-"""
 
 
 def _tiny_scenario_file(tmp_path: Path) -> Path:
     planner = "\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY_PLANNER.items())
     path = tmp_path / "tiny.toml"
-    path.write_text(SCENARIO_TOML.format(planner=planner))
+    path.write_text(TINY_TWO_ROOMS_TOML.format(planner=planner))
     return path
 
 
