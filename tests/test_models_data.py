@@ -32,3 +32,30 @@ def test_windows_reach_the_last_real_transition_and_never_pass_it(tmp_path: Path
     actions = load_episodes(root)["action"]
     for ep in data.train_episodes:
         assert tuple(np.round(actions[ep, terminate_at - 1], 6)) in windows, f"episode {ep}: last transition unused"
+
+
+@pytest.mark.parametrize("regularizer", ["recon", "vicreg"])
+def test_only_the_reconstruction_baseline_keeps_prediction_out_of_the_encoder(tmp_path: Path, regularizer: str) -> None:
+    """The baseline JEPA is compared against: its encoder learns from reconstruction alone, so the
+    prediction loss must leave the encoder's gradient at zero (a JEPA's encoder is shaped by it)."""
+    import torch
+
+    from hplan.models.module import WorldModelModule
+
+    root = make_dataset(tmp_path / "data", episodes=6, steps=16, obs="image", image_size=16)
+    model_cfg = ModelConfig(subgoal_interval=3, regularizer=regularizer, latent_dim=8, hidden_dim=32,
+                            encoder_channels=4, image_downsample=1)
+    train_cfg = TrainConfig(rollout_horizon=3, window_stride=1, batch_size=4, val_fraction=0.25, label_budget=10)
+    data = EpisodeDataModule(root, model_cfg, train_cfg, seed=0)
+    data.setup()
+    module = WorldModelModule(model_cfg, train_cfg, data.info, seed=0)
+    batch = next(iter(data._loader(data.train_episodes, True)))
+    out, _ = module._losses(batch, "train")
+    out["pred_loss"].backward()
+    grads = [p.grad for p in module.model.encoder.parameters() if p.grad is not None]
+    moved = sum(float(g.abs().sum()) for g in grads)
+    if regularizer == "recon":
+        assert moved == 0.0
+    else:
+        assert moved > 0.0
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in module.model.predictor.parameters())

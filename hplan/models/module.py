@@ -133,7 +133,8 @@ class WorldModelModule(pl.LightningModule):
             targets = z_seq[:, 1:horizon + 1].detach()
         else:
             targets = z_seq[:, 1:horizon + 1]
-        pred = model.predictor.rollout(z_seq[:, 0], action[:, :horizon])
+        start = z_seq[:, 0] if self.reg.prediction_shapes_encoder else z_seq[:, 0].detach()
+        pred = model.predictor.rollout(start, action[:, :horizon])
         losses: dict[str, torch.Tensor] = {"pred": cfg.pred_weight * (pred - targets).pow(2).mean()}
         gen = self._generator(tag)
         losses.update(self.reg.penalty(z_seq.flatten(0, 1), cfg, gen))

@@ -16,7 +16,8 @@ ema        EMA encoder     none: the stop-gradient EMA target (BYOL) is the asym
                            encoder ends in a parameter-free BatchNorm (see NormalizedEncoder):
                            without it the EMA pair shrank the latent to a point on PointRooms
 none       online encoder  none — collapses on purpose (the loss is minimised by a constant z)
-recon      stop-gradient   none: a decoder reconstructs the observation from z (baseline)
+recon      stop-gradient   none: a decoder reconstructs the observation from z, the only loss the
+                           encoder sees (the predictor learns on detached latents): the baseline
 =========  ==============  ===========================================================
 """
 
@@ -85,6 +86,9 @@ class RegularizerSpec:
     penalty: Penalty
     decoder: bool = False
     normalize_latent: bool = False
+    prediction_shapes_encoder: bool = True
+    """False for the reconstruction baseline: the predictor learns on detached latents, so the
+    encoder is what reconstruction alone makes it (else the comparison measures a JEPA + decoder)."""
 
 
 REGULARIZERS: dict[str, RegularizerSpec] = {
@@ -92,7 +96,7 @@ REGULARIZERS: dict[str, RegularizerSpec] = {
     "sigreg": RegularizerSpec("sigreg", "online", sigreg_terms, normalize_latent=True),
     "ema": RegularizerSpec("ema", "ema", no_terms, normalize_latent=True),
     "none": RegularizerSpec("none", "online", no_terms),
-    "recon": RegularizerSpec("recon", "stopgrad", no_terms, decoder=True),
+    "recon": RegularizerSpec("recon", "stopgrad", no_terms, decoder=True, prediction_shapes_encoder=False),
 }
 
 
