@@ -45,7 +45,7 @@ from hplan.planning.budget import resolve_budget
 from hplan.planning.config import GuardrailConfig, PlannerConfig
 from hplan.planning.correction import ResidualMemory
 from hplan.planning.energy import Energy
-from hplan.planning.protocol import ActionSpec
+from hplan.vocabulary.protocol import ActionSpec
 from hplan.planning.registry import Sizes, make_optimizer
 from hplan.planning.types import SearchSpace
 

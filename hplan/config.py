@@ -14,43 +14,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hplan.configio import from_mapping, meta, read_toml
+from hplan.envs.config import MAX_EPISODE_STEPS, EnvConfig, TaskConfig
 from hplan.errors import ConfigError
 from hplan.models.config import ModelConfig, TrainConfig
 from hplan.planning.config import GuardrailConfig, PlannerConfig
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
-MAX_EPISODE_STEPS = 100_000
-"""Upper bound of any step budget (env.max_steps, collect.steps_per_episode)."""
 MAX_SEED = 2**32 - 1
 """Largest master seed: what numpy's and Lightning's global seeding accept (``train --seed 2**64``
 used to pass the command line and fail inside Lightning)."""
 MAX_COLLECT_EPISODES = 1_000_000
 """Upper bound of a collection (10^4x the shipped ones): `collect -n 10^12` used to exhaust memory
 planning its shards before any episode ran."""
-
-
-@dataclass(frozen=True)
-class EnvConfig:
-    """Which environment, built how."""
-
-    id: str = field(metadata=meta("registered gymnasium id, e.g. hplan/PointRooms-v0 (see `hplan envs`)"))
-    obs_mode: Literal["state", "image", "both"] = field(default="image", metadata=meta("what the agent observes"))
-    max_steps: int = field(default=200, metadata=meta("step budget per episode", ge=1, le=MAX_EPISODE_STEPS))
-    kwargs: dict[str, Any] = field(default_factory=dict, metadata=meta(
-        "constructor keywords (layout by name or inline ASCII map, physics factors, ...)"))
-
-
-@dataclass(frozen=True)
-class TaskConfig:
-    """Start and goal sampling (environments that have rooms honour the room fields)."""
-
-    min_rooms_apart: int = field(default=0, metadata=meta("start and goal at least this many rooms apart", ge=0))
-    start_room: int | None = field(default=None, metadata=meta("fix the start room (index in the layout)", ge=0))
-    goal_room: int | None = field(default=None, metadata=meta("fix the goal room (index in the layout)", ge=0))
-    goal_tolerance: float | None = field(default=None, metadata=meta("success radius (env units); env default if unset", gt=0.0))
-    task_id: int = field(default=0, metadata=meta(
-        "a benchmark's own evaluation task (OGBench mazes: 1-5, its fixed start and goal cells); 0 = random cells",
-        ge=0, le=1000))
 
 
 @dataclass(frozen=True)

@@ -463,7 +463,7 @@ def image_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
     from hplan.envs.factory import make_env
     from hplan.models.checkpoint import save_world_model
     from hplan.models.world_model import LatentWorldModel
-    from hplan.planning.protocol import ActionSpec
+    from hplan.vocabulary.protocol import ActionSpec
 
     root = tmp_path_factory.mktemp("image")
     fixture = Path(__file__).parent / "fixtures" / "tiny_four_rooms.toml"

@@ -17,7 +17,7 @@ from hplan.models.config import ModelConfig, TrainConfig
 from hplan.models.regularizers import REGULARIZERS, epps_pulley, sigreg_terms, vicreg_terms
 from hplan.models.subgoal import SUBGOAL_MODELS
 from hplan.models.world_model import LatentWorldModel
-from hplan.planning.protocol import ActionSpec, WorldModel
+from hplan.vocabulary.protocol import ActionSpec, WorldModel
 
 torch.set_num_threads(1)  # tiny models: extra threads only add contention on a shared 2-core box
 
@@ -245,7 +245,7 @@ def test_qrl_distance_learns_the_path_length_around_a_wall() -> None:
 def test_frame_history_matches_the_agents_running_history(history: int, steps: int, data: st.DataObject) -> None:
     """Training windows (``gather_frames``) and the acting agent (``FrameHistory``) stack frames the
     same way: oldest first, the first frame repeated before the episode starts."""
-    from hplan.planning.history import FrameHistory, gather_frames, repeat_frame
+    from hplan.vocabulary.frames import FrameHistory, gather_frames, repeat_frame
 
     obs = np.arange(2 * steps * 3).reshape(2, steps, 3)
     running = FrameHistory(history)
@@ -271,7 +271,7 @@ def test_encode_sequence_equals_encoding_every_stacked_history(encoder: str, his
                                                                regularizer: str, seed: int) -> None:
     """Training encodes each frame of a window once (``encode_sequence``); the latents must be the
     ones the agent gets from ``encode`` on each step's stacked history, episode-start padding included."""
-    from hplan.planning.history import gather_frames, sequence_frames
+    from hplan.vocabulary.frames import gather_frames, sequence_frames
 
     obs_kind = "state" if encoder == "state" else "image"
     extra = {} if encoder == "state" else {"image_encoder": encoder}

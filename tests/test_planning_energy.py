@@ -202,7 +202,7 @@ class TinyLearnedModel(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        from hplan.planning.protocol import ActionSpec
+        from hplan.vocabulary.protocol import ActionSpec
 
         torch.manual_seed(0)
         self.action_spec = ActionSpec(2)

@@ -72,7 +72,7 @@ def tiny_checkpoint(run_dir: Path, scenario: ScenarioConfig) -> Path:
     from hplan.envs.factory import make_env
     from hplan.models.checkpoint import save_world_model
     from hplan.models.world_model import LatentWorldModel
-    from hplan.planning.protocol import ActionSpec
+    from hplan.vocabulary.protocol import ActionSpec
 
     torch.manual_seed(0)
     env = make_env(scenario)

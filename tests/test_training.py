@@ -259,7 +259,7 @@ def test_frame_history_model_trains_evaluates_and_acts(image_data: Path, tmp_pat
     from hplan.diagnostics.heldout import evaluate_heldout
     from hplan.planning.agent import make_agent
     from hplan.planning.config import GuardrailConfig, PlannerConfig
-    from hplan.planning.history import repeat_frame
+    from hplan.vocabulary.frames import repeat_frame
 
     scenario = ScenarioConfig(name="synthetic", env=EnvConfig(id=ENV_ID, obs_mode="image"))
     run = train_world_model(scenario, image_data, tmp_path / "run", max_epochs=1, frame_history=2, **TINY)

@@ -270,7 +270,7 @@ class _Buffers:
 
 
 def action_spec(space: gym.Space) -> dict[str, Any]:
-    """JSON description of the action space (matches :class:`hplan.planning.protocol.ActionSpec`).
+    """JSON description of the action space (matches :class:`hplan.vocabulary.protocol.ActionSpec`).
 
     Discrete actions are stored as an index in a length-1 action axis; ``dim`` is the one-hot width.
     """

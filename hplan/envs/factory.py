@@ -16,7 +16,7 @@ import gymnasium as gym
 from gymnasium.wrappers import TimeLimit
 
 import hplan.envs  # noqa: F401  (registers the ids)
-from hplan.config import ScenarioConfig, TaskConfig
+from hplan.envs.config import EnvScenario, TaskConfig
 from hplan.envs.factors import FACTORS, validate_factor
 from hplan.envs.registry import ENVS, EnvEntry
 from hplan.errors import ConfigError, HplanError
@@ -33,7 +33,7 @@ class EnvBuild:
     max_steps: int
 
 
-def resolve_env(scenario: ScenarioConfig, **overrides: Any) -> EnvBuild:
+def resolve_env(scenario: EnvScenario, **overrides: Any) -> EnvBuild:
     """Validate a scenario's env section (+ code overrides) into constructor keywords."""
     source = scenario.source
     env_id = scenario.env.id
@@ -63,19 +63,19 @@ def resolve_env(scenario: ScenarioConfig, **overrides: Any) -> EnvBuild:
     return EnvBuild(entry=entry, kwargs=kwargs, max_steps=max_steps)
 
 
-def validate_scenario_env(scenario: ScenarioConfig) -> None:
+def validate_scenario_env(scenario: EnvScenario) -> None:
     """All env checks of a scenario, including constructing (not stepping) the env once."""
     make_env(scenario).close()
 
 
-def make_env(scenario: ScenarioConfig, **overrides: Any) -> gym.Env:
+def make_env(scenario: EnvScenario, **overrides: Any) -> gym.Env:
     """The scenario's env, wrapped in ``TimeLimit(max_steps)``; bad input raises ConfigError."""
     build = resolve_env(scenario, **overrides)
     env = _construct(scenario, build, lambda: gym.make(build.entry.id, **build.kwargs, disable_env_checker=True))
     return TimeLimit(env.unwrapped, max_episode_steps=build.max_steps)
 
 
-def make_vec_env(scenario: ScenarioConfig, num_envs: int, **overrides: Any):  # -> PointRoomsVec
+def make_vec_env(scenario: EnvScenario, num_envs: int, **overrides: Any):  # -> PointRoomsVec
     """``num_envs`` PointRooms episodes stepped together (PointRooms scenarios only)."""
     from hplan.envs.vector import PointRoomsVec
 
@@ -114,7 +114,7 @@ def _task_values(task: TaskConfig) -> dict[str, Any]:
     return values
 
 
-def _construct(scenario: ScenarioConfig, build: EnvBuild, construct: Any) -> Any:
+def _construct(scenario: EnvScenario, build: EnvBuild, construct: Any) -> Any:
     """Run ``construct``; a constructor's HplanError (checks that need the parsed layout, e.g. a zone
     outside the map or rooms too close for ``min_rooms_apart``) becomes a ConfigError on the field
     its message starts with or names."""

@@ -27,8 +27,8 @@ from hplan.data.shards import load_episodes
 from hplan.errors import HplanError
 from hplan.models.config import ModelConfig, TrainConfig
 from hplan.models.encoders import obs_kind_of
-from hplan.planning.history import sequence_frames
-from hplan.planning.protocol import ActionSpec
+from hplan.vocabulary.frames import sequence_frames
+from hplan.vocabulary.protocol import ActionSpec
 from hplan.seeding import derive_seed
 
 

@@ -43,7 +43,7 @@ class StackedInputEncoder(nn.Module):
 class ImageEncoder(StackedInputEncoder):
     """``(B, H, W, C)`` uint8 → ``(B, D)``: pool, stride-2 convs down to ≤ 4×4, then an MLP.
 
-    With a frame history (input ``(B, h, H, W, C)``, see ``hplan/planning/history.py``) the
+    With a frame history (input ``(B, h, H, W, C)``, see ``hplan/vocabulary/frames.py``) the
     encoder sees the current frame and the differences between consecutive frames as channels
     (early fusion), so the motion is in the input directly, signed by its direction. On PointRooms
     this was not enough: trained as a JEPA this CNN still located the point only to about a cell
@@ -247,7 +247,7 @@ def encode_sequences(encoder: nn.Module, sequences: list[torch.Tensor], history:
 
     Latent ``j`` of a sequence reads frames ``j … j + history - 1`` (its history, oldest first), so
     callers pass ``history - 1`` frames before the first step they want (clamped at the episode
-    start, as ``hplan/planning/history.py`` does). Why not stack histories and call the encoder:
+    start, as ``hplan/vocabulary/frames.py`` does). Why not stack histories and call the encoder:
     with ``h`` frames per history every frame would be encoded ``h`` times; here the per-frame
     stage (``frame_features``) runs once per frame and only the cheap ``from_features`` runs per
     history. All sequences go through one ``from_features`` call, so a batch-normalised encoder

@@ -1,6 +1,6 @@
 """``LatentWorldModel``: the encoder, P_lo, the subgoal level and the heads behind the planners' protocol.
 
-It implements :class:`hplan.planning.protocol.WorldModel` exactly (``encode / predict /
+It implements :class:`hplan.vocabulary.protocol.WorldModel` exactly (``encode / predict /
 predict_high / heads / temporal_distance`` and the attributes ``latent_dim``, ``action_spec``,
 ``code_dim``, ``subgoal_interval``, ``guardrail_names``). Everything a checkpoint needs to rebuild
 the model is in :meth:`spec`.
@@ -24,8 +24,8 @@ from hplan.models.heads import GuardrailHeads, TemporalDistance
 from hplan.models.predictor import ResidualPredictor
 from hplan.models.regularizers import REGULARIZERS
 from hplan.models.subgoal import SUBGOAL_MODELS
-from hplan.planning.history import sequence_frames
-from hplan.planning.protocol import ActionSpec
+from hplan.vocabulary.frames import sequence_frames
+from hplan.vocabulary.protocol import ActionSpec
 
 
 class NormalizedEncoder(nn.Module):
@@ -101,7 +101,7 @@ class LatentWorldModel(nn.Module):
         """Raw observations ``(B, *input_shape)`` → ``(B, D)``; accepts numpy arrays too.
 
         ``input_shape`` is ``obs_shape``, or ``(frame_history, *obs_shape)`` when the model reads
-        a frame history (oldest first; see ``hplan/planning/history.py``).
+        a frame history (oldest first; see ``hplan/vocabulary/frames.py``).
         """
         obs = torch.as_tensor(obs, device=self.device)
         if tuple(obs.shape[obs.ndim - len(self.input_shape):]) != self.input_shape:
@@ -116,7 +116,7 @@ class LatentWorldModel(nn.Module):
         """Consecutive frames ``(B, L + frame_history - 1, *obs_shape)`` → latents ``(B, L, D)``.
 
         Same latents as ``encode`` on each step's stacked history, but every frame is encoded
-        once (see ``encode_sequences``); ``hplan.planning.history.sequence_frames`` gathers the
+        once (see ``encode_sequences``); ``hplan.vocabulary.frames.sequence_frames`` gathers the
         input with the episode-start padding.
         """
         frames = torch.as_tensor(frames, device=self.device)

@@ -27,11 +27,11 @@ from hplan.planning.budget import resolve_budget
 from hplan.planning.config import GuardrailConfig, PlannerConfig
 from hplan.planning.correction import ResidualMemory
 from hplan.planning.energy import Energy
-from hplan.planning.history import FrameHistory, repeat_frame
+from hplan.vocabulary.frames import FrameHistory, repeat_frame
 from hplan.planning.hierarchical import FlatPlanner, HierarchicalPlanner, PlanStep
 from hplan.planning.lagrangian import LagrangeMultiplier
 from hplan.planning.mpc import RecedingHorizon
-from hplan.planning.protocol import WorldModel
+from hplan.vocabulary.protocol import WorldModel
 from hplan.planning.registry import make_optimizer
 from hplan.planning.surprise import RunningZScore
 from hplan.planning.types import PlanResult, SearchSpace

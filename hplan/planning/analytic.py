@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from hplan.planning.protocol import ActionSpec
+from hplan.vocabulary.protocol import ActionSpec
 
 MOVES = torch.tensor([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
 """Discrete moves: stay, right, left, up, down."""

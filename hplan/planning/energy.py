@@ -36,7 +36,7 @@ from hplan.errors import HplanError
 from hplan.planning.config import GuardrailConfig, PlannerConfig
 from hplan.planning.correction import ResidualMemory
 from hplan.planning.meter import ComputeMeter
-from hplan.planning.protocol import WorldModel
+from hplan.vocabulary.protocol import WorldModel
 from hplan.planning.types import Evaluation, Objective
 
 

@@ -38,7 +38,7 @@ class WorldModel(Protocol):
     * ``encode(obs)``: observations ``(B, *obs_shape)`` (raw: uint8 HWC images or float state
       vectors, as the environment returns them) → latents ``(B, D)``. A model with an optional
       ``frame_history = h > 1`` attribute takes ``(B, h, *obs_shape)``, the last ``h``
-      observations oldest first (``hplan/planning/history.py``; the agent keeps them).
+      observations oldest first (``hplan/vocabulary/frames.py``; the agent keeps them).
     * ``predict(z, actions)``: open-loop rollout. ``z (B, D)``, ``actions (B, H, A)`` →
       ``(B, H, D)``, the predicted latent after each action.
     * ``predict_high(z, codes)``: high-level rollout over subgoal codes. ``z (B, D)``,
