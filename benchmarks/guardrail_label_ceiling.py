@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hplan.data.shards import load_episodes
-from hplan.diagnostics.scores import auroc
+from hplan.metrics.scores import auroc
 from hplan.errors import HplanError
 from hplan.models.heads import balanced_bce, head_mlp, positive_weight
 

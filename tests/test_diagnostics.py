@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from hplan.diagnostics.collapse import CollapseRule, collapse_metrics, collapse_verdict
 from hplan.diagnostics.probes import fit_linear_probe, heldout_probe_r2, r2_score
-from hplan.diagnostics.scores import auroc, spearman
+from hplan.metrics.scores import auroc, spearman
 
 
 def test_isotropic_gaussian_is_full_rank_and_uncorrelated() -> None:

@@ -18,6 +18,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "envs": ("hplan.config", "hplan.models", "hplan.planning", "hplan.data", "hplan.runner", "hplan.stress"),
     "models": ("hplan.planning", "hplan.runner", "hplan.stress", "hplan.studies"),
     "planning": ("hplan.envs", "hplan.models", "hplan.data", "hplan.runner", "hplan.stress", "hplan.studies"),
+    "metrics": ("hplan.diagnostics", "hplan.models", "hplan.planning", "hplan.runner", "hplan.stress", "hplan.studies"),
+    "diagnostics": ("hplan.models", "hplan.planning", "hplan.runner", "hplan.stress", "hplan.studies"),
 }
 
 

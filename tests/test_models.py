@@ -211,7 +211,7 @@ def test_qrl_distance_learns_the_path_length_around_a_wall() -> None:
     import types
 
     from hplan.models.module import WorldModelModule
-    from hplan.diagnostics.scores import spearman
+    from hplan.metrics.scores import spearman
 
     torch.manual_seed(0)
     path = _u_path()

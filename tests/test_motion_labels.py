@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hplan.data.motion_labels import FreeMotionFit, agent_centroids, balanced_threshold, free_motion_residuals
-from hplan.diagnostics.scores import auroc
+from hplan.metrics.scores import auroc
 from hplan.envs.layouts import load_layout
 from hplan.envs.point_physics import PointPhysics, padded_walls, step_points
 from hplan.envs.render import PointRenderer

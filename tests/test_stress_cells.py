@@ -98,7 +98,7 @@ def test_severity_zero_matches_the_library_runner():
 
 
 def test_h50_of_straight_line_agent_equals_its_step_budget():
-    from hplan.stress.metrics import h50, success_by_separation
+    from hplan.metrics import h50, success_by_separation
 
     budget = 18  # steps: separations <= 18 nominal steps are reachable, long ones are not
     suite = make_suite(episodes=16)
@@ -112,7 +112,7 @@ def test_h50_of_straight_line_agent_equals_its_step_budget():
 
 
 def test_kidnap_recovery_time_and_surprise_match_geometry():
-    from hplan.stress.metrics import surprise_auroc
+    from hplan.metrics import surprise_auroc
 
     suite = make_suite(h50=H50Config(enabled=False))
     result = run_cell(job("kidnap", 1, tuple(range(6)), suite, max_steps=150), scripted)

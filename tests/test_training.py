@@ -189,7 +189,7 @@ def test_heldout_evaluation_tracks_geodesic_distance(state_data: Path, tmp_path:
     assert out["probe_r2"] == pytest.approx(manual, abs=1e-6)
     assert -1.0 <= out["probe_r2_pred3"] <= 1.0
     assert 0.0 <= out["auroc_wall_contact"] <= 1.0
-    from hplan.stress.metrics import expected_calibration_error
+    from hplan.metrics import expected_calibration_error
 
     with torch.no_grad():  # the head's calibration: its predicted probabilities against what happened
         probs = model.heads(z[:, :-1], torch.from_numpy(data["action"]))[..., 0]

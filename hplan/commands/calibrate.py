@@ -31,19 +31,13 @@ def calibrate_command(
     from hplan.data.shards import load_episodes
     from hplan.errors import HplanError
     from hplan.models.calibration import calibrate_guardrails, save_calibration
-    from hplan.models.data import action_spec_from_manifest
 
     scenario, model = _load_for_heldout(run_dir, data, device)  # checks the dataset fits the model first
     if not model.guardrail_names:
         raise HplanError(f"{run_dir}: the model has no guardrail heads to calibrate")
     episodes = load_episodes(data)
-    spec, offset = action_spec_from_manifest(episodes.manifest, episodes["action"], str(data / "manifest.json"))
-    action = episodes["action"].astype(np.float32)
-    if spec.discrete:
-        action = np.eye(spec.dim, dtype=np.float32)[np.clip(action[..., 0].astype(int) - offset, 0, spec.dim - 1)]
-    valid = episodes["valid"].astype(bool)
-    num_obs = 1 + np.where(valid.all(1), valid.shape[1], np.argmin(valid, axis=1))
-    calibration = calibrate_guardrails(model, episodes["obs"], action, episodes["violations"], num_obs,
+    _, action = episodes.model_actions()
+    calibration = calibrate_guardrails(model, episodes["obs"], action, episodes["violations"], episodes.num_obs,
                                        np.arange(episodes.num_episodes), str(data), labels, seed=scenario.seed)
     path = save_calibration(calibration, run_dir)
     table = Table(title=f"guardrail thresholds at δ = {risk:g} ({calibration.transitions:,} transitions of {data})",

@@ -49,6 +49,7 @@ import numpy as np
 
 from hplan.errors import HplanError
 from hplan.io import atomic_path, read_json_object, write_json
+from hplan.vocabulary.protocol import ActionSpec
 
 MANIFEST = "manifest.json"
 SHARD_DIR = "shards"
@@ -61,6 +62,28 @@ class EpisodeData:
 
     arrays: dict[str, np.ndarray]
     manifest: dict[str, Any]
+    root: Path | None = None
+
+    @property
+    def num_obs(self) -> np.ndarray:
+        """``(E,)`` real observations per episode: its leading valid transitions plus one (the
+        outcome of the last one, e.g. the step onto a goal or into lava)."""
+        valid = self.arrays["valid"].astype(bool)
+        return 1 + np.where(valid.all(1), valid.shape[1], np.argmin(valid, axis=1)).astype(np.int64)
+
+    def model_actions(self) -> tuple[ActionSpec, np.ndarray]:
+        """The manifest's action space and the actions as a model reads them: float32, one-hot
+        for discrete actions (stored as an index, offset by the space's ``start``)."""
+        spec, offset = action_spec_from_manifest(self.manifest, self.arrays["action"], str(self._manifest_path))
+        action = self.arrays["action"].astype(np.float32)
+        if spec.discrete:
+            index = np.clip(action[..., 0].astype(np.int64) - offset, 0, spec.dim - 1)
+            action = np.eye(spec.dim, dtype=np.float32)[index]
+        return spec, action
+
+    @property
+    def _manifest_path(self) -> Path | str:
+        return self.root / MANIFEST if self.root is not None else MANIFEST
 
     @property
     def num_episodes(self) -> int:
@@ -72,6 +95,19 @@ class EpisodeData:
 
     def __getitem__(self, key: str) -> np.ndarray:
         return self.arrays[key]
+
+
+def action_spec_from_manifest(manifest: dict[str, Any], action: np.ndarray, source: str) -> tuple[ActionSpec, int]:
+    """ActionSpec (+ discrete index offset) from the manifest's ``action_spec`` (or the array)."""
+    spec = manifest.get("action_spec")
+    if spec is None:
+        return ActionSpec(dim=int(action.shape[-1])), 0
+    try:
+        if spec.get("discrete"):
+            return ActionSpec(dim=int(spec["dim"]), discrete=True, low=0.0, high=1.0), int(spec.get("start", 0))
+        return ActionSpec(dim=int(spec["dim"]), low=float(spec.get("low", -1.0)), high=float(spec.get("high", 1.0))), 0
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise HplanError(f"{source}: action_spec: malformed ({err})") from None
 
 
 def shard_path(root: Path, index: int) -> Path:
@@ -148,4 +184,4 @@ def load_episodes(root: str | Path, max_episodes: int | None = None) -> EpisodeD
     if not parts:
         raise HplanError(f"{root / MANIFEST}: dataset lists no complete shards")
     arrays = {k: np.concatenate(v, axis=0)[:max_episodes] for k, v in parts.items()}
-    return EpisodeData(arrays=arrays, manifest=manifest)
+    return EpisodeData(arrays=arrays, manifest=manifest, root=root)

@@ -28,10 +28,8 @@ import torch
 from hplan.data.shards import MANIFEST, load_episodes, read_manifest
 from hplan.diagnostics.high_level import EpisodeLatents, high_level_metrics
 from hplan.diagnostics.probes import fit_linear_probe, r2_score
-from hplan.diagnostics.scores import auroc, spearman
 from hplan.errors import HplanError
-from hplan.models.data import action_spec_from_manifest
-from hplan.stress.metrics import expected_calibration_error
+from hplan.metrics.scores import auroc, expected_calibration_error, spearman
 from hplan.seeding import derive_seed
 
 Geodesic = Callable[[np.ndarray, np.ndarray], float]
@@ -78,10 +76,7 @@ def evaluate_heldout(model, data_dir: str | Path, *, horizon: int = 8, max_episo
     check_dataset_fits(model, data_dir)
     data = load_episodes(data_dir, max_episodes=max_episodes)
     obs, pos = data["obs"], data["true_state"][..., :2].astype(np.float32)
-    spec, offset = action_spec_from_manifest(data.manifest, data["action"], str(Path(data_dir) / "manifest.json"))
-    action = data["action"].astype(np.float32)
-    if spec.discrete:
-        action = np.eye(spec.dim, dtype=np.float32)[np.clip(action[..., 0].astype(int) - offset, 0, spec.dim - 1)]
+    _, action = data.model_actions()
     n_ep, steps = action.shape[:2]
     device = model.device
     z = model.encode_episodes(obs, np.arange(n_ep), steps + 1).cpu()
@@ -116,8 +111,7 @@ def evaluate_heldout(model, data_dir: str | Path, *, horizon: int = 8, max_episo
                 out[f"miss_rate_at_risk_{name}"] = float((scores[labels] < tau).mean())
                 out[f"safe_flagged_at_risk_{name}"] = float((scores[~labels] >= tau).mean()) if (~labels).any() else np.nan
 
-    # real observations per episode: one more than its (leading) valid transitions
-    real = torch.from_numpy(np.minimum(data["valid"].astype(bool).cumprod(1).sum(1) + 1, steps + 1))
+    real = torch.from_numpy(data.num_obs)
     high = EpisodeLatents(z, torch.from_numpy(action), real, pos_t)
     out.update(high_level_metrics(model, high, seed=derive_seed(seed, "high-level-metrics")))
 

@@ -27,9 +27,9 @@ from hplan.data.shards import load_episodes
 from hplan.errors import HplanError
 from hplan.models.config import ModelConfig, TrainConfig
 from hplan.models.encoders import obs_kind_of
+from hplan.seeding import derive_seed
 from hplan.vocabulary.frames import sequence_frames
 from hplan.vocabulary.protocol import ActionSpec
-from hplan.seeding import derive_seed
 
 
 @dataclass(frozen=True)
@@ -56,19 +56,6 @@ class BatchPlan:
     start: np.ndarray
     gap: np.ndarray
     labels: np.ndarray
-
-
-def action_spec_from_manifest(manifest: dict[str, Any], action: np.ndarray, source: str) -> tuple[ActionSpec, int]:
-    """ActionSpec (+ discrete index offset) from the manifest's ``action_spec`` (or the array)."""
-    spec = manifest.get("action_spec")
-    if spec is None:
-        return ActionSpec(dim=int(action.shape[-1])), 0
-    try:
-        if spec.get("discrete"):
-            return ActionSpec(dim=int(spec["dim"]), discrete=True, low=0.0, high=1.0), int(spec.get("start", 0))
-        return ActionSpec(dim=int(spec["dim"]), low=float(spec.get("low", -1.0)), high=float(spec.get("high", 1.0))), 0
-    except (KeyError, TypeError, ValueError) as err:
-        raise HplanError(f"{source}: action_spec: malformed ({err})") from None
 
 
 class WindowData(Dataset):
@@ -194,15 +181,9 @@ class EpisodeDataModule(pl.LightningDataModule):
         data = load_episodes(self.data_dir)
         manifest, source = data.manifest, str(self.data_dir / "manifest.json")
         obs = data["obs"]
-        spec, offset = action_spec_from_manifest(manifest, data["action"], source)
-        action = data["action"].astype(np.float32)
-        if spec.discrete:
-            index = np.clip(action[..., 0].astype(np.int64) - offset, 0, spec.dim - 1)
-            action = np.eye(spec.dim, dtype=np.float32)[index]
+        spec, action = data.model_actions()
         valid = data["valid"].astype(bool)
-        # ``valid`` marks transitions; an episode's real observations are its leading valid
-        # transitions plus one (the last transition's outcome: the step onto a goal or into lava).
-        num_obs = 1 + np.where(valid.all(1), valid.shape[1], np.argmin(valid, axis=1)).astype(np.int64)
+        num_obs = data.num_obs  # observations, not transitions: the last transition's outcome counts
         pos = data["true_state"][..., :2].astype(np.float32)
         violations = data["violations"].astype(bool)
         names = tuple(manifest.get("violation_names", [f"violation_{i}" for i in range(violations.shape[-1])]))

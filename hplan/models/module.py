@@ -37,7 +37,7 @@ from hplan.device import torch_threads
 from hplan.diagnostics.collapse import collapse_metrics
 from hplan.diagnostics.high_level import EpisodeLatents, high_level_metrics
 from hplan.diagnostics.probes import fit_linear_probe, r2_score
-from hplan.diagnostics.scores import auroc, spearman
+from hplan.metrics.scores import auroc, spearman
 from hplan.models.config import ModelConfig, TrainConfig
 from hplan.models.data import DatasetInfo
 from hplan.models.encoders import encode_sequences

@@ -19,7 +19,7 @@ import pandas as pd
 
 from hplan.config import ScenarioConfig
 from hplan.stress.geometry import SeparationPlacement, has_map
-from hplan.stress.metrics import recovery_time
+from hplan.metrics import recovery_time
 from hplan.stress.recorder import StressRecorder, agent_plan
 from hplan.stress.shifts import Onset, get_shift
 from hplan.stress.suite import ResolvedScenario, SuiteConfig

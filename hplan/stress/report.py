@@ -18,7 +18,7 @@ import pandas as pd
 
 from hplan.htmlreport import figure_html
 from hplan.io import write_text
-from hplan.stress import metrics as m
+from hplan import metrics as m
 from hplan.stress.summary import guardrail_samples, verdict_table
 from hplan.stress.suite import SuiteConfig
 

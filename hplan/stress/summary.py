@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from hplan.stress import metrics as m
+from hplan import metrics as m
 from hplan.stress.shifts import SHIFTS
 from hplan.stress.suite import SuiteConfig, Threshold
 

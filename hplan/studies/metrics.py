@@ -6,7 +6,7 @@ episodes — and each metric here is a named function of one of them. Objectives
 a study file refer to metrics by these names; every metric is also stored as a trial user
 attribute, so ``hplan study export`` has all of them.
 
-Definitions follow DESIGN.md and reuse :mod:`hplan.stress.metrics` where they overlap.
+Definitions follow DESIGN.md and reuse :mod:`hplan.metrics` where they overlap.
 """
 
 from __future__ import annotations
@@ -55,14 +55,14 @@ def success_rate(frame: pd.DataFrame) -> float:
 
 def violation_rate(frame: pd.DataFrame) -> float:
     """Fraction of episodes with at least one real violation."""
-    from hplan.stress.metrics import violation_rate as rate
+    from hplan.metrics import violation_rate as rate
 
     return rate(_violation_steps(frame)) if len(frame) else math.nan
 
 
 def violations_per_1k_steps(frame: pd.DataFrame) -> float:
     """Violating steps per 1,000 executed steps, pooled over all episodes."""
-    from hplan.stress.metrics import violations_per_1000_steps
+    from hplan.metrics import violations_per_1000_steps
 
     return violations_per_1000_steps(_violation_steps(frame), _steps(frame)) if len(frame) else math.nan
 
