@@ -278,3 +278,15 @@ def test_a_group_named_like_an_arm_is_refused(tmp_path) -> None:
     with pytest.raises(ConfigError) as err:
         load_definition(bad)
     assert err.value.field == "tables[0].arms[1].group"
+
+
+def test_a_page_written_elsewhere_leaves_the_readme_alone(tmp_path, monkeypatch, capsys) -> None:
+    """The committed definition writing a draft page (--out elsewhere) must not point the README's
+    headline table at the draft: it rewrote README.md with links into /tmp."""
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    before = readme.read_text()
+    code, stdout, stderr = run_cli(monkeypatch, capsys, "results", "--page-only", "--only", "corridor",
+                                   "--out", str(tmp_path / "draft.md"), "--runs", str(tmp_path / "runs"))
+    assert code == 0, stderr
+    assert (tmp_path / "draft.md").exists() and "rewrote the headline table" not in stdout
+    assert readme.read_text() == before

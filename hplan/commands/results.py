@@ -27,7 +27,7 @@ def results_command(
                                    help="measure nothing: rewrite the page from the cached evaluations"),
     readme: Optional[Path] = typer.Option(
         None, "--readme", help="README whose headline table (between its results markers) is rewritten "
-                               "(default: README.md beside benchmarks/ when the default definition is used)"),
+                               "(default: README.md beside benchmarks/ when the default definition writes the default page)"),
 ) -> None:
     """Measure every table of the results definition (or --only some) and regenerate docs/results.md."""
     import pandas as pd
@@ -41,8 +41,9 @@ def results_command(
 
     console = Console()
     spec = load_definition(definition or DEFAULT_DEFINITION)
-    if readme is None and definition is None:
-        readme = DEFAULT_DEFINITION.parent.parent / "README.md"
+    root = DEFAULT_DEFINITION.parent.parent
+    if readme is None and definition is None and out.resolve() == (root / "docs" / "results.md").resolve():
+        readme = root / "README.md"  # only the committed page's headline table: a page elsewhere is a draft
     if readme is not None and replace_readme_block(_read(readme), "") is None:
         from hplan.errors import HplanError
 
