@@ -336,6 +336,24 @@ def test_a_directory_with_other_settings_is_refused(tmp_path: Path) -> None:
     assert (tmp_path / MANIFEST).read_text() == before
 
 
+def test_a_dataset_from_before_a_new_setting_matches_it_at_its_default(tmp_path: Path) -> None:
+    """A field added to hplan later (``task.task_id``) defaults to the old behaviour: a dataset whose
+    manifest predates it still resumes and is reused; asking for another value is refused."""
+    from hplan.data.manifest import open_existing, settings_fingerprint
+
+    base = scenario(policy="random", episodes=2, steps_per_episode=5)
+    collect(base, tmp_path)
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    del manifest["settings"]["task"]["task_id"]  # as written before the field existed
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    assert open_existing(tmp_path, settings_fingerprint(base))["complete"]
+    other = load_scenario("point_four_rooms", overrides={"env": {"obs_mode": "state"}, "task": {"task_id": 3},
+                                                         "collect": {"policy": "random", "episodes": 2,
+                                                                     "steps_per_episode": 5}})
+    with pytest.raises(HplanError, match=r"settings.task.task_id: .*None.*3"):
+        open_existing(tmp_path, settings_fingerprint(other))
+
+
 def test_a_directory_that_is_not_a_dataset_is_refused(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(HplanError, match="not an hplan dataset"):

@@ -157,3 +157,24 @@ def test_the_expert_direction_is_ogbenchs_oracle_subgoal(data: st.DataObject) ->
         assert not mine.any()
     else:
         np.testing.assert_allclose(mine, delta / np.linalg.norm(delta), atol=1e-5)
+
+
+def test_a_dataset_collected_for_one_task_serves_every_task(tmp_path: Path) -> None:
+    """The collector draws random cells whatever the evaluation task: its fingerprint leaves the task
+    out, so the per-task arms reopen one dataset (and a manifest that recorded it still matches)."""
+    import json
+
+    from hplan.data.manifest import open_existing, settings_fingerprint
+
+    def maze(task: int) -> ScenarioConfig:
+        return ScenarioConfig(name="t", source="scen.toml", env=EnvConfig(id=MEDIUM, obs_mode="state", max_steps=50),
+                              task=TaskConfig(task_id=task),
+                              collect=CollectConfig(episodes=2, steps_per_episode=20, policy="expert", start="task",
+                                                    num_envs=2, episodes_per_shard=2))
+
+    collect(maze(1), tmp_path)
+    assert open_existing(tmp_path, settings_fingerprint(maze(4)))["complete"]
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["settings"]["task"]["task_id"] = 1  # as a manifest written before the fingerprint left it out
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert open_existing(tmp_path, settings_fingerprint(maze(5)))["complete"]

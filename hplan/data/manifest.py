@@ -13,10 +13,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hplan.config import ScenarioConfig
+from hplan.config import CollectConfig, ScenarioConfig, TaskConfig
 from hplan.configio import to_mapping
 from hplan.data.shards import MANIFEST, SHARD_DIR, read_manifest
+from hplan.envs.registry import ENVS
 from hplan.errors import HplanError
+
+_SETTING_DEFAULTS = {"task": json.loads(json.dumps(to_mapping(TaskConfig()))),
+                     "collect": json.loads(json.dumps(to_mapping(CollectConfig())))}
+"""Defaults of the recorded settings sections whose fields may be newer than a dataset."""
 
 FORMAT = "hplan-episodes/1"
 """Manifest format tag; bump when the shard layout changes incompatibly."""
@@ -45,7 +50,34 @@ def settings_fingerprint(scenario: ScenarioConfig, split: str = "train") -> dict
     for section, names in _NOT_DATA.items():
         for name in names:
             settings[section].pop(name, None)
-    return json.loads(json.dumps(settings))
+    return _without_replaced(json.loads(json.dumps(settings)))
+
+
+def _without_replaced(settings: Any) -> Any:
+    """``settings`` without the task fields the collector replaces for its env (OGBench collects
+    from random cells whatever ``task.task_id`` an evaluation asks for): they do not change the data."""
+    if not isinstance(settings, dict) or not isinstance(settings.get("task"), dict):
+        return settings
+    env_id = (settings.get("env") or {}).get("id") if isinstance(settings.get("env"), dict) else None
+    replaced = ENVS[env_id].collect_kwargs if env_id in ENVS else {}
+    return {**settings, "task": {k: v for k, v in settings["task"].items() if k not in replaced}}
+
+
+def with_new_defaults(old: Any, new: dict[str, Any]) -> Any:
+    """``old`` recorded settings plus every field added to hplan since they were recorded, where
+    ``new`` has it at its default: a new field defaults to the behaviour that came before it, so a
+    dataset collected before ``task.task_id`` existed is the same data as one with ``task_id = 0``."""
+    if not isinstance(old, dict):
+        return old
+    merged = json.loads(json.dumps(old))
+    for section, defaults in _SETTING_DEFAULTS.items():
+        recorded, wanted = merged.get(section), new.get(section)
+        if not isinstance(recorded, dict) or not isinstance(wanted, dict):
+            continue
+        for key, value in wanted.items():
+            if key not in recorded and key in defaults and value == defaults[key]:
+                recorded[key] = value
+    return merged
 
 
 def first_difference(old: Any, new: Any, path: str = "") -> str | None:
@@ -86,10 +118,11 @@ def open_existing(root: Path, settings: dict[str, Any]) -> dict[str, Any] | None
     if manifest.get("format") != FORMAT:
         raise HplanError(f"{manifest_path}: format: expected {FORMAT!r}, got {manifest.get('format')!r} "
                          "(collect into a new directory)")
-    field = first_difference(manifest.get("settings"), settings)
+    recorded = with_new_defaults(_without_replaced(manifest.get("settings")), settings)
+    field = first_difference(recorded, settings)
     if field is not None:
         raise HplanError(f"{manifest_path}: settings.{field}: the dataset here was collected with "
-                         f"{_get(manifest.get('settings'), field)!r}, this run asks for {_get(settings, field)!r} "
+                         f"{_get(recorded, field)!r}, this run asks for {_get(settings, field)!r} "
                          "(use another --out, or delete the directory to start over)")
     return manifest
 
