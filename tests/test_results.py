@@ -290,3 +290,32 @@ def test_a_page_written_elsewhere_leaves_the_readme_alone(tmp_path, monkeypatch,
     assert code == 0, stderr
     assert (tmp_path / "draft.md").exists() and "rewrote the headline table" not in stdout
     assert readme.read_text() == before
+
+
+def test_an_evaluation_recorded_before_a_new_setting_is_reused_at_its_default(tmp_path) -> None:
+    """Runs recorded before ``guardrails.risk`` and ``task.task_id`` existed still serve the page
+    (it went blank when they were added); a recorded value that differs still does not."""
+    import json
+
+    from hplan.config import load_scenario
+    from hplan.configio import to_mapping
+    from hplan.results.definition import Arm
+    from hplan.results.measure import DONE_MARKER, cached_evaluation, expected_run
+
+    scenario = load_scenario(FIXTURES / "tiny_four_rooms.toml")
+    arm = Arm(label="hier", planner="hier", guardrails="off")
+    expected = expected_run(scenario, arm, "test", 2, "abc")
+    out = tmp_path / "eval"
+    (out / "episodes").mkdir(parents=True)
+    guardrails = {k: v for k, v in expected["guardrails"].items() if k != "risk"}
+    task = {k: v for k, v in expected["task"].items() if k != "task_id"}
+    run = {"seed": expected["seed"], "split": "test", "episodes": 2, "checkpoint_sha256": "abc",
+           "planner": to_mapping(scenario.planner) | {"kind": "hier"}, "guardrails": guardrails}
+    (out / "run.json").write_text(json.dumps(run))
+    (out / "episodes" / "ep-0000.jsonl").write_text(json.dumps({"scenario": {"env": expected["env"], "task": task}}) + "\n")
+    pd.DataFrame({"success": [True, False]}).to_parquet(out / "episodes.parquet")
+    (out / DONE_MARKER).write_text("{}")
+    assert cached_evaluation(out, expected) is not None
+    (out / "episodes" / "ep-0000.jsonl").write_text(
+        json.dumps({"scenario": {"env": expected["env"], "task": task | {"task_id": 2}}}) + "\n")
+    assert cached_evaluation(out, expected) is None

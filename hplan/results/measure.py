@@ -28,10 +28,11 @@ import pandas as pd
 
 from hplan.config import ScenarioConfig, load_scenario, parse_sets
 from hplan.configio import from_mapping, to_mapping
+from hplan.envs.config import EnvConfig, TaskConfig
 from hplan.envs.registry import env_entry
 from hplan.errors import HplanError
 from hplan.io import write_dataframe, write_json
-from hplan.planning.config import PlannerConfig
+from hplan.planning.config import GuardrailConfig, PlannerConfig
 from hplan.runner.settings import checkpoint_sha256
 from hplan.io import file_lock
 from hplan.results.definition import Arm, ResultsDefinition, Table, slug
@@ -276,10 +277,14 @@ def cached_evaluation(out: Path, expected: dict[str, Any]) -> pd.DataFrame | Non
         run = json.loads((out / "run.json").read_text())
         with (out / "episodes" / "ep-0000.jsonl").open() as handle:
             header = json.loads(handle.readline())
+        # read back through the config classes: a field added since the run was recorded takes its
+        # default, which keeps the old behaviour (guardrails.risk, task.task_id)
         recorded = {"seed": run["seed"], "split": run["split"], "episodes": run["episodes"],
                     "checkpoint_sha256": run["checkpoint_sha256"],
                     "planner": search_fingerprint(from_mapping(PlannerConfig, run["planner"], source=str(out))),
-                    "guardrails": run["guardrails"], "env": header["scenario"]["env"], "task": header["scenario"]["task"]}
+                    "guardrails": to_mapping(from_mapping(GuardrailConfig, run["guardrails"], source=str(out))),
+                    "env": to_mapping(from_mapping(EnvConfig, header["scenario"]["env"], source=str(out))),
+                    "task": to_mapping(from_mapping(TaskConfig, header["scenario"]["task"], source=str(out)))}
         if json.loads(json.dumps(recorded)) != json.loads(json.dumps(expected)):
             return None
         return pd.read_parquet(out / "episodes.parquet")
