@@ -38,6 +38,12 @@ def test_results_command_measures_every_table_then_reuses_the_cache(tmp_path, mo
     assert sorted(p.name for p in (runs / "models" / "tiny_four_rooms-4ep").iterdir()) == ["seed0", "seed1"]
     held = runs / "data" / "tiny_four_rooms-4ep-heldout4" / "manifest.json"
     assert '"split": "heldout"' in held.read_text()
+    import json
+    import re
+
+    marker = json.loads((runs / "evals" / "tiny_planning" / "hier" / "seed0-test-2ep" / "results_key.json").read_text())
+    assert set(marker["measured"]) == {"date", "commit", "dirty"}  # each evaluation says when and from what code
+    assert re.search(r"Measured \d{4}-\d\d-\d\d \d\d:\d\d( to .*)? UTC at commits? `", text)
 
     stamps = {p: p.stat().st_mtime_ns for p in runs.rglob("*") if p.suffix in (".pt", ".parquet", ".npz")
               and "tables" not in p.parts}
@@ -319,3 +325,16 @@ def test_an_evaluation_recorded_before_a_new_setting_is_reused_at_its_default(tm
     (out / "episodes" / "ep-0000.jsonl").write_text(
         json.dumps({"scenario": {"env": expected["env"], "task": task | {"task_id": 2}}}) + "\n")
     assert cached_evaluation(out, expected) is None
+
+
+def test_a_table_names_every_commit_that_played_part_of_it() -> None:
+    from hplan.results.page import measured, measured_text
+
+    frame = pd.DataFrame({"measured_date": ["2026-12-06 15:00 UTC", "2026-12-06 20:00 UTC", "2026-12-06 15:00 UTC"],
+                          "measured_commit": ["aaa", "bbb", "aaa"], "measured_dirty": [False, True, False]})
+    meta = {"date": "2026-12-07 09:00 UTC", "commit": "ccc"}
+    assert measured(frame, meta) == (["2026-12-06 15:00 UTC", "2026-12-06 20:00 UTC"], ["aaa", "bbb (uncommitted changes)"])
+    assert measured_text(frame, meta) == ("2026-12-06 15:00 to 2026-12-06 20:00 UTC at commits `aaa`, "
+                                          "`bbb (uncommitted changes)`")
+    assert measured(frame.drop(columns=["measured_date", "measured_commit", "measured_dirty"]), meta) == (
+        ["2026-12-07 09:00 UTC"], ["ccc"])

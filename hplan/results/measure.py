@@ -101,6 +101,7 @@ def _planning_rows(definition: ResultsDefinition, table: Table, paths: Paths, sa
     from hplan.runner import run_episodes
 
     split, episodes = definition.split(table), definition.episodes(table)
+    earlier = _read_meta(paths.table(table).with_suffix(".json"))  # the table's own record, for old evaluations
     frames = []
     for seed in definition.seeds(table):
         for arm in table.arms:
@@ -115,7 +116,7 @@ def _planning_rows(definition: ResultsDefinition, table: Table, paths: Paths, sa
             if cached_only:  # read, never wait: a finished evaluation's marker is written last, and an
                 frame = cached_evaluation(out, expected)  # evaluation another run is still playing is left out
                 if frame is not None:
-                    frames.append(frame.assign(arm=arm.label, training_seed=seed))
+                    frames.append(_stamped(frame, out, earlier).assign(arm=arm.label, training_seed=seed))
                 continue
             with file_lock(paths.lock(out)):
                 frame = cached_evaluation(out, expected)
@@ -127,9 +128,10 @@ def _planning_rows(definition: ResultsDefinition, table: Table, paths: Paths, sa
                     frame = run_episodes(scenario, model, planner_kind=arm.planner, guardrails=arm.guardrails,
                                          episodes=episodes, log_dir=out, checkpoint=model_dir, device=device,
                                          progress=progress, split=split, overrides=sets)
-                    write_json(out / DONE_MARKER, {"sets": list(sets), "model": str(model_dir)})
+                    write_json(out / DONE_MARKER, {"sets": list(sets), "model": str(model_dir),
+                                                   "measured": _stamp(provenance(device))})
                     ran.append(str(out))
-            frames.append(frame.assign(arm=arm.label, training_seed=seed))
+            frames.append(_stamped(frame, out, earlier).assign(arm=arm.label, training_seed=seed))
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
@@ -237,7 +239,36 @@ def provenance(device: str) -> dict[str, Any]:
 
 
 DONE_MARKER = "results_key.json"
-"""Written last into an evaluation folder: the evaluation finished (run.json alone may be a kill's leftover)."""
+"""Written last into an evaluation folder: the evaluation finished (run.json alone may be a kill's leftover).
+It also records when and from which commit the evaluation was played (``measured``)."""
+STAMP_KEYS = ("date", "commit", "dirty")
+"""The provenance every episode row carries (as ``measured_<key>``): a table mixes evaluations of
+several runs, and its page names every commit that played a part of it."""
+
+
+def _stamp(record: dict[str, Any]) -> dict[str, Any]:
+    return {key: record.get(key) for key in STAMP_KEYS}
+
+
+def _read_meta(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _stamped(frame: pd.DataFrame, out: Path, earlier: dict[str, Any] | None) -> pd.DataFrame:
+    """``frame`` with ``measured_date/commit/dirty`` columns from the evaluation's marker; an
+    evaluation made before markers recorded it takes the table's earlier record, else the marker's
+    file time and an unrecorded commit."""
+    import datetime as dt
+
+    marker = _read_meta(out / DONE_MARKER) or {}
+    stamp = marker.get("measured") or (_stamp(earlier) if earlier else None)
+    if not stamp:
+        when = dt.datetime.fromtimestamp((out / DONE_MARKER).stat().st_mtime, dt.timezone.utc)
+        stamp = {"date": when.strftime("%Y-%m-%d %H:%M UTC"), "commit": "unrecorded", "dirty": False}
+    return frame.assign(**{f"measured_{key}": stamp.get(key) for key in STAMP_KEYS})
 
 
 def expected_run(scenario: ScenarioConfig, arm: Arm, split: str, episodes: int, model_sha256: str) -> dict[str, Any]:

@@ -243,6 +243,27 @@ def curve_figure(summary: pd.DataFrame, curves: dict[str, str], title: str) -> A
     return fig
 
 
+def measured(frame: pd.DataFrame, meta: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Sorted dates and the commits (oldest evaluation first) of a table's evaluations; a table
+    without per-evaluation records (held-out ones) has its one record."""
+    if "measured_date" not in frame.columns:
+        return [meta["date"]], [meta["commit"] + (" (uncommitted changes)" if meta.get("dirty") else "")]
+    runs = frame[["measured_date", "measured_commit", "measured_dirty"]].drop_duplicates().sort_values("measured_date")
+    commits: list[str] = []
+    for _, run in runs.iterrows():
+        label = str(run["measured_commit"]) + (" (uncommitted changes)" if bool(run["measured_dirty"]) else "")
+        if label not in commits:
+            commits.append(label)
+    return sorted(runs["measured_date"].astype(str).unique()), commits
+
+
+def measured_text(frame: pd.DataFrame, meta: dict[str, Any]) -> str:
+    """"2026-12-06 15:52–20:41 UTC at commits `a`, `b`": when and from which code every part was played."""
+    dates, commits = measured(frame, meta)
+    span = dates[0] if len(dates) == 1 else f"{dates[0][:-4]} to {dates[-1]}"
+    return f"{span} at commit{'s' if len(commits) > 1 else ''} " + ", ".join(f"`{c}`" for c in commits)
+
+
 def with_groups(frame: pd.DataFrame, table: Table) -> tuple[pd.DataFrame, list[str]]:
     """``frame`` plus, for each arm group, its members' rows under the group's name (so the group
     is summarised like an arm: episodes pooled per training seed); the group names in order."""
@@ -288,8 +309,7 @@ def table_section(definition: ResultsDefinition, table: Table, frame: pd.DataFra
               f"Command: `hplan results --only {table.name}`."]
     if frame is None or meta is None:
         return lines + ["", f"**Not measured yet.** Run `hplan results --only {table.name}`.", ""]
-    lines += [f"Measured {meta['date']} at commit `{meta['commit']}`{' (uncommitted changes)' if meta.get('dirty') else ''} "
-              f"on {meta['machine']}, device `{meta['device']}`.", ""]
+    lines += [f"Measured {measured_text(frame, meta)} on {meta['machine']}, device `{meta['device']}`.", ""]
     if table.kind == "heldout":
         missing = _missing(frame, seeds, [])
         note = [f"**Incomplete:** {missing}.", ""] if missing else []
@@ -367,7 +387,9 @@ def readme_block(definition: ResultsDefinition, frames: dict[str, pd.DataFrame |
         size = f"{seeds} × {definition.episodes(table)}"
         if _missing(frame, definition.seeds(table), [arm.label for arm in table.arms]):
             size += f" (incomplete: [see]({page_name}#{table.name}))"
-        lines.append(f"| {link} | " + " | ".join(cells) + f" | {size} | {meta['date'][:10]}, `{meta['commit']}` |")
+        dates, commits = measured(frame, meta)
+        lines.append(f"| {link} | " + " | ".join(cells) + f" | {size} | {dates[-1][:10]}, "
+                     + ", ".join(f"`{c}`" for c in commits) + " |")
     return "\n".join(lines)
 
 
