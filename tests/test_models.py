@@ -190,16 +190,12 @@ def _u_path(n_leg: int = 8) -> torch.Tensor:
 
 @pytest.mark.parametrize("objective", ["qrl", "expectile"])
 def test_distance_loss_runs_for_each_objective(objective: str) -> None:
-    import types
-
-    from hplan.models.module import WorldModelModule
+    from hplan.models.losses import distance_loss
 
     head = _model(distance_dim=8).distance
-    stub = types.SimpleNamespace(train_cfg=TrainConfig(distance_objective=objective, distance_max_gap=8),
-                                 model=types.SimpleNamespace(distance=head))
+    cfg = TrainConfig(distance_objective=objective, distance_max_gap=8)
     zd, z_far = torch.randn(4, 5, 8), torch.randn(4, 8)
-    loss, parts, d_far = WorldModelModule.distance_loss(stub, zd, z_far, torch.full((4,), 3.0),
-                                                        torch.Generator().manual_seed(0))
+    loss, parts, d_far = distance_loss(cfg, head, zd, z_far, torch.full((4,), 3.0), torch.Generator().manual_seed(0))
     loss.backward()
     assert torch.isfinite(loss) and d_far.shape == (4,)
     assert set(parts) == ({"distance_push", "distance_violation"} if objective == "qrl" else set())
@@ -208,18 +204,15 @@ def test_distance_loss_runs_for_each_objective(objective: str) -> None:
 def test_qrl_distance_learns_the_path_length_around_a_wall() -> None:
     """QRL objective on windows of a U-shaped path: the learned distance from one top follows the
     path index (geodesic), not the Euclidean distance, which is small to the other top."""
-    import types
-
-    from hplan.models.module import WorldModelModule
     from hplan.metrics.scores import spearman
+    from hplan.models.losses import distance_loss
 
     torch.manual_seed(0)
     path = _u_path()
     n, w, max_gap = len(path), 4, 8
     head = _model(latent_dim=2, distance_dim=16, hidden_dim=64).distance
     head.scale = float(max_gap)
-    stub = types.SimpleNamespace(train_cfg=TrainConfig(distance_max_gap=max_gap, distance_push_offset=64.0),
-                                 model=types.SimpleNamespace(distance=head))
+    cfg = TrainConfig(distance_max_gap=max_gap, distance_push_offset=64.0)
     optim = torch.optim.Adam(head.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(0)
     for _ in range(400):
@@ -228,7 +221,7 @@ def test_qrl_distance_learns_the_path_length_around_a_wall() -> None:
         gap = torch.clamp(gap, min=1)
         zd = path[start[:, None] + torch.arange(w)]
         z_far = path[torch.clamp(start + gap, max=n - 1)]
-        loss, _, _ = WorldModelModule.distance_loss(stub, zd, z_far, gap.float(), gen)
+        loss, _, _ = distance_loss(cfg, head, zd, z_far, gap.float(), gen)
         optim.zero_grad()
         loss.backward()
         optim.step()
@@ -378,6 +371,7 @@ def test_guardrail_probabilities_are_calibrated_with_and_without_class_balance(b
     the class-balanced loss (whose optimum alone would be 0.5) is shifted back by log(pos_weight), so a
     hard threshold or a penalty on the heads means what it says."""
     from hplan.models.data import DatasetInfo
+    from hplan.models.losses import guardrail_loss
     from hplan.models.module import WorldModelModule
 
     rate = 0.1
@@ -394,7 +388,7 @@ def test_guardrail_probabilities_are_calibrated_with_and_without_class_balance(b
     rate = float(labels.mean())
     optim = torch.optim.Adam(module.model.guardrail.parameters(), lr=3e-3)
     for _ in range(300):
-        loss = module.guardrail_loss(z, action, labels)
+        loss = guardrail_loss(module.model, module.pos_weight, z, action, labels)
         optim.zero_grad()
         loss.backward()
         optim.step()
@@ -445,6 +439,7 @@ def test_guardrail_bootstrap_weights_train_each_member_on_its_own_labels() -> No
     """A member whose bootstrap weights drop every positive learns a lower probability than member 0,
     which sees each label once: the weights reach the loss member by member."""
     from hplan.models.data import DatasetInfo
+    from hplan.models.losses import guardrail_loss
     from hplan.models.module import WorldModelModule
 
     info = DatasetInfo(env_id="hplan/Test-v0", obs_kind="state", obs_shape=(4,), action_spec=ActionSpec(2),
@@ -459,7 +454,7 @@ def test_guardrail_bootstrap_weights_train_each_member_on_its_own_labels() -> No
     weights[labels[:, 0] > 0, 1] = 0.0
     optim = torch.optim.Adam(module.model.guardrail.parameters(), lr=3e-3)
     for _ in range(300):
-        loss = module.guardrail_loss(z, action, labels, weights)
+        loss = guardrail_loss(module.model, module.pos_weight, z, action, labels, weights)
         optim.zero_grad()
         loss.backward()
         optim.step()

@@ -9,7 +9,7 @@ Temporal distance: a quasimetric in the MRN form
 plus an asymmetric part (for irreversible worlds such as DoorKey). Any such ``d`` obeys the
 triangle inequality by construction, which is what makes it a usable planning cost around walls.
 
-Training (``train.distance_objective``, see ``module.py``):
+Training (``train.distance_objective``, see ``losses.py``):
 
 * ``"qrl"`` (default, Quasimetric RL, Wang et al. 2023): *maximise* the distance of random pairs
   (latents shuffled across the batch) through a concave saturating transform, subject to the

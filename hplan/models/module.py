@@ -11,6 +11,10 @@ Loss of one batch (window ``o_0 … o_{W-1}``, actions ``a_0 … a_{W-2}``)::
                pairs (large squared hinge); or the earlier expectile regression of step gaps (sg latents)
     guard    = BCE of guardrail heads on the labelled subset (sg latents, class-balanced)
 
+(``distance`` and ``guard``: :mod:`hplan.models.losses`.) Before each validation epoch the refit
+stages (:mod:`hplan.models.refits`) refit P_lo and the heads on the frozen latent and pick the
+waypoints; this module only trains, calls them, and computes the validation diagnostics.
+
 ``train/jepa_loss`` is the representation loss the collapse rule watches. Per epoch the module
 logs ``val/loss`` (total validation loss: the metric for early stopping and Optuna pruning) and
 the diagnostics ``val/<collapse metric>``, ``val/probe_r2``, ``val/probe_r2_pred`` (the probe on
@@ -23,17 +27,13 @@ predicted displacement: near zero for a predictor that ignores its actions), ``v
 from __future__ import annotations
 
 import copy
-import os
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hplan.data.motion_labels import balanced_threshold
-from hplan.device import torch_threads
 from hplan.diagnostics.collapse import collapse_metrics
 from hplan.diagnostics.high_level import EpisodeLatents, high_level_metrics
 from hplan.diagnostics.probes import fit_linear_probe, r2_score
@@ -41,43 +41,19 @@ from hplan.metrics.scores import auroc, spearman
 from hplan.models.config import ModelConfig, TrainConfig
 from hplan.models.data import DatasetInfo
 from hplan.models.encoders import encode_sequences
-from hplan.models.heads import balanced_bce, positive_weight
+from hplan.models.heads import positive_weight
+from hplan.models.losses import distance_loss, guardrail_loss
 from hplan.models.predictor import mlp
+from hplan.models.refits import RefitData, Refits, episode_latents
 from hplan.models.regularizers import REGULARIZERS, ema_update
-from hplan.models.waypoints import draw_waypoints, experience_edges, nearest_waypoint
 from hplan.models.world_model import LatentWorldModel
 from hplan.seeding import derive_seed
-
-FROZEN_EPISODES = 512
-"""Training episodes whose frozen latents the head / predictor refits draw their windows from."""
 
 HIGH_LEVEL_EPISODES = 128
 """Validation episodes the high-level diagnostics encode whole, each epoch."""
 
 DIAGNOSTIC_SAMPLES = 2048
 """Latents used for the collapse metrics (subsampled from the validation windows)."""
-
-
-def expectile_loss(pred: torch.Tensor, target: torch.Tensor, tau: float) -> torch.Tensor:
-    """Asymmetric squared loss: under-estimates weigh ``tau``, over-estimates ``1 - tau``."""
-    diff = target - pred
-    weight = torch.where(diff > 0, tau, 1.0 - tau)
-    return (weight * diff.pow(2)).mean()
-
-
-@dataclass(frozen=True)
-class FrozenLatents:
-    """Detached latents of whole training episodes, for refitting heads that read them."""
-
-    z: torch.Tensor        # (E, L, D)
-    action: torch.Tensor   # (E, L - 1, A)
-    valid: torch.Tensor    # (E,) real observations per episode (valid transitions + 1)
-    window: int            # training window length
-    pos: torch.Tensor | None = None  # (E, L, P) true positions (diagnostics only), on the CPU
-
-    def window_of(self, episode: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
-        """``(B, window, D)`` latents of the windows starting at ``start``."""
-        return self.z[episode[:, None], start[:, None] + torch.arange(self.window, device=self.z.device)]
 
 
 class WorldModelModule(pl.LightningModule):
@@ -150,299 +126,34 @@ class WorldModelModule(pl.LightningModule):
 
         zd = z_seq.detach()
         high = model.subgoal.loss(zd[:, 0], zd[:, k], action[:, :k], cfg.subgoal_beta, gen, cfg.subgoal_free_bits)
-        dist, dist_parts, d_far = self.distance_loss(zd, z_far.detach(), batch["gap"], gen)
+        dist, dist_parts, d_far = distance_loss(cfg, model.distance, zd, z_far.detach(), batch["gap"], gen)
         total = jepa + high["loss"] + dist
         out = {"jepa_loss": jepa, "pred_loss": losses["pred"], "subgoal_loss": high["loss"], "subgoal_kl": high["kl"],
                "distance_loss": dist, **dist_parts,
                **{f"reg_{name}": v for name, v in losses.items() if name != "pred"}}
         if len(z_lab) and self.model.guardrail_names:  # no heads (MiniGrid FourRooms, OGBench): the mean of nothing is NaN
-            guard = self.guardrail_loss(z_lab.detach(), batch["lab_action"], batch["lab_violations"])
+            guard = guardrail_loss(model, self.pos_weight, z_lab.detach(), batch["lab_action"], batch["lab_violations"])
             total = total + guard
             out["guardrail_loss"] = guard
         out["loss"] = total
         extras = {"z_seq": zd, "pred": pred.detach(), "z_far": z_far.detach(), "d_far": d_far.detach()}
         return out, extras
 
-    def distance_loss(self, zd: torch.Tensor, z_far: torch.Tensor, far_gap: torch.Tensor,
-                      gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """Temporal-distance loss on detached latents ``zd (B, W, D)`` and far frames ``z_far (B, D)``.
+    def refits(self, data: RefitData) -> Refits:
+        """The refit stages of this validation epoch (:mod:`hplan.models.refits`)."""
+        return Refits(self.model, self.model_cfg, self.train_cfg, data, self.seed, self.device, self.pos_weight,
+                      epoch=self.current_epoch, step=self.global_step,
+                      last_epoch=self.current_epoch >= (self.trainer.max_epochs or 1) - 1)
 
-        Within-episode pairs: every in-window pair ``(i < j)`` (gap ``j − i``) plus ``(z_0, far frame)``.
-        ``expectile``: regress the gaps with a low expectile. ``qrl``: push random pairs (all latents
-        of the batch against a random permutation of them) apart through the concave, saturating
-        ``softplus((offset − d) / max_gap)``, while ``constraint_weight · relu(d − gap)²`` holds every
-        within-episode distance at or below its gap (distances in units of ``max_gap``). Returns
-        ``(loss, logged parts, d_far)``.
-        """
-        cfg, head = self.train_cfg, self.model.distance
-        b, w = zd.shape[:2]
-        scale = float(cfg.distance_max_gap)
-        e_seq, e_far = head.embed(zd), head.embed(z_far)
-        ii, jj = torch.triu_indices(w, w, offset=1, device=zd.device)
-        d_win = head.between(e_seq[:, ii], e_seq[:, jj])
-        gaps_win = (jj - ii).to(zd.dtype).expand(b, -1)
-        d_far = head.between(e_seq[:, 0], e_far)
-        d_pos = torch.cat([d_win.flatten(), d_far]) / scale
-        gap_pos = torch.cat([gaps_win.flatten(), far_gap]) / scale
-        if cfg.distance_objective == "expectile":
-            return expectile_loss(d_pos, gap_pos, cfg.distance_expectile), {}, d_far
-        e_all = torch.cat([e_seq.flatten(0, 1), e_far])
-        perm = torch.randperm(len(e_all), generator=gen, device=gen.device).to(e_all.device)
-        d_rand = head.between(e_all, e_all[perm]) / scale
-        push = F.softplus(cfg.distance_push_offset / scale - d_rand).mean()
-        violation = torch.relu(d_pos - gap_pos).pow(2).mean()
-        loss = push + cfg.distance_constraint_weight * violation
-        return loss, {"distance_push": push, "distance_violation": violation}, d_far
-
-    def guardrail_loss(self, z: torch.Tensor, action: torch.Tensor, labels: torch.Tensor,
-                       weights: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                       z_next: torch.Tensor | None = None) -> torch.Tensor:
-        """BCE of both guardrail heads, state-action and state-only (action-marginal), for every
-        ensemble member; class-balanced (and calibrated: :func:`~hplan.models.heads.balanced_bce`)
-        unless ``train.guardrail_balance`` is off. ``weights (N, K)``: each member's bootstrap count
-        of each label (all ones when not given); ``mask (N, G)``: which labels a row has (a weakly
-        labelled row has only its weak heads'); ``z_next``: ``P_lo(z, action)`` when already computed
-        (the refits reuse it across their steps; it is detached either way).
-        """
-        target = labels[:, None, :]
-        scale = (weights[..., None] if weights is not None else 1.0) * (mask[:, None, :] if mask is not None else 1.0)
-        state_action = (self.model.guardrail_member_logits(z, action) if z_next is None
-                        else self.model.guardrail.member_logits(z, z_next))
-        total = z.new_zeros(())
-        for logits in (state_action, self.model.guardrail_member_logits(z)):
-            loss = balanced_bce(logits, target.expand_as(logits), self.pos_weight, reduction="none")  # (N, K, G)
-            total = total + (loss * scale).mean()
-        return total
-
-    def fit_guardrails(self) -> None:
-        """Refit the guardrail heads on the whole labelled subset, on the current frozen latent.
-
-        The per-step joint updates see each label only a few times per epoch and chase a latent that
-        is still moving; this full-batch pass (``guardrail_fit_steps`` Adam steps on ≤ label_budget
-        rows, a few ms each) makes the heads match the latent the epoch ends with. With
-        ``guardrail_weak_labels``, in the last epoch, ``guardrail_weak_rows`` unlabelled transitions
-        join the labelled rows with weak labels (:meth:`weak_rows`), and the heads are refitted afresh
-        on minibatches: once, because it costs ~50 s on one CPU thread (four rooms, 200k transitions),
-        and only the last epoch's heads are kept.
-        """
-        data = getattr(self.trainer, "datamodule", None)
-        labelled = getattr(getattr(data, "dataset", None), "labelled", None)
-        steps = self.train_cfg.guardrail_fit_steps
-        if labelled is None or not len(labelled[0]) or steps == 0 or not self.model.guardrail_names:
-            return
-        ds = data.dataset
-        z, action = self._encode_transitions(ds, *labelled)
-        labels = torch.from_numpy(ds.violations[labelled].astype("float32")).to(self.device)
-        self.model.guardrail.set_input_stats(z)
-        # The weak stage is large-batch work (encoding 50,000 transitions, 2,000 steps of 1,024 rows):
-        # there every core helps (2 cores: 1.8x on the encoding, 1.3x on the steps), where training's
-        # small batches run best on the configured threads.
-        many = bool(self.train_cfg.guardrail_weak_labels) and self.device.type == "cpu"
-        with torch_threads(os.cpu_count() if many else None):
-            self._refit_guardrails(data, z, action, labels, labelled, steps)
-
-    def _refit_guardrails(self, data: Any, z: torch.Tensor, action: torch.Tensor, labels: torch.Tensor,
-                          labelled: tuple[np.ndarray, np.ndarray], steps: int) -> None:
-        """The refit of :meth:`fit_guardrails` from the labelled rows' latents, actions and labels."""
-        mask = torch.ones_like(labels)
-        weak = self.weak_rows(data, data.dataset.violations[labelled], labelled)
-        if weak is not None:
-            z, action, labels, mask = (torch.cat(pair) for pair in zip((z, action, labels, mask), weak))
-            steps = self.train_cfg.guardrail_weak_steps
-            # Afresh: heads fitted to the 1,000 labels alone (weight decay 1e-2) and then moved by
-            # the weak rows stayed below heads trained from a new initialisation (four rooms, held-out
-            # wall AUROC 0.910 against 0.946, both on the frozen episodes' rows).
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(derive_seed(self.seed, "guardrail-weak-init"))
-                for layer in self.model.guardrail.modules():
-                    if isinstance(layer, torch.nn.Linear):
-                        layer.reset_parameters()
-        batch = self.train_cfg.guardrail_weak_batch if weak is not None else len(z)
-        weights = None
-        if self.model.guardrail.members > 1:  # member 0: every label once; the others: bootstrap resamples
-            gen = torch.Generator().manual_seed(derive_seed(self.seed, "guardrail-bootstrap", self.global_step))
-            weights = torch.poisson(torch.ones(len(z), self.model.guardrail.members), generator=gen)
-            weights[:, 0] = 1.0
-            weights = weights.to(self.device)
-        with torch.no_grad():
-            z_next = torch.cat([self.model.predictor.step(zc, ac) for zc, ac in zip(z.split(8192), action.split(8192))])
-        decay = self.train_cfg.guardrail_weak_weight_decay if weak is not None else self.train_cfg.guardrail_weight_decay
-        optim = torch.optim.Adam(self.model.guardrail.parameters(), lr=self.train_cfg.guardrail_lr, weight_decay=decay)
-        gen = torch.Generator(device=self.device).manual_seed(derive_seed(self.seed, "guardrail-rows", self.global_step))
-        with torch.enable_grad():
-            for _ in range(steps):
-                rows = (torch.randint(len(z), (batch,), generator=gen, device=self.device) if batch < len(z)
-                        else slice(None))
-                loss = self.guardrail_loss(z[rows], action[rows], labels[rows],
-                                           None if weights is None else weights[rows], mask[rows], z_next[rows])
-                optim.zero_grad(set_to_none=True)
-                loss.backward()
-                optim.step()
-
-    def _encode_transitions(self, ds: Any, episode: np.ndarray, step: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Latents (no grad) and actions of the transitions ``(episode, step)`` of the training data."""
-        with torch.no_grad():
-            frames = torch.from_numpy(ds.sequence(episode, step, 1))
-            z = torch.cat([self.model.encode_sequence(chunk)[:, 0] for chunk in frames.split(512)])
-        return z, torch.from_numpy(ds.action[episode, step]).to(self.device)
-
-    def weak_rows(self, data: Any, labels: np.ndarray,
-                  labelled: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, ...] | None:
-        """``(z, action, labels, mask)`` of ``guardrail_weak_rows`` training transitions drawn uniformly
-        (seeded), weakly labelled for the ``guardrail_weak_labels`` heads: a transition is a violation
-        when its free-motion residual exceeds the threshold that best matches the labelled subset
-        (``labels`` of the ``labelled`` rows). ``None`` when off, or before the last epoch.
-
-        Uniform rows, not the frozen episodes of the other refits: 512 whole episodes cover the wall
-        map more thinly than as many transitions drawn from all of them (four rooms, held-out wall
-        AUROC 0.946 against 0.960). Encoding them costs ~20 s on one thread (50,000 rows); fewer
-        rows cost AUROC (offline, 25,600: 0.955; 12,800: 0.945).
-        """
-        names, residual = self.train_cfg.guardrail_weak_labels, getattr(data.dataset, "motion_residual", None)
-        if not names or residual is None or self.current_epoch < (self.trainer.max_epochs or 1) - 1:
-            return None
-        # Finite residuals are exactly the valid, tracked transitions of training episodes
-        # (EpisodeDataModule fits and scores the free-motion model there only).
-        candidates = np.flatnonzero(np.isfinite(residual).reshape(-1))
-        labelled_res = residual[labelled]
-        scored = np.isfinite(labelled_res)  # NaN: the tracker found no agent in that frame
-        if not len(candidates) or not scored.any():
-            return None
-        rng = np.random.default_rng(derive_seed(self.seed, "guardrail-weak-rows"))
-        flat = np.sort(rng.choice(candidates, min(self.train_cfg.guardrail_weak_rows, len(candidates)), replace=False))
-        episode, step = np.unravel_index(flat, residual.shape)
-        z, action = self._encode_transitions(data.dataset, episode, step)
-        weak = torch.zeros(len(z), len(self.model.guardrail_names), device=self.device)
-        mask = torch.zeros_like(weak)
-        self._weak_agreement = {}
-        for name in names:
-            col = self.model.guardrail_names.index(name)
-            truth = labels[scored, col] > 0.5
-            threshold = balanced_threshold(labelled_res[scored], truth)
-            weak[:, col] = torch.from_numpy(residual[episode, step] > threshold).float().to(self.device)
-            mask[:, col] = 1.0
-            self._weak_agreement[f"train/weak_auroc_{name}"] = auroc(labelled_res[scored], truth)
-        return z, action, weak, mask
-
-    def frozen_training_latents(self) -> FrozenLatents | None:
-        """Latents (no grad) of up to FROZEN_EPISODES training episodes with a full window, for the head refits."""
-        return self._episode_latents("train_episodes", FROZEN_EPISODES, "distance-fit")
-
-    def _episode_latents(self, which: str, limit: int, tag: str) -> FrozenLatents | None:
-        """Latents (no grad) of up to ``limit`` of the datamodule's ``which`` episodes (seeded draw)
-        that hold a full training window, with their actions and true positions."""
-        data = getattr(self.trainer, "datamodule", None)
-        ds, episodes = getattr(data, "dataset", None), getattr(data, which, None)
-        if ds is None or episodes is None:
-            return None
-        episodes = episodes[data.num_obs[episodes] >= ds.window]
-        if not len(episodes):
-            return None
-        rng = np.random.default_rng(derive_seed(self.seed, tag, self.current_epoch))
-        episodes = rng.permutation(episodes)[:limit]
-        length = int(data.num_obs[episodes].max())
-        with torch.no_grad():
-            z = self.model.encode_episodes(ds.obs, episodes, length)
-        action = torch.from_numpy(ds.action[episodes, :length - 1]).to(self.device)
-        pos = torch.from_numpy(ds.pos[episodes, :length])
-        return FrozenLatents(z, action, torch.as_tensor(data.num_obs[episodes], device=self.device), ds.window, pos)
-
-    def high_level_diagnostics(self) -> dict[str, float]:
+    def high_level_diagnostics(self, data: RefitData) -> dict[str, float]:
         """:func:`~hplan.diagnostics.high_level.high_level_metrics` on validation episodes (``val/high_*``)."""
-        latents = self._episode_latents("val_episodes", HIGH_LEVEL_EPISODES, "high-level-diagnostics")
+        latents = episode_latents(self.model, data, data.val_episodes, HIGH_LEVEL_EPISODES,
+                                  derive_seed(self.seed, "high-level-diagnostics", self.current_epoch), self.device)
         if latents is None:
             return {}
-        data = EpisodeLatents(latents.z, latents.action, latents.valid, latents.pos)
-        metrics = high_level_metrics(self.model, data, seed=derive_seed(self.seed, "high-level-metrics"))
+        episodes = EpisodeLatents(latents.z, latents.action, latents.valid, latents.pos)
+        metrics = high_level_metrics(self.model, episodes, seed=derive_seed(self.seed, "high-level-metrics"))
         return {f"val/{key}": value for key, value in metrics.items()}
-
-    def _refit(self, params: Any, lr: float, steps: int, tag: str,
-               loss_of: Callable[[FrozenLatents, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor],
-               latents: FrozenLatents, batch: int) -> None:
-        """``steps`` Adam steps of ``loss_of(latents, episode, window start, gen)`` on random windows."""
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(derive_seed(self.seed, tag, self.current_epoch))
-        optim = torch.optim.Adam(params, lr=lr)
-        with torch.enable_grad():
-            for _ in range(steps):
-                ep = torch.randint(0, len(latents.z), (batch,), generator=gen, device=self.device)
-                room = latents.valid[ep] - latents.window + 1  # window starts 0 .. room-1
-                start = (torch.rand(batch, generator=gen, device=self.device) * room).long()
-                loss = loss_of(latents, ep, start, gen)
-                optim.zero_grad(set_to_none=True)
-                loss.backward()
-                optim.step()
-
-    def fit_distance(self, latents: FrozenLatents) -> None:
-        """Refit the temporal-distance head on frozen latents of training episodes.
-
-        The head reads detached latents, so extra steps cannot disturb the representation; they
-        matter because the qrl push widens distances slowly and a small dataset gives the head
-        only a few hundred joint updates. ``distance_fit_steps`` Adam steps on batches of
-        ``distance_fit_batch`` random windows + far frames, with :meth:`distance_loss`.
-        """
-        cfg = self.train_cfg
-
-        def loss_of(lat: FrozenLatents, ep: torch.Tensor, start: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-            far_room = torch.clamp(lat.valid[ep] - 1 - start, max=cfg.distance_max_gap)
-            gap = 1 + (torch.rand(len(ep), generator=gen, device=self.device) * far_room).long()
-            loss, _, _ = self.distance_loss(lat.window_of(ep, start), lat.z[ep, start + gap], gap.to(lat.z.dtype), gen)
-            return loss
-
-        self._refit(self.model.distance.parameters(), cfg.distance_lr or cfg.lr, cfg.distance_fit_steps,
-                    "distance-fit-steps", loss_of, latents, cfg.distance_fit_batch)
-
-    def fit_predictor(self, latents: FrozenLatents) -> None:
-        """Refit P_lo on frozen latents: ``predictor_fit_steps`` Adam steps of the open-loop
-        ``rollout_horizon``-step latent loss on random windows of training episodes.
-
-        Why: trained jointly, the predictor chases targets that move every step, and with a
-        sharp encoder (keypoints + SIGReg on PointRooms) its rollouts drifted off (held-out
-        probe R² of the predicted 8-step displacement −2.2) although the latent held the position
-        at R² 0.998; refit on the frozen latent — the way DINO-WM trains a predictor on a frozen
-        encoder — the same model reached 0.84 and answered every action the right way.
-        """
-        cfg, horizon = self.train_cfg, self.train_cfg.rollout_horizon
-
-        def loss_of(lat: FrozenLatents, ep: torch.Tensor, start: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-            steps = start[:, None] + torch.arange(horizon, device=self.device)
-            pred = self.model.predictor.rollout(lat.z[ep, start], lat.action[ep[:, None], steps])
-            return (pred - lat.z[ep[:, None], steps + 1]).pow(2).mean()
-
-        self._refit(self.model.predictor.parameters(), cfg.lr, cfg.predictor_fit_steps, "predictor-fit-steps",
-                    loss_of, latents, cfg.distance_fit_batch)
-
-    def fit_subgoal(self, latents: FrozenLatents) -> None:
-        """Refit the subgoal level (posterior, prior, P_hi) on frozen latents: ``subgoal_fit_steps``
-        Adam steps of its (free-bits) ELBO on random k-step pairs of training episodes."""
-        cfg, k = self.train_cfg, self.model_cfg.subgoal_interval
-
-        def loss_of(lat: FrozenLatents, ep: torch.Tensor, start: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-            steps = start[:, None] + torch.arange(k, device=self.device)
-            return self.model.subgoal.loss(lat.z[ep, start], lat.z[ep, start + k], lat.action[ep[:, None], steps],
-                                           cfg.subgoal_beta, gen, cfg.subgoal_free_bits)["loss"]
-
-        self._refit(self.model.subgoal.parameters(), cfg.lr, cfg.subgoal_fit_steps, "subgoal-fit-steps",
-                    loss_of, latents, cfg.distance_fit_batch)
-
-    def pick_waypoints(self, latents: FrozenLatents) -> None:
-        """Keep ``model.landmarks`` latents of the training episodes, drawn uniformly, as waypoints,
-        with the graph of the steps the episodes took between them (:mod:`hplan.models.waypoints`).
-
-        Why uniform and not farthest-point sampling: FPS picks the extremes of the latent first —
-        on four rooms the states pressed against walls and the fastest ones (a linear probe put 44 %
-        of its waypoints' positions inside walls) — where routes then run along the walls. A uniform
-        draw follows the data: every visited cell, doorways included, gets its share (four rooms,
-        20 episodes: 50 % success with uniform waypoints, 45 % with FPS).
-        """
-        cfg = self.model_cfg
-        if not cfg.landmarks:
-            return
-        gen = torch.Generator(device=latents.z.device)
-        gen.manual_seed(derive_seed(self.seed, "waypoints", self.current_epoch))
-        points = draw_waypoints(latents.z, latents.valid, cfg.landmarks, gen)
-        nodes = nearest_waypoint(latents.z, latents.valid, points, self.model.temporal_distance, cfg.landmark_link)
-        self.model.set_waypoints(points, experience_edges(nodes, len(points), cfg.landmark_gap))
 
     # ------------------------------------------------------------------ hooks
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -458,17 +169,10 @@ class WorldModelModule(pl.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._val = {}
-        if not self.trainer.sanity_checking:
-            cfg = self.train_cfg
-            refits = cfg.distance_fit_steps or cfg.subgoal_fit_steps or cfg.predictor_fit_steps
-            latents = self.frozen_training_latents() if refits or self.model_cfg.landmarks else None
-            if latents is not None:
-                self.fit_predictor(latents)  # first: the guardrail heads read its predicted next latent
-                self.fit_distance(latents)
-                self.fit_subgoal(latents)
-                self.pick_waypoints(latents)
-            self.fit_guardrails()
-            self._high = self.high_level_diagnostics()
+        data = RefitData.of(getattr(self.trainer, "datamodule", None))
+        if not self.trainer.sanity_checking and data is not None:
+            self._weak_agreement = self.refits(data).run()
+            self._high = self.high_level_diagnostics(data)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         out, ex = self._losses(batch, "val")

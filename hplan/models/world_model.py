@@ -176,7 +176,7 @@ class LatentWorldModel(nn.Module):
         return self.distance(z, z_goal)
 
     def waypoints(self) -> torch.Tensor:
-        """``(N, D)`` latents of training observations drawn uniformly (``WorldModelModule.pick_waypoints``)."""
+        """``(N, D)`` latents of training observations drawn uniformly (``Refits.pick_waypoints`` in refits.py)."""
         return self.landmark_latents[: int(self.landmark_count)]
 
     def waypoint_edges(self) -> torch.Tensor | None:

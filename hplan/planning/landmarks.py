@@ -2,7 +2,7 @@
 
 An alternative to planning over subgoal codes with P_hi (``planner.high = "codes"``): the model
 keeps a few hundred training latents drawn uniformly from the data (``model.waypoints()``, picked
-by ``WorldModelModule.pick_waypoints``; the checkpoint carries them, so planning needs no
+by ``hplan.models.refits.Refits.pick_waypoints``; the checkpoint carries them, so planning needs no
 dataset) and the graph of the steps its training episodes took between them
 (``model.waypoint_edges()``, :mod:`hplan.models.waypoints`); a model without that graph joins
 waypoints whose learned temporal distance is at most ``landmark_edge``. All-pairs shortest paths
