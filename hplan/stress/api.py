@@ -12,8 +12,8 @@ from pathlib import Path
 from rich.console import Console
 
 from hplan.errors import HplanError
-from hplan.stress.runner import SuiteOutcome
 from hplan.stress.suite import ResolvedScenario, SuiteConfig
+from hplan.stress.summary import SuiteOutcome
 
 
 def validate_suite(suite_path: str | Path, checkpoint: str | Path | None = None, *, episodes: int | None = None,

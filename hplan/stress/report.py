@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -19,11 +18,8 @@ import pandas as pd
 from hplan.htmlreport import figure_html
 from hplan.io import write_text
 from hplan import metrics as m
-from hplan.stress.summary import guardrail_samples, verdict_table
+from hplan.stress.summary import SuiteOutcome, guardrail_samples, verdict_table
 from hplan.stress.suite import SuiteConfig
-
-if TYPE_CHECKING:
-    from hplan.stress.runner import SuiteOutcome
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
@@ -187,7 +183,7 @@ SUMMARY_COLUMNS = ["scenario", "shift", "severity", "episodes", "success_rate", 
                    "recovery_rate", "recovery_time_median", "surprise_auroc"]
 
 
-def render_report(outcome: "SuiteOutcome", suite: SuiteConfig) -> str:
+def render_report(outcome: SuiteOutcome, suite: SuiteConfig) -> str:
     episodes, steps, summary = outcome.episodes, outcome.steps, outcome.summary
     verdicts = verdict_table(outcome.verdicts)
     overall = "FAIL" if (verdicts["status"] == "FAIL").any() else "PASS"
@@ -220,7 +216,7 @@ def render_report(outcome: "SuiteOutcome", suite: SuiteConfig) -> str:
             f"<style>{CSS}</style></head><body>{''.join(sections)}</body></html>")
 
 
-def write_report(outcome: "SuiteOutcome", suite: SuiteConfig, path: str | Path) -> Path:
+def write_report(outcome: SuiteOutcome, suite: SuiteConfig, path: str | Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")

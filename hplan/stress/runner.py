@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -35,26 +34,10 @@ from hplan.errors import HplanError
 from hplan.io import read_json_object, write_dataframe, write_json
 from hplan.stress.cells import CellJob, CellResult, cell_paths, plan_cells, relabel, run_cell
 from hplan.stress.suite import ResolvedScenario, SuiteConfig
-from hplan.stress.summary import Verdict, evaluate_thresholds, summary_table, verdict_table
+from hplan.stress.report import write_report
+from hplan.stress.summary import SuiteOutcome, evaluate_thresholds, summary_table, verdict_table
 
 CellFn = Callable[[CellJob], CellResult]
-
-
-@dataclass
-class SuiteOutcome:
-    """What a finished suite produced (the files are on disk as well)."""
-
-    out_dir: Path
-    episodes: pd.DataFrame
-    steps: pd.DataFrame
-    summary: pd.DataFrame
-    verdicts: list[Verdict]
-    ran: list[str]
-    skipped: list[str]
-
-    @property
-    def failures(self) -> list[Verdict]:
-        return [v for v in self.verdicts if not v.passed]
 
 
 def _init_worker() -> None:
@@ -180,8 +163,6 @@ def run_suite(suite: SuiteConfig, scenarios: Sequence[ResolvedScenario], out_dir
     write_dataframe(out / "thresholds.csv", verdict_table(verdicts))
     outcome = SuiteOutcome(out, episodes, steps, summary, verdicts, ran, skipped)
     if report:
-        from hplan.stress.report import write_report
-
         write_report(outcome, suite, out / "report.html")
     return outcome
 

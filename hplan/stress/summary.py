@@ -17,6 +17,7 @@ nominal world, not the shift: every metric of that row is undefined to a thresho
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -165,3 +166,23 @@ def verdict_table(verdicts: list[Verdict]) -> pd.DataFrame:
                      "status": "PASS" if not failed else "FAIL",
                      "failures": "; ".join(f"{v.scenario}/{v.shift}/s{v.severity}" for v in failed)})
     return pd.DataFrame(rows, columns=["threshold", "checked", "failed", "worst", "status", "failures"])
+
+
+@dataclass
+class SuiteOutcome:
+    """What a finished suite produced (the files are on disk as well).
+
+    It lives here, below the runner that makes it and the report that renders it, so that each
+    of the two imports it at module level without importing the other."""
+
+    out_dir: Path
+    episodes: pd.DataFrame
+    steps: pd.DataFrame
+    summary: pd.DataFrame
+    verdicts: list[Verdict]
+    ran: list[str]
+    skipped: list[str]
+
+    @property
+    def failures(self) -> list[Verdict]:
+        return [v for v in self.verdicts if not v.passed]
