@@ -183,15 +183,3 @@ def _complete(data_dir: Path) -> bool:
         return False
     return bool(manifest.get("complete", bool(manifest.get("shards"))))
 
-
-def get_pipeline(name: str) -> Pipeline:
-    """Registry of pipelines a study file can name (``pipeline = "full" | "synthetic"``)."""
-    if name == "full":
-        from hplan.studies.full import full_pipeline
-
-        return full_pipeline
-    if name == "synthetic":
-        from hplan.studies.synthetic import synthetic_pipeline
-
-        return synthetic_pipeline
-    raise KeyError(f"unknown pipeline {name!r}")

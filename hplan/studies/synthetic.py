@@ -19,7 +19,6 @@ import time
 import numpy as np
 import pandas as pd
 
-from hplan.data.shards import write_manifest
 from hplan.io import write_dataframe
 from hplan.seeding import derive_seed
 from hplan.studies.pipeline import SeedContext, SeedResult, cached_dataset
@@ -43,6 +42,10 @@ def quality(scenario) -> tuple[float, float]:  # noqa: ANN001 - ScenarioConfig, 
 
 
 def _collect(scenario, data_dir) -> None:  # noqa: ANN001
+    # Here, not at the top: hplan.data.shards imports torch (through ActionSpec), and the study
+    # workers import this pipeline at module level; a synthetic study needs no torch.
+    from hplan.data.shards import write_manifest
+
     write_manifest(data_dir, {"synthetic": True, "complete": True, "shards": [],
                               "episodes": scenario.collect.episodes})
 

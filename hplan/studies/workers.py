@@ -28,10 +28,12 @@ from hplan.configio import to_mapping
 from hplan.errors import HplanError
 from hplan.seeding import derive_seed
 from hplan.studies.config import StudyConfig
+from hplan.studies.full import full_pipeline
 from hplan.studies.objective import StudyObjective
-from hplan.studies.pipeline import Pipeline, get_pipeline
+from hplan.studies.pipeline import Pipeline
 from hplan.studies.space import grid_size, grid_space
 from hplan.studies.storage import open_storage, redact
+from hplan.studies.synthetic import synthetic_pipeline
 
 if TYPE_CHECKING:
     import optuna
@@ -42,6 +44,17 @@ MAX_CONSECUTIVE_FAILURES = 3
 # Exceptions a trial may raise without stopping its worker (HplanError includes the objective's
 # TrialFailure): recorded as FAIL with the message. Anything else is a bug and stops the worker.
 TRIAL_ERRORS: tuple[type[BaseException], ...] = (HplanError, RuntimeError, ValueError, FloatingPointError)
+
+# The pipelines a study file can name (``pipeline = "full" | "synthetic"``). Here, above the
+# pipeline seam, so that hplan.studies.pipeline imports neither of the pipelines built on it.
+PIPELINES: dict[str, Pipeline] = {"full": full_pipeline, "synthetic": synthetic_pipeline}
+
+
+def get_pipeline(name: str) -> Pipeline:
+    """The pipeline a study file names; ``KeyError`` for an unknown name."""
+    if name not in PIPELINES:
+        raise KeyError(f"unknown pipeline {name!r}")
+    return PIPELINES[name]
 
 
 def make_sampler(study: StudyConfig, worker_index: int = 0) -> optuna.samplers.BaseSampler:
