@@ -178,3 +178,17 @@ def test_a_dataset_collected_for_one_task_serves_every_task(tmp_path: Path) -> N
     manifest["settings"]["task"]["task_id"] = 1  # as a manifest written before the fingerprint left it out
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     assert open_existing(tmp_path, settings_fingerprint(maze(5)))["complete"]
+
+
+def test_the_generic_stress_shifts_apply_and_branching_is_skipped() -> None:
+    """Observation / actuator noise and delay wrap the adapter like any env; the suite's
+    counterfactual branches (violation labels) need a copy, which OGBench's env cannot give."""
+    from hplan.stress.recorder import branch_copy
+    from hplan.stress.shifts import SHIFTS
+
+    for name in ("none", "obs_noise", "action_noise", "action_delay"):
+        assert MEDIUM in SHIFTS[name].applies_to
+    assert MEDIUM not in SHIFTS["kidnap"].applies_to
+    env = gym.make(MEDIUM)
+    env.reset(seed=0)
+    assert branch_copy(env) is None

@@ -30,6 +30,7 @@ import gymnasium as gym
 import numpy as np
 
 from hplan.config import ScenarioConfig
+from hplan.envs.registry import ENVS
 from hplan.errors import HplanError
 from hplan.seeding import derive_seed
 from hplan.stress.geometry import far_point
@@ -41,7 +42,9 @@ LAVA = "hplan/MiniGridLavaCrossing-v0"
 PUSHER = "hplan/Pusher-v0"
 CARTPOLE = "hplan/CartPole-v0"
 MINIGRID = (FOURROOMS, DOORKEY, LAVA)
-ALL_ENVS = (POINT, *MINIGRID, PUSHER, CARTPOLE)
+ALL_ENVS = tuple(ENVS)
+"""Every registered env: the generic shifts (observation and actuator noise, delay) wrap any env
+that keeps the contract, adapters of other suites (OGBench) included."""
 IMAGE_ENVS = (POINT, *MINIGRID, PUSHER, CARTPOLE)
 """Envs that can render image observations (the scenario's obs_mode decides; see ``check``)."""
 
