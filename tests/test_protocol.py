@@ -203,7 +203,7 @@ def test_a_study_set_is_a_later_layer_than_the_study_file(tmp_path) -> None:
     """A study whose overrides fix an eval_budget, run with ``--set planner.population=32``: the
     command line is the later layer, so its population turns the budget off (not refused as if
     one file had set both)."""
-    from hplan.studies.config import load_study, rescale
+    from hplan.studies.loading import load_study, rescale
     from hplan.studies.space import trial_scenario
 
     text = Path("studies/smoke.toml").read_text().replace(

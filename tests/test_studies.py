@@ -20,7 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hplan.errors import ConfigError, HplanError
-from hplan.studies.config import ConstraintSpec, StorageConfig, load_study
+from hplan.studies.config import ConstraintSpec, StorageConfig
+from hplan.studies.loading import load_study
 from hplan.studies.metrics import METRICS, compute_all
 from hplan.studies.space import check_target, grid_space, nested, overrides_from_params
 from hplan.studies.storage import open_storage

@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from hplan.studies.config import load_study
+from hplan.studies.loading import load_study
 from hplan.studies.workers import run_study
 
 TINY = """

@@ -20,7 +20,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hplan.studies.config import SyntheticConfig, load_study
+from hplan.studies.config import SyntheticConfig
+from hplan.studies.loading import load_study
 from hplan.studies.workers import create_study, load, run_worker
 
 POSTGRES_URL = os.environ.get("HPLAN_TEST_POSTGRES_URL")

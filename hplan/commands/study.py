@@ -53,7 +53,7 @@ def run_command(
     The scale options make a quick, smaller version of a canned study; give it its own --out.
     """
     from hplan.io import check_out_dir
-    from hplan.studies.config import load_study, rescale
+    from hplan.studies.loading import load_study, rescale
     from hplan.studies.report import render_table
     from hplan.studies.storage import redact
     from hplan.studies.workers import run_study
@@ -81,7 +81,7 @@ def show_command(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="show only the last N trials"),
 ) -> None:
     """A table of the study's trials; ★ marks the best feasible trial or the Pareto front."""
-    from hplan.studies.config import load_study
+    from hplan.studies.loading import load_study
     from hplan.studies.report import best_trials, render_table
     from hplan.studies.workers import load
 
@@ -131,7 +131,7 @@ def plots_command(
 
 def _open_study(study: str, storage: Optional[str], study_dir: Optional[Path]):
     """The study file's config and its Optuna study, on the given or default storage (read-only use)."""
-    from hplan.studies.config import load_study
+    from hplan.studies.loading import load_study
     from hplan.studies.workers import load
 
     config = load_study(study, check_scenario=False)

@@ -3,9 +3,9 @@
 A study names a scenario, a search space of dotted targets into that scenario
 (``model.regularizer``, ``planner.horizon``, ...), fixed overrides, objectives and risk-budget
 constraints from the metric table (:mod:`hplan.studies.metrics`), a sampler, a pruner and a
-budget. :func:`load_study` parses it once into frozen dataclasses and checks every target and
-every value against the scenario's own dataclasses, so a typo fails before any trial starts, with
-one line naming the study file and the field.
+budget. :func:`hplan.studies.loading.load_study` parses it once into these frozen dataclasses and
+checks every target and every value against the scenario's own dataclasses, so a typo fails before
+any trial starts, with one line naming the study file and the field.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hplan.configio import from_mapping, meta, read_toml
-from hplan.errors import ConfigError
+from hplan.configio import meta
 
 STUDY_DIR = Path(__file__).resolve().parent.parent.parent / "studies"
 
@@ -205,55 +204,3 @@ def resolve_study_path(name_or_path: str | Path) -> Path:
     if path.suffix == ".toml" or path.is_file() or len(path.parts) > 1:
         return path
     return STUDY_DIR / f"{name_or_path}.toml"
-
-
-def load_study(name_or_path: str | Path, *, check_scenario: bool = True) -> StudyConfig:
-    """Read a study file and validate it, including every target and value against the scenario."""
-    path = resolve_study_path(name_or_path)
-    data = read_toml(path)
-    data["source"] = str(path)
-    study = from_mapping(StudyConfig, data, source=str(path))
-    _check_metrics(study)
-    if check_scenario:
-        from hplan.studies.space import validate_against_scenario
-
-        validate_against_scenario(study)
-    return study
-
-
-def rescale(study: StudyConfig, *, seeds: int | None = None, episodes: int | None = None,
-            max_epochs: int | None = None, collect_episodes: int | None = None,
-            sets: tuple[str, ...] = ()) -> StudyConfig:
-    """A copy of ``study`` with command-line changes (scaled-down runs), validated like the file.
-
-    The study keeps its name: run a rescaled study into its own ``--out`` folder or storage so
-    its trials are not mixed with full-scale ones.
-    """
-    from dataclasses import replace
-
-    from hplan.config import parse_sets
-    from hplan.studies.space import validate_against_scenario
-
-    changes: dict[str, Any] = {k: v for k, v in (("seeds", seeds), ("episodes_per_seed", episodes),
-                                                 ("max_epochs", max_epochs), ("collect_episodes", collect_episodes))
-                               if v is not None}
-    parse_sets(sets)  # malformed assignments fail here, naming --set
-    try:
-        changed = replace(study, **changes, sets=study.sets + tuple(sets))
-    except ValueError as err:
-        raise ConfigError(study.source, "<command line>", str(err)) from None
-    validate_against_scenario(changed)
-    return changed
-
-
-def _check_metrics(study: StudyConfig) -> None:
-    from hplan.studies.metrics import METRICS, stress_required
-
-    known = ", ".join(sorted(METRICS))
-    entries = [(f"objectives[{i}].metric", o.metric) for i, o in enumerate(study.objectives)]
-    entries += [(f"constraints[{i}].metric", c.metric) for i, c in enumerate(study.constraints)]
-    for where, name in entries:
-        if name not in METRICS:
-            raise ConfigError(study.source, where, f"unknown metric {name!r} (known: {known})")
-        if stress_required(name) and study.stress_suite is None:
-            raise ConfigError(study.source, where, f"metric {name!r} needs `stress_suite` to be set")

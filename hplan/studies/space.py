@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 from hplan.config import deep_merge as merge
 from hplan.config import nested
 from hplan.errors import ConfigError, HplanError
+from hplan.studies.config import ParamSpec, StudyConfig
 
 if TYPE_CHECKING:
     import optuna
 
     from hplan.config import ScenarioConfig
-    from hplan.studies.config import ParamSpec, StudyConfig
 
 # Scenario fields a study must not search: they identify the run rather than configure it.
 _FROZEN_TARGETS = {"name", "source", "seed", "description", "env.id"}
