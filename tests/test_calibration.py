@@ -102,6 +102,14 @@ def test_training_calibrates_on_validation_and_the_command_recalibrates(tmp_path
     model = load_world_model(run)
     assert model.calibration is not None and model.calibration.source.endswith("(validation episodes)")
     assert set(model.calibration.violating["mean"]) == set(model.guardrail_names)
+    from hplan.models.calibration import ensure_calibration
+    from hplan.models.training import apply_overrides
+
+    written = json.loads((run / "calibration.json").read_text())
+    (run / "calibration.json").unlink()  # a model cached from before calibration existed
+    trained = apply_overrides(SCENARIO, TINY | {"max_epochs": 1})
+    ensure_calibration(run, data, trained.model, trained.train, trained.seed)
+    assert json.loads((run / "calibration.json").read_text()) == written  # what training itself wrote
     heldout = make_dataset(tmp_path / "heldout", episodes=12, steps=24, obs="state", seed=7)
     code, stdout, stderr = run_cli(monkeypatch, capsys, "calibrate", str(run), "--data", str(heldout), "--risk", "0.1")
     assert code == 0, stderr

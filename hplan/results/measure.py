@@ -194,6 +194,7 @@ def ensure_model(scenario: ScenarioConfig, sets: tuple[str, ...], seed: int, pat
     """The dataset and the trained model of ``scenario`` for one training seed (collected / trained,
     or resumed, only when missing)."""
     from hplan.data.collect import collect
+    from hplan.models.calibration import ensure_calibration
     from hplan.models.training import finished_run_matches, train_world_model
 
     data_dir = paths.data(scenario, sets)
@@ -206,6 +207,8 @@ def ensure_model(scenario: ScenarioConfig, sets: tuple[str, ...], seed: int, pat
         if not finished_run_matches(scenario, model_dir, seed=seed):
             say(f"train {scenario.name}, training seed {seed} → {model_dir}")
             train_world_model(scenario, data_dir, model_dir, progress=True, seed=seed)
+        # a model cached from before guardrail calibration existed gets the file training now writes
+        ensure_calibration(model_dir, data_dir, scenario.model, scenario.train, seed)
     return model_dir
 
 
