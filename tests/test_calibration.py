@@ -102,8 +102,7 @@ def test_training_calibrates_on_validation_and_the_command_recalibrates(tmp_path
     model = load_world_model(run)
     assert model.calibration is not None and model.calibration.source.endswith("(validation episodes)")
     assert set(model.calibration.violating["mean"]) == set(model.guardrail_names)
-    from hplan.models.calibration import ensure_calibration
-    from hplan.models.training import apply_overrides
+    from hplan.models.training import apply_overrides, ensure_calibration
 
     written = json.loads((run / "calibration.json").read_text())
     (run / "calibration.json").unlink()  # a model cached from before calibration existed

@@ -168,25 +168,3 @@ def calibrate_on_validation(model: Any, data: Any, max_transitions: int, seed: i
     ds = data.dataset
     return calibrate_guardrails(model, ds.obs, ds.action, ds.violations, data.num_obs, data.val_episodes,
                                 f"{data.data_dir} (validation episodes)", max_transitions, seed)
-
-
-def ensure_calibration(run_dir: str | Path, data_dir: str | Path, model_cfg: Any, train_cfg: Any,
-                       seed: int) -> GuardrailCalibration | None:
-    """The run's calibration, written first from its validation episodes when it has none (a model
-    trained before calibration existed), exactly as ``hplan train`` writes it; None for a model
-    without guardrail heads."""
-    from hplan.models.checkpoint import load_world_model
-    from hplan.models.data import EpisodeDataModule
-    from hplan.seeding import derive_seed
-
-    existing = load_calibration(run_dir)
-    if existing is not None:
-        return existing
-    model = load_world_model(run_dir, device="cpu")
-    if not model.guardrail_names:
-        return None
-    data = EpisodeDataModule(data_dir, model_cfg, train_cfg, seed)
-    data.setup()
-    calibration = calibrate_on_validation(model, data, train_cfg.calibration_labels, derive_seed(seed, "calibration"))
-    save_calibration(calibration, run_dir)
-    return calibration

@@ -33,8 +33,8 @@ from hplan.configio import from_mapping, to_mapping
 from hplan.device import resolve_device
 from hplan.errors import CheckpointError, HplanError
 from hplan.io import read_json_object, write_dataframe, write_json, write_text
-from hplan.models.calibration import calibrate_on_validation, save_calibration
-from hplan.models.checkpoint import MODEL_FILE, save_world_model
+from hplan.models.calibration import GuardrailCalibration, calibrate_on_validation, load_calibration, save_calibration
+from hplan.models.checkpoint import MODEL_FILE, load_world_model, save_world_model
 from hplan.models.config import ModelConfig, TrainConfig
 from hplan.models.data import EpisodeDataModule
 from hplan.models.module import WorldModelModule
@@ -288,3 +288,21 @@ class _quiet_lightning:
         self._warn.__exit__(*exc)
         for name, level in self._levels.items():
             logging.getLogger(name).setLevel(level)
+
+
+def ensure_calibration(run_dir: str | Path, data_dir: str | Path, model_cfg: Any, train_cfg: Any,
+                       seed: int) -> GuardrailCalibration | None:
+    """The run's calibration, written first from its validation episodes when it has none (a model
+    trained before calibration existed), exactly as ``hplan train`` writes it; None for a model
+    without guardrail heads."""
+    existing = load_calibration(run_dir)
+    if existing is not None:
+        return existing
+    model = load_world_model(run_dir, device="cpu")
+    if not model.guardrail_names:
+        return None
+    data = EpisodeDataModule(data_dir, model_cfg, train_cfg, seed)
+    data.setup()
+    calibration = calibrate_on_validation(model, data, train_cfg.calibration_labels, derive_seed(seed, "calibration"))
+    save_calibration(calibration, run_dir)
+    return calibration

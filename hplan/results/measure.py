@@ -194,8 +194,7 @@ def ensure_model(scenario: ScenarioConfig, sets: tuple[str, ...], seed: int, pat
     """The dataset and the trained model of ``scenario`` for one training seed (collected / trained,
     or resumed, only when missing)."""
     from hplan.data.collect import collect
-    from hplan.models.calibration import ensure_calibration
-    from hplan.models.training import finished_run_matches, train_world_model
+    from hplan.models.training import ensure_calibration, finished_run_matches, train_world_model
 
     data_dir = paths.data(scenario, sets)
     with file_lock(paths.lock(data_dir)):  # two results runs never collect one dataset twice
