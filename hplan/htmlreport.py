@@ -47,14 +47,26 @@ def figure_html(fig: Any, alt: str = "", dpi: int = 110) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def table_html(frame: pd.DataFrame, float_format: str = "{:.3g}") -> str:
-    """A pandas table as HTML with numbers formatted for reading, not for machines."""
-    def fmt(value: Any) -> str:
-        if isinstance(value, float):
-            return float_format.format(value)
+def readable(value: Any) -> str:
+    """A number as a person reads it: 3,850 not 3.85e+03; three significant digits below 1,000;
+    scientific notation only for magnitudes under 0.001."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
+    if isinstance(value, float) and value != value:
+        return "–"
+    if isinstance(value, int) or float(value).is_integer() and abs(value) >= 1000:
+        return f"{int(value):,}"
+    magnitude = abs(value)
+    if magnitude >= 1000:
+        return f"{value:,.0f}"
+    if magnitude >= 0.001 or magnitude == 0:
+        return f"{value:.3g}" if magnitude < 100 else f"{value:.0f}"
+    return f"{value:.2e}"
 
-    return frame.to_html(index=False, escape=True, formatters={c: fmt for c in frame.columns}, border=0)
+
+def table_html(frame: pd.DataFrame) -> str:
+    """A pandas table as HTML with numbers formatted for reading, not for machines (:func:`readable`)."""
+    return frame.to_html(index=False, escape=True, formatters={c: readable for c in frame.columns}, border=0)
 
 
 def paragraph(text: str, cls: str = "") -> str:

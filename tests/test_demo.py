@@ -28,6 +28,10 @@ def test_demo_runs_every_stage_and_reuses_its_cache(tmp_path: Path) -> None:
     assert first.stress_summary is not None and len(first.stress_summary) > 0
     html = first.report.read_text()
     assert "data:image/png;base64," in html and "flat, guardrails off" in html
+    assert 'alt="trajectories on the map"' in html and 'alt="success against start-goal separation"' in html
+    import re
+
+    assert "e+0" not in re.sub(r"base64,[^\"]+", "", html)  # budgets read 3,850, not 3.85e+03
     assert pd.read_csv(tmp_path / "demo" / "summary.csv").shape[0] == len(EVAL_MATRIX)
     assert "hier, guardrails on" in console.export_text()
 
@@ -37,3 +41,12 @@ def test_demo_runs_every_stage_and_reuses_its_cache(tmp_path: Path) -> None:
     assert model.stat().st_mtime_ns == stamp, "a finished model must be reused, not retrained"
     same_seeds = ["run", "success_rate", "violation_rate", "mean_steps"]
     pd.testing.assert_frame_equal(first.evaluation[same_seeds], second.evaluation[same_seeds])
+
+
+@pytest.mark.parametrize("value, text", [(3850.0, "3,850"), (3850, "3,850"), (12.345, "12.3"), (0.123456, "0.123"),
+                                         (123.4, "123"), (1234.5, "1,234"), (1e-5, "1.00e-05"), (0.0, "0"),
+                                         (float("nan"), "–"), (7, "7"), (True, "True"), ("flat", "flat")])
+def test_report_numbers_read_as_a_person_writes_them(value, text) -> None:
+    from hplan.htmlreport import readable
+
+    assert readable(value) == text

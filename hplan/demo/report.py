@@ -27,6 +27,7 @@ def write_demo_report(out: Path, config: ScenarioConfig, run_dir: Path, evaluati
         Section("Planning: flat vs hierarchical, guardrails off vs on",
                 table_html(evaluation[[c for c in EVAL_COLUMNS if c in evaluation]])
                 + figure_html(evaluation_figure(evaluation), "success, violations and planning time")),
+        Section("Episodes on the map", _episodes_section(config, evaluation)),
         Section("World model training", _training_section(run_dir)),
     ]
     if stress_summary is not None:
@@ -69,9 +70,31 @@ def training_figure(metrics: pd.DataFrame) -> Any | None:
             ax.plot(metrics["epoch"], metrics[col], marker="o", label=col)
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        if title == "loss" and (metrics[cols] > 0).all().all():
+            ax.set_yscale("log")  # the first epoch's spike would flatten every later one
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def _episodes_section(config: ScenarioConfig, evaluation: pd.DataFrame) -> str:
+    """Trajectories per planner configuration on the map, and success against start–goal distance."""
+    from hplan.demo.trajectories import MAX_EPISODES_DRAWN, separation_figure, trajectory_figure
+
+    if "log_dir" not in evaluation:
+        return paragraph("no episode logs to draw", "note")
+    runs = [(row["run"], Path(row["log_dir"])) for row in evaluation.to_dict("records")]
+    parts = []
+    fig = trajectory_figure(config, runs)
+    if fig is not None:
+        parts.append(paragraph(f"Up to {MAX_EPISODES_DRAWN} episodes per panel: green paths reached the goal (star), "
+                               "red did not; crosses mark steps with a real violation (wall contact, restricted "
+                               "zone: orange cells)."))
+        parts.append(figure_html(fig, "trajectories on the map"))
+    fig = separation_figure(runs)
+    if fig is not None:
+        parts.append(figure_html(fig, "success against start-goal separation"))
+    return "".join(parts) or paragraph(f"{config.env.id} has no map to draw episodes on", "note")
 
 
 def _training_section(run_dir: Path) -> str:
