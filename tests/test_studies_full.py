@@ -90,4 +90,11 @@ def test_real_pipeline_tiny_study_end_to_end(tmp_path: Path) -> None:
         assert attrs["val_loss"] > 0 and attrs["episodes"] == 1
         assert 1 <= attrs["mean_steps"] <= 6
         assert t.constraints["violation_rate_le_0.5"] == pytest.approx(attrs["violation_rate"] - 0.5)
-        assert list((Path(attrs["run_dir"]) / "seed-0" / "episodes").rglob("*.jsonl"))
+        logs = list((Path(attrs["run_dir"]) / "seed-0" / "episodes").rglob("*.jsonl"))
+        assert logs
+    # a study's episodes replay like any run's: the log names the trial's model, and re-running the
+    # agent from it reproduces every action
+    from hplan.replay import verify_log
+
+    report = verify_log(logs[0], mode="agent")
+    assert report.agent_ok is True and report.verified

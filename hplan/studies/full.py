@@ -72,7 +72,7 @@ def full_pipeline(ctx: SeedContext) -> SeedResult:
     model = load_world_model(model_dir, device=ctx.scenario.planner.device, expect_env_id=ctx.scenario.env.id)
     # a study chooses settings, so it plays the validation episodes; reports use `test`
     episodes = run_episodes(ctx.scenario, model, episodes=ctx.study.episodes_per_seed, seed=ctx.seed,
-                            log_dir=ctx.run_dir / "episodes", split="val")
+                            log_dir=ctx.run_dir / "episodes", split="val", checkpoint=model_dir)  # replayable
     stress = None
     if ctx.study.stress_suite is not None:
         from hplan.stress.api import run_suite
