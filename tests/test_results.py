@@ -275,6 +275,12 @@ def test_a_group_row_pools_its_arms_episodes_per_training_seed(data: st.DataObje
         expected = sum(summary.loc[m, "success_per_seed"][s] for m in members) / len(members)
         assert math.isclose(summary.loc["mean", "success_per_seed"][s], expected)
     assert summary.loc["mean", "episodes"] == len(members) * seeds * episodes
+    partial, names = with_groups(pd.DataFrame(rows).query("arm != @members[0]"),
+                                 Table(name="t", title="t", scenario="x", arms=tuple(arms)))
+    if len(members) > 1:  # a group missing an arm says so in its name
+        assert names == [f"mean ({len(members) - 1} of {len(members)} measured)"]
+    else:
+        assert names == []
 
 
 def test_a_group_named_like_an_arm_is_refused(tmp_path) -> None:

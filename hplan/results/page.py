@@ -271,8 +271,16 @@ def with_groups(frame: pd.DataFrame, table: Table) -> tuple[pd.DataFrame, list[s
     for arm in table.arms:
         if arm.group:
             groups.setdefault(arm.group, []).append(arm.label)
-    parts = [frame] + [frame[frame["arm"].isin(members)].assign(arm=name) for name, members in groups.items()]
-    return pd.concat(parts, ignore_index=True), list(groups)
+    parts, names = [frame], []
+    for name, members in groups.items():
+        measured = [m for m in members if (frame["arm"] == m).any()]
+        if not measured:
+            continue
+        if len(measured) < len(members):  # a mean over some of the arms must not pass for the whole group's
+            name = f"{name} ({len(measured)} of {len(members)} measured)"
+        parts.append(frame[frame["arm"].isin(measured)].assign(arm=name))
+        names.append(name)
+    return pd.concat(parts, ignore_index=True), names
 
 
 def _missing(frame: pd.DataFrame, seeds: Sequence[int], labels: Sequence[str]) -> str:
