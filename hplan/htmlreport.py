@@ -54,7 +54,7 @@ def readable(value: Any) -> str:
         return str(value)
     if isinstance(value, float) and value != value:
         return "–"
-    if isinstance(value, int) or float(value).is_integer() and abs(value) >= 1000:
+    if isinstance(value, int) or (float(value).is_integer() and abs(value) >= 1000):
         return f"{int(value):,}"
     magnitude = abs(value)
     if magnitude >= 1000:

@@ -27,12 +27,12 @@ def calibrate_command(
     """Write RUN_DIR/calibration.json from DATASET and print each head's threshold at δ."""
     import numpy as np
 
-    from hplan.commands.inspect import _load_for_heldout
+    from hplan.commands.inspect import load_run_and_dataset
     from hplan.data.shards import load_episodes
     from hplan.errors import HplanError
     from hplan.models.calibration import calibrate_guardrails, save_calibration
 
-    scenario, model = _load_for_heldout(run_dir, data, device)  # checks the dataset fits the model first
+    scenario, model = load_run_and_dataset(run_dir, data, device)  # checks the dataset fits the model first
     if not model.guardrail_names:
         raise HplanError(f"{run_dir}: the model has no guardrail heads to calibrate")
     episodes = load_episodes(data)

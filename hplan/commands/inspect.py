@@ -32,7 +32,7 @@ def inspect_command(
     from hplan.diagnostics.report import HIGH_LEVEL_COLUMNS, TABLE_COLUMNS, plot_collapse_curves, read_run_metrics
 
     console = Console()
-    heldout = _load_for_heldout(run_dir, data, device) if data is not None else None  # bad --data: before any output
+    heldout = load_run_and_dataset(run_dir, data, device) if data is not None else None  # bad --data: before any output
     run = read_run_metrics(run_dir)
     frame = run.frame
     extra = sorted(c for c in frame.columns if c.startswith("val/auroc_") or c == "val/distance_spearman")
@@ -55,7 +55,7 @@ def inspect_command(
         _heldout(console, *heldout, data)
 
 
-def _load_for_heldout(run_dir: Path, data: Path, device: str) -> tuple[Any, Any]:
+def load_run_and_dataset(run_dir: Path, data: Path, device: str) -> tuple[Any, Any]:
     """The run's scenario and model, checked against the ``--data`` dataset's manifest."""
     from hplan.io import read_json_object
 

@@ -59,7 +59,7 @@ def _without_replaced(settings: Any) -> Any:
     if not isinstance(settings, dict) or not isinstance(settings.get("task"), dict):
         return settings
     env_id = (settings.get("env") or {}).get("id") if isinstance(settings.get("env"), dict) else None
-    replaced = ENVS[env_id].collect_kwargs if env_id in ENVS else {}
+    replaced = ENVS[env_id].collector_task_fields if env_id in ENVS else ()
     return {**settings, "task": {k: v for k, v in settings["task"].items() if k not in replaced}}
 
 

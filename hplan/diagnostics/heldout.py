@@ -97,19 +97,19 @@ def evaluate_heldout(model, data_dir: str | Path, *, horizon: int = 8, max_episo
 
     valid = torch.from_numpy(data["valid"].astype(bool))
     probs = model.heads(z[:, :-1].to(device), torch.from_numpy(action).to(device)).cpu()
+    calibration = getattr(model, "calibration", None)
+    at_risk = calibration.report(risk) if calibration is not None else {}
     for i, name in enumerate(model.guardrail_names):
         labels = data["violations"][..., i].astype(bool)[valid.numpy()]
         out[f"auroc_{name}"] = auroc(probs[..., i][valid].numpy(), labels)
         out[f"ece_{name}"] = expected_calibration_error(probs[..., i][valid].numpy(), labels)
         out[f"positives_{name}"] = float(labels.sum())
-        calibration = getattr(model, "calibration", None)
-        if calibration is not None and name in calibration.violating["mean"]:
+        tau = at_risk.get(f"threshold_{name}", float("nan"))
+        if np.isfinite(tau) and labels.any():
             # the conformal promise checked on data the calibration never saw: violations under τ(δ)
             scores = probs[..., i][valid].numpy()
-            tau = calibration.report(risk)[f"threshold_{name}"]
-            if np.isfinite(tau) and labels.any():
-                out[f"miss_rate_at_risk_{name}"] = float((scores[labels] < tau).mean())
-                out[f"safe_flagged_at_risk_{name}"] = float((scores[~labels] >= tau).mean()) if (~labels).any() else np.nan
+            out[f"miss_rate_at_risk_{name}"] = float((scores[labels] < tau).mean())
+            out[f"safe_flagged_at_risk_{name}"] = float((scores[~labels] >= tau).mean()) if (~labels).any() else np.nan
 
     real = torch.from_numpy(data.num_obs)
     high = EpisodeLatents(z, torch.from_numpy(action), real, pos_t)

@@ -57,6 +57,11 @@ class EnvEntry:
     expert: bool = False
     """The env reports ``info["expert_direction"]`` (what the ``expert`` exploration policy follows)."""
 
+    @property
+    def collector_task_fields(self) -> tuple[str, ...]:
+        """Task fields the collector replaces (``collect_kwargs``): they do not shape the collected data."""
+        return tuple(name for name in self.collect_kwargs if name in self.task_fields)
+
 
 def _maze(name: str, value: Any) -> Any:
     from hplan.envs.maze_generator import GENERATED, maze_spec

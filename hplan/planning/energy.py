@@ -36,8 +36,8 @@ from hplan.errors import HplanError
 from hplan.planning.config import GuardrailConfig, PlannerConfig
 from hplan.planning.correction import ResidualMemory
 from hplan.planning.meter import ComputeMeter
-from hplan.vocabulary.protocol import WorldModel
 from hplan.planning.types import Evaluation, Objective
+from hplan.vocabulary.protocol import WorldModel
 
 
 HARD_WAYPOINT_COST = 1000.0

@@ -52,7 +52,7 @@ class Paths:
         """The training dataset, or with ``heldout = N`` the N-episode held-out one (its own stream)."""
         # The collector replaces some task fields of some envs (OGBench: random cells, not the
         # evaluation task); overriding those does not change the data.
-        replaced = {f"task.{name}" for name in env_entry(scenario.env.id).collect_kwargs}
+        replaced = {f"task.{name}" for name in env_entry(scenario.env.id).collector_task_fields}
         extra = _hash([s for s in sets if _section(s) in DATA_SECTIONS
                        and _target(s) not in ("collect.episodes", *replaced)])
         name = f"{scenario.name}-{scenario.collect.episodes}ep{extra}"

@@ -273,12 +273,12 @@ def with_groups(frame: pd.DataFrame, table: Table) -> tuple[pd.DataFrame, list[s
             groups.setdefault(arm.group, []).append(arm.label)
     parts, names = [frame], []
     for name, members in groups.items():
-        measured = [m for m in members if (frame["arm"] == m).any()]
-        if not measured:
+        present = [m for m in members if (frame["arm"] == m).any()]
+        if not present:
             continue
-        if len(measured) < len(members):  # a mean over some of the arms must not pass for the whole group's
-            name = f"{name} ({len(measured)} of {len(members)} measured)"
-        parts.append(frame[frame["arm"].isin(measured)].assign(arm=name))
+        if len(present) < len(members):  # a mean over some of the arms must not pass for the whole group's
+            name = f"{name} ({len(present)} of {len(members)} measured)"
+        parts.append(frame[frame["arm"].isin(present)].assign(arm=name))
         names.append(name)
     return pd.concat(parts, ignore_index=True), names
 
