@@ -120,6 +120,12 @@ def test_training_calibrates_on_validation_and_the_command_recalibrates(tmp_path
     report = evaluate_heldout(load_world_model(run), make_dataset(tmp_path / "other", episodes=8, steps=24, seed=9),
                               horizon=3, risk=0.1)
     assert 0.0 <= report["miss_rate_at_risk_wall_contact"] <= 1.0
+    (tmp_path / "file").write_text("x")  # a file in the way
+    (tmp_path / "stranger").mkdir()  # a folder that is no training run
+    (tmp_path / "stranger" / "notes.txt").write_text("x")
+    for bad in (tmp_path / "file", tmp_path / "stranger"):
+        code, _, stderr = run_cli(monkeypatch, capsys, "calibrate", str(bad), "--data", str(heldout))
+        assert code != 0 and "RUN_DIR" in stderr and "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
     (run / "calibration.json").write_text("[]")
     with pytest.raises(CheckpointError, match="calibration.json"):
         load_world_model(run)

@@ -30,8 +30,10 @@ def calibrate_command(
     from hplan.commands.inspect import load_run_and_dataset
     from hplan.data.shards import load_episodes
     from hplan.errors import HplanError
+    from hplan.io import check_out_dir
     from hplan.models.calibration import calibrate_guardrails, save_calibration
 
+    check_out_dir(run_dir, owns=("model.pt",), what="training run", option="RUN_DIR")  # writable, before any work
     scenario, model = load_run_and_dataset(run_dir, data, device)  # checks the dataset fits the model first
     if not model.guardrail_names:
         raise HplanError(f"{run_dir}: the model has no guardrail heads to calibrate")
