@@ -288,3 +288,21 @@ def test_a_guarded_route_goes_round_a_hazard_that_lies_between_two_safe_waypoint
     assert hand is not None and hand.route_length == pytest.approx(found.length)
     unpriced = Energy(model, PlannerConfig(), GuardrailConfig(mode=mode, weight=10.0, threshold=0.5))
     assert float(unpriced.edge_cost(points, steps).abs().max()) == 0.0  # landmark_edge_samples = 0: waypoints only
+
+
+def test_a_reached_exit_is_not_handed_again_unless_going_straight_is_banned() -> None:
+    """When no waypoint is near the goal the route ends with a straight hop from its last waypoint.
+    An agent that reached it and went on towards the goal must not be handed it again (it swung
+    between the two for 700 steps in OGBench pointmaze), unless going straight was given up."""
+    chain = torch.tensor([[0.0, 0.0], [1.4, 0.0], [2.8, 0.0]])
+    graph = LandmarkGraph(walled_distance, chain, edge_max=1.5)
+    goal, on_exit, past_exit = torch.tensor([6.0, 0.0]), torch.tensor([2.8, 0.0]), torch.tensor([3.5, 0.0])
+    fresh = LandmarkGraph(walled_distance, chain, edge_max=1.5)
+    assert fresh.hand(past_exit, goal, reached=0.5).index == 2  # never there: the exit first
+    assert graph.hand(on_exit, goal, reached=0.5) is None  # on the exit: straight for the goal
+    assert graph.hand(past_exit, goal, reached=0.5) is None  # and it stays so on the way
+    graph.block(None, steps=3)  # straight went nowhere
+    assert graph.hand(past_exit, goal, reached=0.5).index == 2
+    graph.reset()
+    assert graph.hand(past_exit, goal, reached=0.5).index == 2  # a new episode has reached nothing
+

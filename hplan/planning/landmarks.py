@@ -104,6 +104,7 @@ class LandmarkGraph:
         self._pristine = (self.base.clone(), self.cost, self.next)
         self.blocked: set[int] = set()  # waypoints given up on in this episode (``block``)
         self.direct_ban = 0  # steps left during which the goal is not approached straight
+        self.exits_reached: set[int] = set()  # route ends the agent has reached (``hand``)
 
     def _solve(self) -> None:
         """All-pairs shortest paths over ``self.base`` (Floyd–Warshall; ~20 ms for 256 on a CPU)."""
@@ -124,7 +125,7 @@ class LandmarkGraph:
         """Forget what ``block`` learnt (a new episode)."""
         base, self.cost, self.next = self._pristine
         self.base = base.clone()
-        self.blocked, self.direct_ban = set(), 0
+        self.blocked, self.direct_ban, self.exits_reached = set(), 0, set()
 
     def block(self, hand: "Hand | None", steps: int) -> None:
         """The low level made no progress towards ``hand``: take that waypoint out of the routes
@@ -187,6 +188,13 @@ class LandmarkGraph:
         and an agent sitting on a waypoint whose successor is just out of reach would otherwise be
         handed the waypoint it is on, over and over (measured: hovering for 180 steps). It gets
         the successor instead, or the goal after the last one.
+
+        Why an exit the agent has reached is not handed again: when no waypoint lies within
+        ``attach`` of the goal, the route ends with a straight hop from its last waypoint. The
+        agent reaches that waypoint, goes for the goal, is ``reached`` away from the waypoint after
+        a step or two and was handed it again: it swung between the two for the rest of the
+        episode (OGBench pointmaze-medium task 2, 3 units from the goal for 700 steps). The exit
+        is handed again only while going straight is banned (``block``: straight went nowhere).
         """
         found = self.route(z, goal)
         self.direct_ban = max(0, self.direct_ban - 1)
@@ -202,6 +210,9 @@ class LandmarkGraph:
         if here <= reached:
             position += 1
             if position == len(path):
+                self.exits_reached.add(found.path[-1])
                 return None
         index = found.path[position]
+        if position == len(path) - 1 and index in self.exits_reached and not self.direct_ban:
+            return None
         return Hand(index, self.points[index], found.length)
