@@ -129,3 +129,29 @@ def test_training_calibrates_on_validation_and_the_command_recalibrates(tmp_path
     (run / "calibration.json").write_text("[]")
     with pytest.raises(CheckpointError, match="calibration.json"):
         load_world_model(run)
+
+
+@pytest.mark.parametrize("mode", ["penalty", "lagrangian"])
+def test_penalty_modes_with_a_risk_level_price_only_the_margin_over_the_calibrated_threshold(mode: str) -> None:
+    """With ``risk`` a step the calibrated head does not flag costs nothing, and a flagged one its
+    margin scaled so that p = 1 costs one weight (λ): the same candidates, priced both ways."""
+    model = PointMassModel(unsafe=UnsafeDisc(centre=(0.2, 0.0), radius=0.15))
+    scores = list(np.linspace(0.3, 0.9, 39))
+    model.calibration = _calibration(scores)
+    tau = sorted(scores)[3]
+    guard = GuardrailConfig(mode=mode, risk=0.1, weight=2.0, multiplier_init=2.0)
+    calibrated = Energy(model, PlannerConfig(), guard)
+    plain = Energy(model, PlannerConfig(), GuardrailConfig(mode=mode, weight=2.0, multiplier_init=2.0))
+    acts = torch.rand((64, 4, 2), generator=torch.Generator().manual_seed(1)) * 2 - 1
+    z0, goal = torch.tensor([0.0, 0.0]), torch.tensor([0.5, 0.1])
+    z = model.predict(z0.expand(64, 2), acts)
+    probs = model.heads(torch.cat([z0.expand(64, 1, 2), z[:, :-1]], 1), acts)[..., 0]
+    task = plain.low_objective(z0, goal)(acts).cost - 2.0 * probs.sum(1)
+    margin = ((probs - tau).clamp(min=0) / (1 - tau)).sum(1)
+    cost = calibrated.low_objective(z0, goal)(acts).cost
+    torch.testing.assert_close(cost, task + 2.0 * margin)
+    assert bool((probs.amax(1) <= tau).any()) and bool((probs.amax(1) > tau).any())  # both kinds are in the batch
+    waypoints = torch.tensor([[0.2, 0.0], [0.9, 0.9]])
+    point_probs = model.heads(waypoints)[..., 0]
+    expected = 2.0 * (point_probs - tau).clamp(min=0) / (1 - tau)
+    torch.testing.assert_close(calibrated.waypoint_cost(waypoints), expected)

@@ -170,7 +170,8 @@ class GuardrailConfig:
     threshold: float = field(default=0.5, metadata=meta("probability above which a candidate is unsafe", gt=0.0, lt=1.0))
     risk: float | None = field(default=None, metadata=meta(
         "risk level δ: each head's threshold becomes its conformal one (at most δ of held-out violating "
-        "transitions fall under it; the model's calibration.json); replaces `threshold`", gt=0.0, lt=1.0))
+        "transitions fall under it; the model's calibration.json); replaces `threshold`. Hard mode rules out "
+        "what it flags; penalty and Lagrangian modes price only the margin over it, (p - τ)/(1 - τ)", gt=0.0, lt=1.0))
     budget: float = field(default=0.02, metadata=meta("Lagrangian mode: allowed mean violation probability", ge=0.0, le=1.0))
     multiplier_init: float = field(default=1.0, metadata=meta("Lagrangian mode: initial multiplier", ge=0.0))
     multiplier_max: float = field(default=100.0, metadata=meta("Lagrangian mode: cap on the multiplier", gt=0.0))

@@ -16,6 +16,12 @@
   ``lagrangian`` ``λ × Σ_t Σ_g p``, with λ adapted per planning step towards ``budget``
                  by a :class:`~hplan.planning.lagrangian.LagrangeMultiplier` held by the agent.
 
+  With ``risk = δ`` penalty and Lagrangian modes price each head's margin over its conformal
+  threshold instead of ``p``: ``(p − τ_g)₊ / (1 − τ_g)`` (:meth:`Energy.priced`), so a step the
+  calibrated head does not flag costs nothing and a certain violation (p = 1) still costs one
+  ``weight`` (or λ). Why: the threshold is where the calibration says violations begin; without
+  it, the many safe steps a head gives small non-zero probabilities were priced as if partly unsafe.
+
 Candidates are evaluated ``max_batch`` at a time, so a large population never needs more memory
 than one chunk; each chunk is one batched ``model.predict`` over all its candidates.
 
@@ -145,7 +151,7 @@ class Energy:
         per_step = probs.amax(-1)
         risk = per_step.amax(-1)
         mean_risk = per_step.mean(-1)
-        total = probs.sum((1, 2))
+        total = self.priced(probs).sum((1, 2))
         feasible = torch.ones_like(risk, dtype=torch.bool)
         barrier = torch.zeros_like(risk)
         cost = task
@@ -170,11 +176,20 @@ class Energy:
             return torch.zeros(len(points), device=points.device, dtype=points.dtype)
         with torch.no_grad():
             probs = self.heads(points)
-        return self._route_price(probs.sum(-1), self.excess(probs).amax(-1)).to(points.dtype)
+        return self._route_price(self.priced(probs).sum(-1), self.excess(probs).amax(-1)).to(points.dtype)
 
     def excess(self, probs: torch.Tensor) -> torch.Tensor:
         """``probs (..., G')`` minus each heeded head's threshold: > 0 where a head flags."""
         return probs - self.thresholds.to(probs)
+
+    def priced(self, probs: torch.Tensor) -> torch.Tensor:
+        """What penalty and Lagrangian modes count per head and step: the probability ``p``, or with
+        ``risk = δ`` the margin over the conformal threshold scaled to ``[0, 1]``,
+        ``(p − τ) / (1 − τ)`` where positive (zero where the calibrated head does not flag)."""
+        if self.guardrails.risk is None:
+            return probs
+        tau = self.thresholds.to(probs)
+        return F.relu(probs - tau) / (1.0 - tau).clamp(min=1e-6)
 
     def _route_price(self, expected: torch.Tensor, worst: torch.Tensor) -> torch.Tensor:
         """Route cost of a waypoint or an edge from its ``expected`` violations (Σ p) and its
@@ -212,7 +227,8 @@ class Energy:
         with torch.no_grad():
             between = points[i, None] + frac[None, :, None] * (points[j] - points[i])[:, None]
             probs = torch.cat([self.heads(part) for part in between.split(4096)])  # (E, S, G)
-        out[i, j] = self._route_price(steps[i, j] * probs.sum(-1).mean(-1), self.excess(probs).amax((1, 2))).to(out.dtype)
+        out[i, j] = self._route_price(steps[i, j] * self.priced(probs).sum(-1).mean(-1),
+                                      self.excess(probs).amax((1, 2))).to(out.dtype)
         return out
 
     # -- objectives -----------------------------------------------------------------------------
