@@ -13,6 +13,7 @@ Supported annotations: ``int``, ``float``, ``str``, ``bool``, ``Literal[...]``, 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sys
 import tomllib
@@ -89,6 +90,33 @@ def to_mapping(obj: Any) -> Any:
     if isinstance(obj, Mapping):
         return {str(k): to_mapping(v) for k, v in obj.items()}
     return obj
+
+
+def defaults_of(**sections: Any) -> dict[str, dict[str, Any]]:
+    """Section name → the JSON form of a config instance's fields (``defaults_of(model=ModelConfig())``),
+    for :func:`with_new_defaults`."""
+    return {name: json.loads(json.dumps(to_mapping(config))) for name, config in sections.items()}
+
+
+def with_new_defaults(recorded: Any, current: Mapping[str, Any], defaults: Mapping[str, Mapping[str, Any]]) -> Any:
+    """``recorded`` settings (sections of fields, as JSON) plus every field of ``current`` they lack
+    where ``current`` has it at its default (``defaults``, from :func:`defaults_of`).
+
+    Why: a field added to hplan defaults to the behaviour that came before it, so settings recorded
+    before it existed (a dataset's manifest, a training run's config.json) are the same settings as
+    ones that have it at its default; without this, every new field made every cached dataset and
+    run "made with other settings"."""
+    if not isinstance(recorded, dict):
+        return recorded
+    merged = json.loads(json.dumps(recorded))
+    for section, section_defaults in defaults.items():
+        have, wanted = merged.get(section), current.get(section)
+        if not isinstance(have, dict) or not isinstance(wanted, Mapping):
+            continue
+        for key, value in wanted.items():
+            if key not in have and key in section_defaults and json.loads(json.dumps(value)) == section_defaults[key]:
+                have[key] = value
+    return merged
 
 
 def field_docs(cls: type) -> dict[str, str]:

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hplan.config import (CollectConfig, ScenarioConfig, SCENARIO_DIR, builtin_scenarios, load_scenario,
-                          resolve_scenario_path)
+from hplan.config import (CollectConfig, ModelConfig, ScenarioConfig, SCENARIO_DIR, TrainConfig, builtin_scenarios,
+                          load_scenario, resolve_scenario_path)
 from hplan.configio import from_mapping, to_mapping
 from hplan.errors import ConfigError
 
@@ -127,3 +127,23 @@ def test_to_mapping_round_trips(collect: dict, seed: int, obs_mode: str) -> None
 def test_nonpositive_episode_counts_are_always_rejected(value: float) -> None:
     with pytest.raises(ConfigError, match="collect.episodes"):
         from_mapping(ScenarioConfig, {"name": "x", "env": {"id": "a"}, "collect": {"episodes": value}}, source="f")
+
+
+@settings(max_examples=40, deadline=None)
+@given(dropped=st.sampled_from(sorted(to_mapping(ModelConfig()))), changed=st.booleans())
+def test_settings_recorded_before_a_field_existed_match_it_at_its_default(dropped: str, changed: bool) -> None:
+    """A run or dataset recorded before a field existed is the same as one with that field at its
+    default, and never the same as one with another value (a new field keeps the old behaviour)."""
+    from hplan.configio import defaults_of, with_new_defaults
+
+    current = {"model": to_mapping(ModelConfig()), "train": to_mapping(TrainConfig())}
+    recorded = {section: dict(fields) for section, fields in current.items()}
+    del recorded["model"][dropped]
+    default = current["model"][dropped]
+    if changed:
+        other = not default if isinstance(default, bool) else (
+            default + 1 if isinstance(default, (int, float)) else f"{default}-other")
+        current = {**current, "model": {**current["model"], dropped: other}}
+    merged = with_new_defaults(recorded, current, defaults_of(model=ModelConfig()))
+    assert (merged["model"] == current["model"]) is (not changed)
+    assert merged["model"].get(dropped, "absent") == ("absent" if changed else default)

@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from hplan.config import CollectConfig, ScenarioConfig, TaskConfig
-from hplan.configio import to_mapping
+from hplan.configio import defaults_of, to_mapping, with_new_defaults
 from hplan.data.shards import MANIFEST, SHARD_DIR, read_manifest
 from hplan.envs.registry import ENVS
 from hplan.errors import HplanError
 
-_SETTING_DEFAULTS = {"task": json.loads(json.dumps(to_mapping(TaskConfig()))),
-                     "collect": json.loads(json.dumps(to_mapping(CollectConfig())))}
+_SETTING_DEFAULTS = defaults_of(task=TaskConfig(), collect=CollectConfig())
 """Defaults of the recorded settings sections whose fields may be newer than a dataset."""
 
 FORMAT = "hplan-episodes/1"
@@ -63,23 +62,6 @@ def _without_replaced(settings: Any) -> Any:
     return {**settings, "task": {k: v for k, v in settings["task"].items() if k not in replaced}}
 
 
-def with_new_defaults(old: Any, new: dict[str, Any]) -> Any:
-    """``old`` recorded settings plus every field added to hplan since they were recorded, where
-    ``new`` has it at its default: a new field defaults to the behaviour that came before it, so a
-    dataset collected before ``task.task_id`` existed is the same data as one with ``task_id = 0``."""
-    if not isinstance(old, dict):
-        return old
-    merged = json.loads(json.dumps(old))
-    for section, defaults in _SETTING_DEFAULTS.items():
-        recorded, wanted = merged.get(section), new.get(section)
-        if not isinstance(recorded, dict) or not isinstance(wanted, dict):
-            continue
-        for key, value in wanted.items():
-            if key not in recorded and key in defaults and value == defaults[key]:
-                recorded[key] = value
-    return merged
-
-
 def first_difference(old: Any, new: Any, path: str = "") -> str | None:
     """Dotted path of the first field where two JSON values differ, or None when equal."""
     if isinstance(old, dict) and isinstance(new, dict):
@@ -118,7 +100,7 @@ def open_existing(root: Path, settings: dict[str, Any]) -> dict[str, Any] | None
     if manifest.get("format") != FORMAT:
         raise HplanError(f"{manifest_path}: format: expected {FORMAT!r}, got {manifest.get('format')!r} "
                          "(collect into a new directory)")
-    recorded = with_new_defaults(_without_replaced(manifest.get("settings")), settings)
+    recorded = with_new_defaults(_without_replaced(manifest.get("settings")), settings, _SETTING_DEFAULTS)
     field = first_difference(recorded, settings)
     if field is not None:
         raise HplanError(f"{manifest_path}: settings.{field}: the dataset here was collected with "

@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from hplan.config import ScenarioConfig, load_scenario
-from hplan.configio import from_mapping, to_mapping
+from hplan.configio import defaults_of, from_mapping, to_mapping, with_new_defaults
 from hplan.device import resolve_device
 from hplan.errors import CheckpointError, HplanError
 from hplan.io import read_json_object, write_dataframe, write_json, write_text
@@ -46,7 +46,7 @@ VALIDATION_METRIC = "val/loss"
 
 METRICS_FILE = "metrics.csv"
 LAST_CKPT = Path("checkpoints") / "last.ckpt"
-_FIELD_DEFAULTS = {"model": to_mapping(ModelConfig()), "train": to_mapping(TrainConfig())}
+_FIELD_DEFAULTS = defaults_of(model=ModelConfig(), train=TrainConfig())
 """A run directory written before a field existed matches a config that has it at its default:
 new fields default to the behaviour that came before them."""
 _RESUMABLE_KEYS = {("train", "max_epochs"), ("train", "device"), ("train", "cpu_threads"), ("source",)}
@@ -126,15 +126,12 @@ def _check_existing_run(out_dir: Path, config: dict[str, Any]) -> None:
     path = out_dir / "config.json"
     if not path.exists():
         return
-    old = read_json_object(path)
+    old = with_new_defaults(read_json_object(path), config, _FIELD_DEFAULTS)
     for section in ("env", "model", "train"):
-        defaults = _FIELD_DEFAULTS.get(section, {})
         for key in sorted(set(old.get(section, {})) | set(config.get(section, {}))):
             if (section, key) in _RESUMABLE_KEYS:
                 continue
             now = config.get(section, {}).get(key)
-            if key not in old.get(section, {}) and key in defaults and now == defaults[key]:
-                continue  # a setting added since this run was made, at the default that keeps the old behaviour
             if old.get(section, {}).get(key) != now:
                 raise CheckpointError(
                     f"{path}: {section}.{key} is {old.get(section, {}).get(key)!r} in this run directory but "
