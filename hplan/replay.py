@@ -32,6 +32,7 @@ from hplan.config import ScenarioConfig
 from hplan.configio import from_mapping
 from hplan.errors import CheckpointError, ConfigError, HplanError, ReplayDivergence
 from hplan.planning.config import GuardrailConfig, PlannerConfig
+from hplan.runner.lockstep import alone
 from hplan.runner.logs import EpisodeLog, read_episode_log
 from hplan.runner.loop import EpisodeRecord, StepRecord, obs_digest, obs_equal, run_episode
 from hplan.runner.settings import checkpoint_sha256, model_file
@@ -164,6 +165,8 @@ def replay_agent(log: EpisodeLog, *, device: str = "cpu", make_env: Callable[...
         from hplan.device import torch_threads
 
         with torch_threads(header.torch_threads):  # CPU reductions are exact only at the same thread count
+            if header.lockstep is not None:  # played through the lockstep view: re-run through it, alone
+                model = alone(model)
             agent = make_agent(model, planner, guardrails, header.seed, device)
             rerun = run_episode(env, agent, header.seed, max_steps=header.max_steps)
     finally:

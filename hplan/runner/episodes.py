@@ -26,8 +26,9 @@ from hplan.configio import to_mapping
 from hplan.io import write_dataframe, write_json
 from hplan.planning.config import GuardrailConfig
 from hplan.provenance import package_versions
+from hplan.runner.lockstep import play_episodes
 from hplan.runner.logs import LogHeader, write_episode_log
-from hplan.runner.loop import EpisodeRecord, StepHook, run_episode
+from hplan.runner.loop import EpisodeRecord, StepEvent, StepHook, run_episode
 from hplan.runner.settings import checkpoint_sha256, resolve_guardrails, resolve_planner, source_sha256
 from hplan.runner.summary import summarize
 from hplan.seeding import EVAL_SPLITS, eval_episode_seed
@@ -35,6 +36,9 @@ from hplan.seeding import EVAL_SPLITS, eval_episode_seed
 EPISODE_DIR = "episodes"
 EPISODES_TABLE = "episodes.parquet"
 RUN_SUMMARY = "run.json"
+
+DEFAULT_LOCKSTEP = 64
+"""Episodes played together unless told otherwise (all of a run's episodes up to this many)."""
 
 EnvFactory = Callable[..., Any]
 AgentFactory = Callable[..., Any]
@@ -68,7 +72,7 @@ def run_episodes(scenario: ScenarioConfig, model: Any, *, planner_kind: str | No
                  device: str | None = None, env_overrides: dict[str, Any] | None = None,
                  make_env: EnvFactory | None = None, make_agent: AgentFactory | None = None,
                  progress: bool = False, split: str = "test",
-                 overrides: Sequence[str] = ()) -> pd.DataFrame:
+                 overrides: Sequence[str] = (), lockstep: int | None = None) -> pd.DataFrame:
     """Run ``episodes`` seeded episodes; one row per episode (see :func:`episode_row`).
 
     ``split`` (``val`` or ``test``) picks the episode seed stream; it is in every row, log and
@@ -82,6 +86,14 @@ def run_episodes(scenario: ScenarioConfig, model: Any, *, planner_kind: str | No
     ``replay_spec`` attribute, that is logged so a replay can rebuild the wrapper.
     With ``log_dir``, writes ``episodes/ep-NNNN.jsonl`` per episode, ``episodes.parquet`` and
     ``run.json`` (settings and aggregate metrics), all atomically.
+
+    ``lockstep`` episodes are played together (:mod:`hplan.runner.lockstep`; default
+    :data:`DEFAULT_LOCKSTEP`, at most ``episodes``): one batched model call per kind of call for
+    all of them, each episode the same as played alone (``lockstep = 1``). Rows, logs, hooks and
+    the progress bar still come per episode, in episode order; with ``lockstep > 1`` the ``hooks``
+    see each episode after it ended (its calls are replayed in order: ``on_reset`` gets the
+    episode's env, by then closed), and the rows' and logs' ``act_ms`` is the wall time of ``act`` divided by the
+    episodes stepped together at the time (what a step costs; its latency is that many times longer).
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -105,25 +117,43 @@ def run_episodes(scenario: ScenarioConfig, model: Any, *, planner_kind: str | No
         versions=package_versions(), wrappers=_wrapper_spec(wrap_env), source_sha256=source_sha256(),
         split=split)
     rows = []
+    lockstep = resolve_lockstep(lockstep, episodes)
+    threaded = lockstep > 1 and model is not None and episodes > 1
+
+    def play(index: int, view: Any) -> tuple[EpisodeRecord, _HookCalls | None]:
+        ep_seed = episode_seed(seed, index, split)
+        env = make_env(scenario, **(env_overrides or {}))
+        if wrap_env is not None:
+            env = wrap_env(env)
+        calls = _HookCalls() if threaded and hooks else None
+        try:
+            agent = make_agent(model if view is None else view, planner, guard, ep_seed, planner.device)
+            if threaded:
+                agent = _SharedTime(agent, view)
+            record = run_episode(env, agent, ep_seed, max_steps=scenario.env.max_steps,
+                                 hooks=(calls,) if calls is not None else hooks)
+        finally:
+            env.close()
+        if threaded:
+            record = agent.amortise(record)
+        return record, calls
+
     with _progress(progress, episodes, f"{scenario.name} {planner.kind} guardrails={guard.mode}") as advance:
-        for index in range(episodes):
-            ep_seed = episode_seed(seed, index, split)
-            env = make_env(scenario, **(env_overrides or {}))
-            if wrap_env is not None:
-                env = wrap_env(env)
-            try:
-                agent = make_agent(model, planner, guard, ep_seed, planner.device)
-                record = run_episode(env, agent, ep_seed, max_steps=scenario.env.max_steps, hooks=hooks)
-            finally:
-                env.close()
+        def deliver(index: int, result: tuple[EpisodeRecord, _HookCalls | None]) -> None:
+            record, calls = result
+            if calls is not None:
+                calls.replay(hooks)
             log_path = episode_log_path(log_dir, index) if log_dir is not None else None
             row = episode_row(record, index=index, scenario=scenario.name, planner=planner.kind,
                               guardrails=guard.mode, log=log_path, split=split)
             if log_path is not None:
-                header = dataclasses.replace(base_header, episode=index, seed=ep_seed)
+                header = dataclasses.replace(base_header, episode=index, seed=record.seed,
+                                             lockstep=lockstep if model is not None else None)
                 write_episode_log(log_path, header, record, _json_row(row))
             rows.append(row)
             advance(row)
+
+        play_episodes(episodes, play, deliver, model=model, lockstep=lockstep)
     frame = pd.DataFrame(rows)
     if log_dir is not None:
         write_dataframe(Path(log_dir) / EPISODES_TABLE, frame)
@@ -132,8 +162,64 @@ def run_episodes(scenario: ScenarioConfig, model: Any, *, planner_kind: str | No
             "episodes": episodes, "overrides": list(overrides),
             "planner": to_mapping(planner), "guardrails": to_mapping(guard),
             "checkpoint": base_header.checkpoint_path, "checkpoint_sha256": ckpt_hash, "device": agent_device,
-            "versions": base_header.versions, "summary": summarize(frame)})
+            "lockstep": lockstep, "versions": base_header.versions, "summary": summarize(frame)})
     return frame
+
+
+def resolve_lockstep(lockstep: int | None, episodes: int) -> int:
+    """Episodes to play together: ``lockstep`` (default :data:`DEFAULT_LOCKSTEP`), at most ``episodes``."""
+    if lockstep is not None and lockstep < 1:
+        raise ValueError(f"lockstep must be >= 1, got {lockstep}")
+    return max(1, min(DEFAULT_LOCKSTEP if lockstep is None else int(lockstep), episodes))
+
+
+class _HookCalls:
+    """A step hook that keeps an episode's hook calls, to replay them to the run's hooks in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def on_reset(self, env: Any, obs: Any, info: Any) -> None:
+        self.calls.append(("on_reset", (env, obs, info)))
+
+    def on_step(self, event: StepEvent) -> None:
+        self.calls.append(("on_step", (event,)))
+
+    def on_episode_end(self, record: EpisodeRecord) -> None:
+        self.calls.append(("on_episode_end", (record,)))
+
+    def replay(self, hooks: Sequence[StepHook]) -> None:
+        for name, args in self.calls:
+            for hook in hooks:
+                method = getattr(hook, name, None)
+                if method is not None:
+                    method(*args)
+
+
+class _SharedTime:
+    """An agent stepped in lockstep: remembers how many episodes shared each ``act``, so the
+    record's ``act_ms`` can be the step's share of the wall time (:meth:`amortise`)."""
+
+    def __init__(self, agent: Any, view: Any) -> None:
+        self.agent, self.view, self.together = agent, view, []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.agent, name)
+
+    def reset(self, goal_obs: Any, seed: int) -> None:
+        self.agent.reset(goal_obs, seed)
+
+    def set_goal(self, goal_obs: Any) -> None:
+        self.agent.set_goal(goal_obs)
+
+    def act(self, obs: Any) -> tuple[Any, Any]:
+        self.together.append(self.view.together)
+        return self.agent.act(obs)
+
+    def amortise(self, record: EpisodeRecord) -> EpisodeRecord:
+        record.steps = [dataclasses.replace(step, act_ms=round(step.act_ms / n, 4))
+                        for step, n in zip(record.steps, self.together)]
+        return record
 
 
 def episode_row(record: EpisodeRecord, *, index: int, scenario: str = "", planner: str = "",

@@ -74,6 +74,9 @@ class LogHeader:
     wrappers: str | None = None
     source_sha256: str | None = None
     split: str = "test"
+    lockstep: int | None = None
+    """Episodes the run stepped together (:mod:`hplan.runner.lockstep`); None: the agent called the
+    model directly (logs from before lockstep evaluation), and a replay does the same."""
 
 
 @dataclass

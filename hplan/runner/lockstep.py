@@ -1,0 +1,541 @@
+"""Lockstep evaluation: many episodes stepped together, one batched model call per kind of call.
+
+Each episode still runs the ordinary loop (:func:`hplan.runner.loop.run_episode`) with its own
+environment and its own agent, in its own Python thread. What the episodes share is a batching
+view of the world model (:class:`LockstepModel`): a call to one of the protocol's five methods
+(``encode``, ``predict``, ``predict_high``, ``heads``, ``temporal_distance``) blocks until every
+live episode is waiting on such a call (or has finished); then the calls of the same kind (method,
+static keywords, trailing shapes and dtypes) run as one model call over all their rows, and each
+episode gets its slice back. Attributes and other methods (``waypoints()``, ``calibration``, …)
+pass straight through. The planner code is untouched: it sees a model that answers the protocol.
+
+**Same episode, alone or together.** An episode's result must not depend on what else is in the
+batch. On a CPU two things make a row's floats depend on its neighbours, both measured on this
+project's models (torch 2.13, AVX-512, 1 and 2 threads):
+
+* a matrix product over fewer than ~12 rows takes other kernels (1–3 rows at 1 thread, 5–11 at 2
+  threads gave other bits than the same rows inside a larger batch);
+* vectorised transcendental element-wise ops (sigmoid, exp, SiLU) compute the last
+  ``numel mod 32`` elements of a tensor with scalar code: a guardrail head's sigmoid over 2 values
+  a row gave other bits for 13–15, 20–31, … rows than the same rows inside 8,192.
+
+So every call goes through the same batching code, whether one episode plays or fifty
+(:func:`play_episodes` routes ``lockstep = 1`` through it too): each episode's rows are padded to a
+multiple of :data:`BLOCK_ROWS` (so its elements sit at the same vector offsets whatever precedes
+them) and every call to at least :data:`MIN_ROWS` rows; ``temporal_distance``, whose arguments
+broadcast (a goal against thousands of predicted latents), is batched by stacking the episodes on
+a new leading dimension instead, so the goal is embedded once per episode rather than once per row,
+with a too-small argument widened along its broadcast dimensions to :data:`MIN_ROWS` rows. The
+encoder (``encode``) is padded only to a multiple of 4 (at least 8) images: the built-in encoders
+have no transcendental op over a row width that is not a multiple of 32, and padding every
+episode's one frame to 32 would multiply the encoder's work. ``tests/test_runner_lockstep.py``
+checks that episodes played together and alone give the same actions, steps and summaries (1 and
+2 torch threads). With more threads an element-wise op splits over 3+ threads at offsets this
+padding does not align; that case is not covered.
+
+**Not identical to the direct path.** The padding changes which kernels compute a row, so an
+episode through this view can differ from the same episode with the model called directly (the
+code before lockstep evaluation) by float noise, and after enough steps by an action. Episode logs
+record ``lockstep`` in their header; ``hplan replay`` re-runs a log through the same view when it
+was recorded through it, and directly otherwise, so older logs still verify.
+
+Calls made with autograd on (the gradient planner's) run at once, on their own, in the calling
+thread (with the same padding): their graph belongs to that episode.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+BLOCK_ROWS = 32
+"""Each episode's rows in a batched call are padded to a multiple of this (2 AVX-512 vectors of
+float32: element-wise kernels then treat every row alike, whatever precedes it)."""
+MIN_ROWS = 16
+"""Fewest rows any argument of a batched call has (matrix products over fewer take other kernels)."""
+ENCODE_MULTIPLE, ENCODE_MIN = 4, 8
+"""``encode`` calls: total images padded to a multiple of 4, at least 8 (measured: the keypoint
+encoder gives the same bits for 4, 8 and ≥ 12 images at 1, 2 and 4 threads, not for 1–3 or 5–11 at 2)."""
+MAX_WAIT_ROUNDS = 4
+"""Rounds a call may be held back while larger groups of other calls run (see ``Lockstep._run_if_ready``)."""
+MAX_ROWS = 32768
+"""Most rows per model call (a larger batch is split into calls of this size)."""
+MAX_INPUT_ELEMENTS = 1 << 24
+"""Most input elements per row-batched model call (an image batch is split before this)."""
+
+METHODS: dict[str, tuple[str, ...]] = {
+    "encode": ("obs",),
+    "predict": ("z", "actions"),
+    "predict_high": ("z", "codes"),
+    "heads": ("z", "actions"),
+    "temporal_distance": ("z", "z_goal"),
+}
+"""The protocol methods the view batches, with their tensor arguments in order."""
+FEATURE_DIMS: dict[str, tuple[int, ...]] = {
+    "encode": (-1,), "predict": (1, 2), "predict_high": (1, 2), "heads": (1, 1), "temporal_distance": (1, 1),
+}
+"""Trailing (per-row) dims of each tensor argument; -1: everything after the first dim (``encode``)."""
+STACKED = frozenset({"temporal_distance"})
+"""Methods batched by stacking episodes on a new leading dim (their arguments broadcast)."""
+
+
+class LockstepCancelled(RuntimeError):
+    """Raised in an episode's thread when the batch it belongs to was stopped (another episode failed)."""
+
+
+@dataclass
+class _Call:
+    method: str
+    tensors: tuple[Any, ...]
+    static: tuple[tuple[str, Any], ...]
+    order: int
+    rounds: int = 0  # rounds this call has waited through
+    result: Any = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+@dataclass
+class _Block:
+    """One call's rows in a row-batched group: its tensors flattened to ``(rows, *trailing)``."""
+
+    call: _Call
+    lead: tuple[int, ...]
+    rows: int
+    flat: list[Any] = field(default_factory=list)
+
+
+class Lockstep:
+    """Coordinates the episodes' threads: gathers their model calls and runs them batched.
+
+    ``members`` is the number of threads that will call; each calls :meth:`leave` when it has no
+    more episodes to play. A round runs when every member still in is waiting on a call.
+    """
+
+    def __init__(self, model: Any, members: int) -> None:
+        self.model = model
+        self.live = int(members)
+        self._cond = threading.Condition()
+        self._waiting: list[_Call] = []
+        self._cancelled: str | None = None
+
+    def view(self) -> "LockstepModel":
+        """A batching view of the model for one member thread."""
+        return LockstepModel(self)
+
+    def submit(self, call: _Call) -> Any:
+        """Wait for the round, return this call's output (or raise its error)."""
+        with self._cond:
+            if self._cancelled is not None:
+                raise LockstepCancelled(self._cancelled)
+            self._waiting.append(call)
+            self._run_if_ready()
+            while not call.done:
+                self._cond.wait()
+        if call.error is not None:
+            raise call.error
+        return call.result
+
+    def leave(self) -> None:
+        """A member has finished: the others no longer wait for it."""
+        with self._cond:
+            self.live -= 1
+            self._run_if_ready()
+
+    def cancel(self, reason: str) -> None:
+        """Stop: every waiting and later call raises :class:`LockstepCancelled`."""
+        with self._cond:
+            self._cancelled = reason
+            for call in self._waiting:
+                call.error, call.done = LockstepCancelled(reason), True
+            self._waiting = []
+            self._cond.notify_all()
+
+    def _run_if_ready(self) -> None:
+        """When every member waits: run the largest group of same-kind calls, and every group with
+        a call that has waited ``MAX_WAIT_ROUNDS`` rounds; the rest wait on.
+
+        Why not every group at once: episodes drift out of phase (one is in its high level while
+        another samples actions), and running each round's every group kept them so: with 8
+        episodes, 3.5 calls a batch on four rooms. Holding the smaller groups back lets the others
+        catch up with them. The wait is bounded, so an episode alone in some kind of call still
+        moves on."""
+        if not self._waiting or len(self._waiting) < self.live:
+            return
+        groups: dict[Any, list[_Call]] = {}
+        for call in sorted(self._waiting, key=lambda c: c.order):
+            groups.setdefault(_group_key(call), []).append(call)
+        largest = max(groups.values(), key=len)
+        run = [g for g in groups.values() if g is largest or max(c.rounds for c in g) >= MAX_WAIT_ROUNDS]
+        for group in run:
+            run_calls(self.model, group)
+        self._waiting = [c for c in self._waiting if not c.done]
+        for call in self._waiting:
+            call.rounds += 1
+        self._cond.notify_all()
+
+
+class LockstepModel:
+    """The world model as one episode sees it in lockstep: the protocol methods are batched with
+    the other episodes' calls (see the module docstring), everything else passes through."""
+
+    def __init__(self, lockstep: Lockstep) -> None:
+        self._lockstep = lockstep
+        self._model = lockstep.model
+        self.order = 0  # the episode this view serves now: calls run in episode order
+
+    @property
+    def together(self) -> int:
+        """How many episodes are being stepped together right now (this one included)."""
+        return max(1, self._lockstep.live)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        names = METHODS[method]
+        tensors = [_as_tensor(a) if method == "encode" else a for a in args[: len(names)]]
+        for name in names[len(tensors):]:
+            tensors.append(kwargs.pop(name, None))
+        call = _Call(method, tuple(tensors), tuple(sorted(kwargs.items())), self.order)
+        if not _batchable(call):  # autograd on, or an argument this view does not know how to batch
+            run_calls(self._model, [call], grad=True)
+            if call.error is not None:
+                raise call.error
+            return call.result
+        return self._lockstep.submit(call)
+
+    def encode(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self._call("encode", args, kwargs)
+
+    def predict(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self._call("predict", args, kwargs)
+
+    def predict_high(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self._call("predict_high", args, kwargs)
+
+    def heads(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self._call("heads", args, kwargs)
+
+    def temporal_distance(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self._call("temporal_distance", args, kwargs)
+
+
+def alone(model: Any) -> LockstepModel:
+    """The view one episode played on its own gets (``lockstep = 1``; what a replay re-runs)."""
+    return Lockstep(model, 1).view()
+
+
+# -- running a group of calls --------------------------------------------------------------------
+def run_calls(model: Any, calls: Sequence[_Call], grad: bool = False) -> None:
+    """Run calls of one kind as batched model calls and hand each its output; an error goes to the
+    first call (the others are cancelled), so exactly one episode reports it."""
+    try:
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+            if any(_empty(call) for call in calls):  # no rows, no floats to keep apart: call as given
+                outputs = [getattr(model, call.method)(*call.tensors, **dict(call.static)) for call in calls]
+            else:
+                outputs = (_run_stacked if calls[0].method in STACKED else _run_rows)(model, calls)
+        for call, output in zip(calls, outputs):
+            call.result, call.done = output, True
+    except Exception as exc:  # noqa: BLE001 - handed to the episode that made the call
+        calls[0].error, calls[0].done = exc, True
+        for call in calls[1:]:
+            call.error, call.done = LockstepCancelled(f"a batched {call.method} call failed: {exc}"), True
+
+
+def _run_rows(model: Any, calls: Sequence[_Call]) -> list[Any]:
+    """Row-batched: every call's tensors broadcast to one lead shape and flattened to rows, each
+    call's rows padded to a multiple of ``BLOCK_ROWS`` (``encode``: not padded per call), all
+    concatenated and cut into calls of at most ``MAX_ROWS`` rows, each padded to the minimum."""
+    method = calls[0].method
+    blocks = [_flatten(call) for call in calls]
+    block_rows = 1 if method == "encode" else BLOCK_ROWS
+    parts: list[list[Any]] = [[] for _ in blocks[0].flat]
+    for block in blocks:
+        for i, tensor in enumerate(block.flat):
+            parts[i].append(_pad_rows(tensor, _round_up(block.rows, block_rows)))
+    columns = [None if part[0] is None else _cat(part) for part in parts]
+    total = sum(_round_up(block.rows, block_rows) for block in blocks)
+    multiple = ENCODE_MULTIPLE if method == "encode" else BLOCK_ROWS * max(1, torch.get_num_threads())
+    minimum = ENCODE_MIN if method == "encode" else MIN_ROWS
+    per_row = max(1, sum(_row_elements(c) for c in columns if c is not None))
+    chunk = max(multiple, min(MAX_ROWS, MAX_INPUT_ELEMENTS // per_row) // multiple * multiple)
+    static = dict(calls[0].static)
+    outputs = []
+    for start in range(0, total, chunk):
+        rows = min(chunk, total - start)
+        padded = max(minimum, _round_up(rows, multiple))
+        args = [None if c is None else _pad_rows(_slice_rows(c, start, rows), padded) for c in columns]
+        out = getattr(model, method)(*args, **static)
+        outputs.append(out[:rows])
+    output = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+    results, start = [], 0
+    for block in blocks:
+        piece = output[start:start + block.rows]
+        results.append(piece.reshape(*block.lead, *piece.shape[1:]))
+        start += _round_up(block.rows, block_rows)
+    return results
+
+
+def _run_stacked(model: Any, calls: Sequence[_Call]) -> list[Any]:
+    """Stacked: calls of the same full shapes stacked on a new leading dim (their arguments keep
+    broadcasting inside each episode), in calls of at most ``MAX_ROWS`` broadcast rows. An argument
+    with fewer than ``MIN_ROWS`` rows is widened: alone, by repeating it along the new dim (the
+    other arguments broadcast against it); together, along its own broadcast dims."""
+    method = calls[0].method
+    features = FEATURE_DIMS[method]
+    tensors = [call.tensors for call in calls]
+    leads = [t.shape[: t.ndim - f] for t, f in zip(tensors[0], features)]
+    lead = torch.broadcast_shapes(*leads)
+    size = max(1, math.prod(lead))
+    chunk = max(1, MAX_ROWS // size)
+    static = dict(calls[0].static)
+    results: list[Any] = []
+    for first in range(0, len(calls), chunk):
+        group = tensors[first:first + chunk]
+        count = len(group)
+        args = []
+        for i, (feature, arg_lead) in enumerate(zip(features, leads)):
+            shaped = [t[i].reshape(*(1,) * (len(lead) - len(arg_lead)), *t[i].shape) for t in group]
+            args.append(torch.stack(shaped))
+        args = _widen(args, lead, count)
+        out = getattr(model, method)(*args, **static)
+        results.extend(out[:count].unbind(0) if out.shape[0] >= count else [out[0]] * count)
+    return results
+
+
+def _widen(args: list[torch.Tensor], lead: tuple[int, ...], count: int) -> list[torch.Tensor]:
+    """Give every stacked argument ``(count, *lead_a, *feature)`` at least ``MIN_ROWS`` rows."""
+    def rows(arg: torch.Tensor) -> int:
+        return arg.shape[0] * math.prod(arg.shape[1:1 + len(lead)])
+
+    small = [i for i, arg in enumerate(args) if rows(arg) < MIN_ROWS]
+    if not small:
+        return args
+    if count == 1:  # repeat the small ones along the episode dim; the others broadcast against them
+        wide = max(-(-MIN_ROWS // rows(args[i])) for i in small)
+        return [arg.expand(wide, *arg.shape[1:]).contiguous() if i in small else arg for i, arg in enumerate(args)]
+    if count * max(1, math.prod(lead)) < MIN_ROWS:  # a tiny call: pad every argument along the episode dim
+        wide = -(-MIN_ROWS // max(1, math.prod(lead)))
+        args = [torch.cat([arg, arg[-1:].expand(wide - count, *arg.shape[1:])]) for arg in args]
+        count = wide
+    out = list(args)
+    for i in small:
+        arg = out[i]
+        for dim, target in enumerate(lead, start=1):
+            if rows(arg) >= MIN_ROWS:
+                break
+            if arg.shape[dim] == 1 and target > 1:
+                shape = list(arg.shape)
+                shape[dim] = target
+                arg = arg.expand(*shape)
+        out[i] = arg.contiguous()
+    return out
+
+
+def _empty(call: _Call) -> bool:
+    """Some argument has no rows (e.g. no pairs to measure)."""
+    values = [v for t in call.tensors if t is not None for v in (t.values() if isinstance(t, Mapping) else [t])]
+    return any(v.numel() == 0 for v in values)
+
+
+def _flatten(call: _Call) -> _Block:
+    features = FEATURE_DIMS[call.method]
+    present = [(t, f) for t, f in zip(call.tensors, features) if t is not None]
+    if call.method == "encode":
+        obs = call.tensors[0]
+        first = next(iter(obs.values())) if isinstance(obs, Mapping) else obs
+        return _Block(call, tuple(first.shape[:1]), int(first.shape[0]), [obs])
+    lead = torch.broadcast_shapes(*(t.shape[: t.ndim - f] for t, f in present))
+    rows = math.prod(lead)
+    flat = [None if t is None else t.expand(*lead, *t.shape[t.ndim - f:]).reshape(rows, *t.shape[t.ndim - f:])
+            for t, f in zip(call.tensors, features)]
+    return _Block(call, tuple(lead), rows, flat)
+
+
+def _group_key(call: _Call) -> Any:
+    """Calls batch together when this matches: method, static keywords, and per tensor its dtype,
+    device and the shape that must agree (trailing dims; the full shape for stacked methods)."""
+    features = FEATURE_DIMS[call.method]
+    shapes = []
+    for tensor, feature in zip(call.tensors, features):
+        if tensor is None:
+            shapes.append(None)
+        elif isinstance(tensor, Mapping):
+            shapes.append(tuple((k, tuple(v.shape[1:]), str(v.dtype), str(v.device)) for k, v in sorted(tensor.items())))
+        else:
+            keep = tensor.shape if call.method in STACKED else (
+                tensor.shape[1:] if feature < 0 else tensor.shape[tensor.ndim - feature:])
+            shapes.append((tuple(keep), str(tensor.dtype), str(tensor.device)))
+    return call.method, call.static, tuple(shapes)
+
+
+def _batchable(call: _Call) -> bool:
+    """Every tensor argument a tensor (or a dict of tensors for ``encode``) of enough dims, static
+    keywords hashable, and no argument needing a gradient."""
+    features = FEATURE_DIMS[call.method]
+    try:
+        hash(call.static)
+    except TypeError:
+        return False
+    for tensor, feature in zip(call.tensors, features):
+        if tensor is None:
+            if call.method != "heads":
+                return False
+            continue
+        values = list(tensor.values()) if isinstance(tensor, Mapping) and call.method == "encode" else [tensor]
+        for value in values:
+            if not isinstance(value, torch.Tensor) or value.ndim < max(feature, 1) + (1 if feature < 0 else 0):
+                return False
+            if value.requires_grad and torch.is_grad_enabled():
+                return False
+    if call.method == "encode" and isinstance(call.tensors[0], Mapping):
+        sizes = {v.shape[0] for v in call.tensors[0].values()}
+        return len(sizes) == 1
+    return True
+
+
+def _as_tensor(obs: Any) -> Any:
+    """Observations as tensors (``encode`` accepts numpy arrays and dicts of them)."""
+    if isinstance(obs, Mapping):
+        return {key: _as_tensor(value) for key, value in obs.items()}
+    return obs if isinstance(obs, torch.Tensor) or not hasattr(obs, "__array__") else torch.as_tensor(obs)
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _pad_rows(tensor: Any, rows: int) -> Any:
+    """``tensor`` (or each value of a dict) with its last row repeated up to ``rows`` rows."""
+    if tensor is None:
+        return None
+    if isinstance(tensor, Mapping):
+        return {key: _pad_rows(value, rows) for key, value in tensor.items()}
+    missing = rows - tensor.shape[0]
+    if missing <= 0:
+        return tensor
+    return torch.cat([tensor, tensor[-1:].expand(missing, *tensor.shape[1:])])
+
+
+def _cat(parts: list[Any]) -> Any:
+    if isinstance(parts[0], Mapping):
+        return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+def _slice_rows(tensor: Any, start: int, rows: int) -> Any:
+    if isinstance(tensor, Mapping):
+        return {key: value[start:start + rows] for key, value in tensor.items()}
+    return tensor[start:start + rows]
+
+
+def _row_elements(tensor: Any) -> int:
+    if isinstance(tensor, Mapping):
+        return sum(_row_elements(value) for value in tensor.values())
+    return math.prod(tensor.shape[1:])
+
+
+# -- playing episodes ----------------------------------------------------------------------------
+Play = Callable[[int, Any], Any]
+"""``play(index, model) -> result``: play episode ``index`` with ``model`` (its batching view)."""
+Deliver = Callable[[int, Any], None]
+"""``deliver(index, result)``: called in the caller's thread, in episode order."""
+
+
+def play_episodes(count: int, play: Play, deliver: Deliver, *, model: Any, lockstep: int) -> None:
+    """Play episodes ``0 … count-1``, ``lockstep`` at a time, and deliver their results in order.
+
+    ``lockstep`` threads each play the next episode not yet started until none is left (a finished
+    episode's slot takes the next one at once, so the batch stays full); every episode gets the
+    model through a :class:`LockstepModel` view (also with ``lockstep = 1``, which plays in the
+    calling thread: the same batching code, so the same floats). ``model=None`` (an injected agent
+    factory without a model) plays the episodes one at a time, in the calling thread.
+
+    An exception in an episode stops the others (their next model call raises
+    :class:`LockstepCancelled`) and is re-raised here, with the episode's index in its message,
+    after every thread has ended; so is an exception in ``deliver``.
+    """
+    lockstep = max(1, min(int(lockstep), count))
+    if model is None or lockstep == 1:
+        view = alone(model) if model is not None else None
+        for index in range(count):
+            if view is not None:
+                view.order = index
+            try:
+                result = play(index, view)
+            except Exception as exc:
+                raise tagged(exc, index) from exc
+            deliver(index, result)
+        return
+    batch = Lockstep(model, lockstep)
+    cond = threading.Condition()
+    state: dict[str, Any] = {"next": 0, "failure": None}
+    finished: dict[int, Any] = {}
+
+    def worker(view: LockstepModel) -> None:
+        try:
+            while True:
+                with cond:
+                    if state["failure"] is not None or state["next"] >= count:
+                        return
+                    index = state["next"]
+                    state["next"] += 1
+                view.order = index
+                try:
+                    result = play(index, view)
+                except LockstepCancelled:
+                    return
+                except BaseException as exc:  # noqa: BLE001 - re-raised by the caller with the episode's index
+                    with cond:
+                        if state["failure"] is None:
+                            state["failure"] = (index, exc)
+                        cond.notify_all()
+                    batch.cancel(f"episode {index} failed")
+                    return
+                with cond:
+                    finished[index] = result
+                    cond.notify_all()
+        finally:
+            batch.leave()
+
+    threads = [threading.Thread(target=worker, args=(batch.view(),), name=f"lockstep-{i}", daemon=True)
+               for i in range(lockstep)]
+    for thread in threads:
+        thread.start()
+    try:
+        for index in range(count):
+            with cond:
+                while index not in finished and state["failure"] is None:
+                    cond.wait()
+                if state["failure"] is not None:
+                    break
+                result = finished.pop(index)
+            deliver(index, result)
+    except BaseException:
+        batch.cancel("stopped")
+        with cond:
+            state["failure"] = state["failure"] or (-1, None)
+        raise
+    finally:
+        if state["failure"] is not None:
+            batch.cancel("stopped")
+        for thread in threads:
+            thread.join()
+    failure = state["failure"]
+    if failure is not None and failure[1] is not None:
+        index, exc = failure
+        raise tagged(exc, index) from exc
+
+
+def tagged(exc: BaseException, index: int) -> BaseException:
+    """A copy of ``exc`` (same type and attributes) whose message starts with the episode's index."""
+    clone = BaseException.__new__(type(exc))
+    clone.__dict__.update(getattr(exc, "__dict__", {}))
+    clone.args = (f"episode {index}: {exc}",)
+    return clone
