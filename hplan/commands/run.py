@@ -3,7 +3,8 @@
 Everything is validated (scenario, env, checkpoint, choices, the output directory) before the
 output directory is touched, so a mistake leaves nothing behind. Running into an earlier run's
 directory replaces that run: its episode logs are removed first, so ``hplan replay --verify``
-never checks a stale log of another run. Writes ``episodes/ep-NNNN.jsonl`` (one log per
+never checks a stale log of another run. Episodes are stepped together (``--lockstep``, see
+:mod:`hplan.runner.lockstep`), each the same as when played alone. Writes ``episodes/ep-NNNN.jsonl`` (one log per
 episode, replayable with ``hplan replay``), ``episodes.parquet`` and ``run.json`` to ``--out``.
 """
 
@@ -35,6 +36,10 @@ def run_command(
     device: str = typer.Option("auto", "--device", help="torch device for the model and planner: auto, cpu, cuda"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1,
                                           help="torch CPU threads (default: torch's; 1 is fastest on a busy machine)"),
+    lockstep: Optional[int] = typer.Option(
+        None, "--lockstep", min=1,
+        help="episodes stepped together, one batched model call for all (default: all episodes, at most 64; "
+             "1: one at a time; each episode is the same either way)"),
     split: str = SPLIT_OPTION,
     set_: list[str] = SET_OPTION,
 ) -> None:
@@ -73,7 +78,7 @@ def run_command(
     clear_earlier_run(out_dir)
     frame = run_episodes(config, model, planner_kind=planner_cfg.kind, guardrails=guard_cfg, episodes=episodes,
                          seed=master_seed, log_dir=out_dir, checkpoint=checkpoint, device=str(torch_device),
-                         progress=True, split=split, overrides=tuple(set_))
+                         progress=True, split=split, overrides=tuple(set_), lockstep=lockstep)
     record_command(out_dir, set_)
     console = Console()
     label = f"{config.name} {planner_cfg.kind} guardrails={guard_cfg.mode}"

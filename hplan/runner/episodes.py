@@ -26,7 +26,7 @@ from hplan.configio import to_mapping
 from hplan.io import write_dataframe, write_json
 from hplan.planning.config import GuardrailConfig
 from hplan.provenance import package_versions
-from hplan.runner.lockstep import play_episodes
+from hplan.runner.lockstep import SharedTime, play_episodes, resolve_lockstep
 from hplan.runner.logs import LogHeader, write_episode_log
 from hplan.runner.loop import EpisodeRecord, StepEvent, StepHook, run_episode
 from hplan.runner.settings import checkpoint_sha256, resolve_guardrails, resolve_planner, source_sha256
@@ -36,9 +36,6 @@ from hplan.seeding import EVAL_SPLITS, eval_episode_seed
 EPISODE_DIR = "episodes"
 EPISODES_TABLE = "episodes.parquet"
 RUN_SUMMARY = "run.json"
-
-DEFAULT_LOCKSTEP = 64
-"""Episodes played together unless told otherwise (all of a run's episodes up to this many)."""
 
 EnvFactory = Callable[..., Any]
 AgentFactory = Callable[..., Any]
@@ -88,7 +85,7 @@ def run_episodes(scenario: ScenarioConfig, model: Any, *, planner_kind: str | No
     ``run.json`` (settings and aggregate metrics), all atomically.
 
     ``lockstep`` episodes are played together (:mod:`hplan.runner.lockstep`; default
-    :data:`DEFAULT_LOCKSTEP`, at most ``episodes``): one batched model call per kind of call for
+    :data:`~hplan.runner.lockstep.DEFAULT_LOCKSTEP`, at most ``episodes``): one batched model call per kind of call for
     all of them, each episode the same as played alone (``lockstep = 1``). Rows, logs, hooks and
     the progress bar still come per episode, in episode order; with ``lockstep > 1`` the ``hooks``
     see each episode after it ended (its calls are replayed in order: ``on_reset`` gets the
@@ -129,7 +126,7 @@ def run_episodes(scenario: ScenarioConfig, model: Any, *, planner_kind: str | No
         try:
             agent = make_agent(model if view is None else view, planner, guard, ep_seed, planner.device)
             if threaded:
-                agent = _SharedTime(agent, view)
+                agent = SharedTime(agent, view)
             record = run_episode(env, agent, ep_seed, max_steps=scenario.env.max_steps,
                                  hooks=(calls,) if calls is not None else hooks)
         finally:
@@ -166,13 +163,6 @@ def run_episodes(scenario: ScenarioConfig, model: Any, *, planner_kind: str | No
     return frame
 
 
-def resolve_lockstep(lockstep: int | None, episodes: int) -> int:
-    """Episodes to play together: ``lockstep`` (default :data:`DEFAULT_LOCKSTEP`), at most ``episodes``."""
-    if lockstep is not None and lockstep < 1:
-        raise ValueError(f"lockstep must be >= 1, got {lockstep}")
-    return max(1, min(DEFAULT_LOCKSTEP if lockstep is None else int(lockstep), episodes))
-
-
 class _HookCalls:
     """A step hook that keeps an episode's hook calls, to replay them to the run's hooks in order."""
 
@@ -194,32 +184,6 @@ class _HookCalls:
                 method = getattr(hook, name, None)
                 if method is not None:
                     method(*args)
-
-
-class _SharedTime:
-    """An agent stepped in lockstep: remembers how many episodes shared each ``act``, so the
-    record's ``act_ms`` can be the step's share of the wall time (:meth:`amortise`)."""
-
-    def __init__(self, agent: Any, view: Any) -> None:
-        self.agent, self.view, self.together = agent, view, []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.agent, name)
-
-    def reset(self, goal_obs: Any, seed: int) -> None:
-        self.agent.reset(goal_obs, seed)
-
-    def set_goal(self, goal_obs: Any) -> None:
-        self.agent.set_goal(goal_obs)
-
-    def act(self, obs: Any) -> tuple[Any, Any]:
-        self.together.append(self.view.together)
-        return self.agent.act(obs)
-
-    def amortise(self, record: EpisodeRecord) -> EpisodeRecord:
-        record.steps = [dataclasses.replace(step, act_ms=round(step.act_ms / n, 4))
-                        for step, n in zip(record.steps, self.together)]
-        return record
 
 
 def episode_row(record: EpisodeRecord, *, index: int, scenario: str = "", planner: str = "",

@@ -1,7 +1,7 @@
 """Cells: the unit of stress-suite work — one scenario × shift × severity × block of seeds.
 
 A cell runs its episodes with the library's own loop (``hplan.runner.run_episode``) in a fresh,
-shifted environment per episode, and returns two tables: one row per episode and one row per
+shifted environment per episode, stepped together (:mod:`hplan.runner.lockstep`), and returns two tables: one row per episode and one row per
 step (the :class:`~hplan.stress.recorder.StressRecorder` columns). Episode ``i`` uses the seed
 ``episode_seed(suite.seed, i, suite.split)`` in *every* cell, so the same seeds meet every shift and severity 0
 reproduces the nominal episodes exactly.
@@ -87,16 +87,22 @@ def plan_cells(suite: SuiteConfig, scenarios: tuple[ResolvedScenario, ...]) -> l
 _MODELS: dict[tuple[str, str], Any] = {}
 
 
-def checkpoint_agent_factory(job: CellJob) -> AgentFactory:
-    """Load the cell's checkpoint once per process and build a fresh ``LatentAgent`` per episode."""
+def cell_model(job: CellJob) -> Any:
+    """The cell's world model, loaded once per process."""
     from hplan.models.checkpoint import load_world_model
-    from hplan.planning.agent import make_agent
 
     key = (job.checkpoint, job.scenario.planner.device)
     if key not in _MODELS:
         _MODELS[key] = load_world_model(job.checkpoint, device=job.scenario.planner.device,
                                         expect_env_id=job.scenario.env.id)
-    model = _MODELS[key]
+    return _MODELS[key]
+
+
+def checkpoint_agent_factory(job: CellJob, model: Any = None) -> AgentFactory:
+    """A fresh ``LatentAgent`` per episode on ``model`` (default: the cell's checkpoint, loaded once)."""
+    from hplan.planning.agent import make_agent
+
+    model = cell_model(job) if model is None else model
 
     def factory(scenario: ScenarioConfig, seed: int) -> Any:
         return make_agent(model, scenario.planner, scenario.guardrails, seed, scenario.planner.device)
@@ -104,18 +110,28 @@ def checkpoint_agent_factory(job: CellJob) -> AgentFactory:
     return factory
 
 
-def run_cell(job: CellJob, make_agent: AgentFactory | None = None) -> CellResult:
-    """Run every episode of a cell; see the module docstring."""
+def run_cell(job: CellJob, make_agent: AgentFactory | None = None, lockstep: int | None = None) -> CellResult:
+    """Run every episode of a cell; see the module docstring.
+
+    Without an injected ``make_agent``, the cell's episodes are stepped together (``lockstep``:
+    :func:`hplan.runner.lockstep.play_episodes`, default all of the cell's, at most
+    ``DEFAULT_LOCKSTEP``), each the same as played alone; an injected factory plays them one at a time.
+    """
     from hplan.envs.factory import make_env
     from hplan.runner import episode_row, episode_seed, run_episode
+    from hplan.runner.lockstep import SharedTime, play_episodes, resolve_lockstep
 
     cell, scenario, suite = job.cell, job.scenario, job.suite
-    make_agent = make_agent or checkpoint_agent_factory(job)
+    model = None if make_agent is not None else cell_model(job)
+    lockstep = resolve_lockstep(lockstep, max(1, len(cell.episodes)))
+    threaded = model is not None and lockstep > 1
     spec = get_shift(cell.shift)
     overrides = spec.env_overrides(scenario, cell.severity)
     onset = Onset(suite.recovery.onset_min, suite.recovery.onset_max)
     episode_rows, step_frames = [], []
-    for index in cell.episodes:
+
+    def play(position: int, view: Any) -> tuple[Any, StressRecorder, SeparationPlacement | None]:
+        index = cell.episodes[position]
         seed = episode_seed(suite.seed, index, suite.split)
         env = make_env(scenario, **overrides)
         placement = None
@@ -124,13 +140,21 @@ def run_cell(job: CellJob, make_agent: AgentFactory | None = None) -> CellResult
             placement.target = index
             env = placement
         env = spec.make(env, cell.severity, np.random.default_rng(seed), onset)
-        agent = make_agent(scenario, seed)
+        agent = make_agent(scenario, seed) if make_agent is not None else \
+            checkpoint_agent_factory(job, view)(scenario, seed)
+        if threaded:
+            agent = SharedTime(agent, view)
         recorder = StressRecorder(plan_source=agent_plan(agent), branch=suite.guardrail_eval.branch,
                                   branch_every=suite.guardrail_eval.branch_every)
         try:
             record = run_episode(env, agent, seed, max_steps=scenario.env.max_steps, hooks=[recorder])
         finally:
             env.close()
+        return (agent.amortise(record) if threaded else record), recorder, placement
+
+    def deliver(position: int, result: tuple[Any, StressRecorder, SeparationPlacement | None]) -> None:
+        record, recorder, placement = result
+        index = cell.episodes[position]
         steps = recorder.frame()
         row = episode_row(record, index=index, scenario=cell.scenario, planner=scenario.planner.kind,
                           guardrails=scenario.guardrails.mode, split=suite.split)
@@ -153,6 +177,9 @@ def run_cell(job: CellJob, make_agent: AgentFactory | None = None) -> CellResult
             steps.insert(0, "shift", cell.shift)
             steps.insert(0, "scenario", cell.scenario)
             step_frames.append(steps)
+
+    if cell.episodes:
+        play_episodes(len(cell.episodes), play, deliver, model=model, lockstep=lockstep)
     return CellResult(pd.DataFrame(episode_rows),
                       pd.concat(step_frames, ignore_index=True) if step_frames else pd.DataFrame())
 
