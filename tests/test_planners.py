@@ -7,6 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hplan.planning.budget import plan_cost
 from hplan.planning.config import PlannerConfig
 from hplan.planning.energy import chunked
 from hplan.planning.gaussian import colored_noise
@@ -164,14 +165,30 @@ def test_same_seed_same_plan_other_seed_other_samples():
     assert not torch.equal(runs[0].actions, runs[2].actions)
 
 
-def test_eval_counts_match_the_documented_formula():
+@pytest.mark.parametrize("name", ["cem", "mppi", "cem_discrete"])
+@pytest.mark.parametrize("execute_mean", [False, True])
+def test_eval_counts_match_the_documented_formula(name, execute_mean):
+    """One rollout pass per iteration; the final mean is scored on its own only to execute it
+    (before issue 26 every plan scored it: 3 iterations cost 4 passes)."""
+    space = SearchSpace(5, 3, discrete=name == "cem_discrete")
+    calls = []
+
+    def objective(actions):
+        calls.append(actions.shape[0])
+        return quadratic(torch.zeros(5, 3))(actions)
+
+    result = build(name, space, population=20, iterations=3, execute_mean=execute_mean).optimize(
+        objective, space.initial_mean(), torch.Generator().manual_seed(0))
+    final = execute_mean and name != "cem_discrete"
+    assert calls == [20, 20, 20] + [1] * final
+    assert result.n_evals == 3 * 20 * 5 + 5 * final == plan_cost(name, Sizes(20, 3, 8), 5, 5 * final)
+
+
+def test_gradient_eval_count_matches_the_documented_formula():
     space = SearchSpace(5, 2)
-    result = build("cem", space, population=20, iterations=3).optimize(
-        quadratic(torch.zeros(5, 2)), space.initial_mean(), torch.Generator().manual_seed(0))
-    assert result.n_evals == 3 * 20 * 5 + 5
     grad = build("grad", space, population=4, iterations=6).optimize(
         quadratic(torch.zeros(5, 2)), space.initial_mean(), torch.Generator().manual_seed(0))
-    assert grad.n_evals == (6 + 1) * 4 * 5
+    assert grad.n_evals == (6 + 1) * 4 * 5 == plan_cost("grad", Sizes(4, 6, 1), 5)
 
 
 def test_shift_plan_drops_executed_steps_and_repeats_the_last():
@@ -219,6 +236,14 @@ def test_execute_mean_returns_the_final_mean_when_feasible():
     with_mean = build("cem", space, population=32, iterations=3, elites=4, execute_mean=True).optimize(
         quadratic(target), space.initial_mean(), torch.Generator().manual_seed(0))
     assert torch.equal(with_mean.actions, with_mean.mean)
+    scored = []
+
+    def objective(actions):
+        ev = quadratic(target)(actions)
+        scored.append(ev.cost)
+        return ev
+
     best = build("cem", space, population=32, iterations=3, elites=4, execute_mean=False).optimize(
-        quadratic(target), space.initial_mean(), torch.Generator().manual_seed(0))
-    assert best.cost <= float(quadratic(target)(best.mean[None]).cost[0])
+        objective, space.initial_mean(), torch.Generator().manual_seed(0))
+    # without it, the plan is the cheapest candidate scored (the final mean is not scored: issue 26)
+    assert best.cost == float(torch.cat(scored).min()) and len(scored) == 3

@@ -69,7 +69,7 @@ def budget_rows(planner: Any) -> list[tuple[str, str]]:
     """The search each planner kind gets under the documented budget rule (``resolve_budget``)."""
     import dataclasses
 
-    from hplan.planning.budget import plan_cost, resolve_budget
+    from hplan.planning.budget import outside_search, plan_cost, resolve_budget
 
     rows = []
     for kind in ("flat", "hier"):
@@ -79,10 +79,10 @@ def budget_rows(planner: Any) -> list[tuple[str, str]]:
         except HplanError as err:
             rows.append((f"search ({kind})", f"[invalid: {err}]"))
             continue
-        low = f"low {budget.low.population}×{budget.low.iterations} ({plan_cost(cfg.low, budget.low, cfg.horizon)} evals)"
+        low = f"low {budget.low.population}×{budget.low.iterations} ({plan_cost(cfg.low, budget.low, cfg.horizon, outside_search(cfg, 'low'))} evals)"
         high = "" if budget.high is None else (
             f", high {budget.high.population}×{budget.high.iterations} "
-            f"({plan_cost(cfg.high_optimizer, budget.high, cfg.high_horizon)} evals when it replans)")
+            f"({plan_cost(cfg.high_optimizer, budget.high, cfg.high_horizon, outside_search(cfg, 'high'))} evals when it replans)")
         if kind == "hier" and cfg.high == "landmarks":
             high = ", high `landmarks`: no predictor evaluations (distance and guardrail heads, graph search)"
         elif kind == "hier" and cfg.high == "imagined":

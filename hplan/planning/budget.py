@@ -2,10 +2,11 @@
 
 One plan costs (see :mod:`hplan.planning.energy` for what counts as an evaluation):
 
-* CEM / MPPI / categorical CEM: ``iterations × population × horizon + horizon`` (the final mean
-  is scored once more);
+* CEM / MPPI / categorical CEM: ``iterations × population × horizon``, plus ``horizon`` with
+  ``execute_mean`` (the final mean is then scored on its own, to check it before executing it);
 * gradient: ``(steps + 1) × restarts × horizon`` (one forward per Adam step plus a final one);
-* the high level: the same formula with ``high_horizon`` jumps.
+* the high level: the same formula with ``high_horizon`` jumps, plus ``high_horizon`` for rolling
+  the chosen codes out once more into subgoals.
 
 With ``eval_budget = B > 0`` the populations are derived from B (iterations and the
 elite fraction are kept): a flat agent spends up to B on its low level every step; a hierarchical
@@ -25,23 +26,33 @@ from hplan.planning.config import PlannerConfig
 from hplan.planning.registry import Sizes, default_sizes
 
 
-def plan_cost(optimizer: str, sizes: Sizes, horizon: int) -> int:
-    """Predictor evaluations one plan of this optimiser spends."""
+def plan_cost(optimizer: str, sizes: Sizes, horizon: int, extra: int = 0) -> int:
+    """Predictor evaluations one plan of this optimiser spends: its search, plus ``extra`` spent
+    outside it (:func:`outside_search`)."""
     if optimizer == "grad":
-        return (sizes.iterations + 1) * sizes.population * horizon
-    return sizes.iterations * sizes.population * horizon + horizon
+        return (sizes.iterations + 1) * sizes.population * horizon + extra
+    return sizes.iterations * sizes.population * horizon + extra
 
 
-def fit_sizes(optimizer: str, template: Sizes, horizon: int, budget: int, field: str) -> Sizes:
+def outside_search(cfg: PlannerConfig, level: str) -> int:
+    """Evaluations one ``level`` (``low`` or ``high``) plan spends besides its search: the final
+    mean scored on its own (``execute_mean``; sampling optimisers), and at the high level the
+    chosen codes rolled out into subgoals."""
+    if level == "low":
+        return cfg.horizon if cfg.execute_mean and cfg.low != "grad" else 0
+    return cfg.high_horizon * (1 + cfg.execute_mean)
+
+
+def fit_sizes(optimizer: str, template: Sizes, horizon: int, budget: int, field: str, extra: int = 0) -> Sizes:
     """The largest population whose :func:`plan_cost` fits ``budget`` (iterations kept)."""
     if optimizer == "grad":
-        population = budget // ((template.iterations + 1) * horizon)
+        population = (budget - extra) // ((template.iterations + 1) * horizon)
         least = 1
     else:
-        population = (budget - horizon) // (template.iterations * horizon)
+        population = (budget - extra) // (template.iterations * horizon)
         least = 2
     if population < least:
-        need = plan_cost(optimizer, Sizes(least, template.iterations, 1), horizon)
+        need = plan_cost(optimizer, Sizes(least, template.iterations, 1), horizon, extra)
         raise HplanError(f"planner.eval_budget: {field} gets {budget} evaluations, but one plan needs at least "
                          f"{need} with horizon {horizon} and {template.iterations} iterations")
     elites = max(1, min(population, round(population * template.elites / template.population)))
@@ -64,9 +75,10 @@ def resolve_budget(cfg: PlannerConfig) -> Budget:
     low, high = default_sizes(cfg), high_template(cfg) if codes else None
     if cfg.eval_budget <= 0:
         return Budget(low, high)
+    low_field = "the flat low level" if cfg.kind == "flat" else "the hierarchical low level"
     if not codes:
-        return Budget(fit_sizes(cfg.low, low, cfg.horizon, cfg.eval_budget, "the flat low level" if cfg.kind == "flat" else "the hierarchical low level"), None)
+        return Budget(fit_sizes(cfg.low, low, cfg.horizon, cfg.eval_budget, low_field, outside_search(cfg, "low")), None)
     high_budget = int(cfg.eval_budget * cfg.high_share)
     return Budget(
-        fit_sizes(cfg.low, low, cfg.horizon, cfg.eval_budget - high_budget, "the hierarchical low level"),
-        fit_sizes(cfg.high_optimizer, high, cfg.high_horizon, high_budget, "the high level"))
+        fit_sizes(cfg.low, low, cfg.horizon, cfg.eval_budget - high_budget, low_field, outside_search(cfg, "low")),
+        fit_sizes(cfg.high_optimizer, high, cfg.high_horizon, high_budget, "the high level", outside_search(cfg, "high")))

@@ -46,7 +46,8 @@ class PlannerConfig:
         "CEM/MPPI: colour of the sampling noise along time, power ∝ 1/f^beta (0 = white, 2 = smooth; iCEM)",
         ge=0.0, le=4.0))
     execute_mean: bool = field(default=False, metadata=meta(
-        "CEM/MPPI: execute the final mean (smoother) when it is feasible, else the best candidate evaluated"))
+        "CEM/MPPI: execute the final mean (smoother) when it is feasible, else the best candidate evaluated "
+        "(scoring the mean costs one more rollout pass per plan; off, the plan is the best candidate evaluated)"))
     warm_start: bool = field(default=True, metadata=meta(
         "start each plan from the previous plan shifted by one step (receding horizon)"))
     max_batch: int = field(default=0, metadata=meta(

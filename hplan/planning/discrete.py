@@ -3,7 +3,7 @@
 The search distribution is one categorical per time step. Each iteration samples ``population``
 sequences (candidate 0 is the per-step argmax), refits the probabilities to the elites'
 frequencies with smoothing, and mixes in a little of the uniform distribution (``min_prob_mix``)
-so no action's probability ever reaches zero.
+so no action's probability ever reaches zero. The plan is the best sequence evaluated.
 """
 
 from __future__ import annotations
@@ -47,12 +47,10 @@ class CategoricalCEM:
                 samples = F.one_hot(idx, n).to(probs.dtype)
                 ev = objective(samples)
                 n_evals += ev.n_evals
-                order = rank(ev)
+                order = rank(ev, top=self.elites)
                 best.offer(samples, ev, int(order[0]))
                 freq = samples[order[: self.elites]].mean(0)
                 probs = self._mix(self.momentum * probs + (1 - self.momentum) * freq)
-            final = F.one_hot(probs.argmax(-1), n).to(probs.dtype)[None]
-            ev = objective(final)
-            n_evals += ev.n_evals
-            best.offer(final, ev, 0)
+        # the final probabilities' argmax is not scored on its own (one more rollout pass): it is
+        # candidate 0 of the next plan, warm-started from ``probs``
         return best.result(probs, n_evals)

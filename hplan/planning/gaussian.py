@@ -24,7 +24,7 @@ Update = Callable[[torch.Tensor, Evaluation, torch.Tensor, "GaussianSearch"], tu
 def cem_update(samples: torch.Tensor, ev: Evaluation, order: torch.Tensor,
                search: "GaussianSearch") -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy method: refit mean and std to the top-``elites`` candidates."""
-    elite = samples[order[: search.elites]]
+    elite = samples.index_select(0, order[: search.elites])
     return elite.mean(0), elite.std(0, unbiased=False)
 
 
@@ -37,21 +37,31 @@ def mppi_update(samples: torch.Tensor, ev: Evaluation, order: torch.Tensor,
     weights come from predicted risk instead (the least risky plans pull the mean).
     """
     idx = order[: search.elites]
-    elite = samples[idx]
-    feasible = ev.feasible[idx]
-    score = torch.where(feasible, ev.cost[idx], torch.full_like(ev.cost[idx], float("inf")))
-    if not bool(feasible.any()):
-        score = ev.risk[idx]
-    finite = torch.isfinite(score)
-    spread = score[finite].std(unbiased=False) if int(finite.sum()) > 1 else score.new_tensor(0.0)
-    scale = search.temperature * spread.clamp_min(1e-6)
-    logits = -(score - score[finite].min()) / scale
-    logits = torch.where(finite, logits, torch.full_like(logits, float("-inf")))
+    elite = samples.index_select(0, idx)
+    score = ev.cost.index_select(0, idx)
+    feasible = ev.feasible.index_select(0, idx)
+    if bool((feasible & torch.isfinite(score)).all()):  # the common case: every elite scores by its cost
+        logits = -(score - score.min()) / (search.temperature * score.std(unbiased=False).clamp_min(1e-6))
+    else:
+        logits = _masked_logits(score, feasible, ev.risk[idx], search.temperature)
     weights = torch.softmax(logits, 0)
     shape = (-1,) + (1,) * (samples.dim() - 1)
     mean = (weights.view(shape) * elite).sum(0)
     var = (weights.view(shape) * (elite - mean) ** 2).sum(0)
     return mean, var.sqrt()
+
+
+def _masked_logits(cost: torch.Tensor, feasible: torch.Tensor, risk: torch.Tensor, temperature: float) -> torch.Tensor:
+    """MPPI logits when some elite is infeasible or scores no finite cost: those get no weight
+    (all weights come from risk when none is feasible)."""
+    score = torch.where(feasible, cost, torch.full_like(cost, float("inf")))
+    if not bool(feasible.any()):
+        score = risk
+    finite = torch.isfinite(score)
+    spread = score[finite].std(unbiased=False) if int(finite.sum()) > 1 else score.new_tensor(0.0)
+    scale = temperature * spread.clamp_min(1e-6)
+    logits = -(score - score[finite].min()) / scale
+    return torch.where(finite, logits, torch.full_like(logits, float("-inf")))
 
 
 UPDATES: dict[str, Update] = {"cem": cem_update, "mppi": mppi_update}
@@ -105,7 +115,7 @@ class GaussianSearch:
 
     def optimize(self, objective: Objective, init_mean: torch.Tensor, generator: torch.Generator) -> PlanResult:
         space, device = self.space, init_mean.device
-        mean = space.clip(init_mean.clone())
+        mean = space.clip(init_mean)
         std = torch.full_like(mean, self.init_std * space.half)
         floor = self.min_std * space.half
         best, n_evals = BestTracker(), 0
@@ -113,20 +123,23 @@ class GaussianSearch:
         with torch.no_grad():
             for _ in range(self.iterations):
                 noise = colored_noise(self.population - 1, *mean.shape, self.noise_beta, generator, device)
-                samples = space.clip(torch.cat([mean[None], mean + std * noise]))
+                samples = space.clip(torch.cat([mean[None], noise.mul_(std).add_(mean)]))
                 ev = objective(samples)
                 n_evals += ev.n_evals
-                order = rank(ev)
+                order = rank(ev, top=self.elites)
                 best.offer(samples, ev, int(order[0]))
                 new_mean, new_std = rule(samples, ev, order, self)
                 mean = space.clip(self.momentum * mean + (1 - self.momentum) * new_mean)
                 std = (self.momentum * std + (1 - self.momentum) * new_std).clamp_min(floor)
-            final = mean[None]
-            ev = objective(final)
-            n_evals += ev.n_evals
-            if self.execute_mean and bool(ev.feasible[0]):
+            if self.execute_mean:
                 # the mean averages the elites' noise away: smoother first actions for MPC; it is
-                # only executed when it meets the hard constraint, so that guarantee is kept
-                best = BestTracker()
-            best.offer(final, ev, 0)
+                # only executed when it meets the hard constraint, so that guarantee is kept. Only
+                # here is it scored on its own (one more rollout pass): otherwise the plan is the
+                # best candidate evaluated, and the mean is scored as candidate 0 of the next plan
+                final = mean[None]
+                ev = objective(final)
+                n_evals += ev.n_evals
+                if bool(ev.feasible[0]):
+                    best = BestTracker()
+                best.offer(final, ev, 0)
         return best.result(mean, n_evals, final_std=float(std.mean()))

@@ -48,12 +48,12 @@ class GradientPlanner:
                 loss = (ev.cost + ev.barrier).sum()
                 # gradients w.r.t. the plan only: the model's parameters are left untouched
                 (u.grad,) = torch.autograd.grad(loss, [u])
-            best.offer(actions.detach(), ev, int(rank(ev)[0]))
+            best.offer(actions.detach(), ev, int(rank(ev, top=1)[0]))
             optim.step()
         with torch.no_grad():
             actions = self._to_actions(u)
             ev = objective(actions)
             n_evals += ev.n_evals
-            order = rank(ev)
+            order = rank(ev, top=1)
             best.offer(actions, ev, int(order[0]))
         return best.result(actions[order[0]], n_evals)

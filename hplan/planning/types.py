@@ -108,12 +108,30 @@ class PlanResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def rank(ev: Evaluation) -> torch.Tensor:
-    """Indices from best to worst: feasible by cost, then infeasible by risk (then cost)."""
+SELECT_ABOVE = 2048
+"""From this many candidates on, :func:`rank` with ``top`` selects before it sorts (a full stable
+argsort of 16,384 costs took 1.2 ms on the 2-core CPU, the selection 0.12 ms); below, one argsort is faster."""
+
+
+def rank(ev: Evaluation, top: int | None = None) -> torch.Tensor:
+    """Indices from best to worst: feasible by cost, then infeasible by risk (then cost); ties keep
+    the lower index first. ``top``: only the first ``top`` of them (exactly ``rank(ev)[:top]``)."""
     cost = torch.nan_to_num(ev.cost.detach(), nan=float("inf"))
+    if bool(ev.feasible.all()):  # one key: the risk ordering would leave the cost order as it is
+        return _smallest(cost, top)
     order = torch.argsort(cost, stable=True)
     primary = torch.where(ev.feasible, torch.zeros_like(ev.risk), 1.0 + ev.risk.detach())
-    return order[torch.argsort(primary[order], stable=True)]
+    return order[torch.argsort(primary[order], stable=True)][:top]
+
+
+def _smallest(cost: torch.Tensor, top: int | None) -> torch.Tensor:
+    """``torch.argsort(cost, stable=True)[:top]``, without sorting all of a large ``cost``: every
+    index whose cost is at most the ``top``-th smallest, in index order, then sorted stably."""
+    if top is None or top >= cost.numel() or cost.numel() < SELECT_ABOVE:
+        return torch.argsort(cost, stable=True)[:top]
+    kth = torch.kthvalue(cost, top).values
+    pick = (cost <= kth).nonzero().squeeze(1)
+    return pick[torch.argsort(cost[pick], stable=True)][:top]
 
 
 def sort_key(ev: Evaluation, index: int) -> tuple[int, float, float]:
@@ -126,24 +144,23 @@ def sort_key(ev: Evaluation, index: int) -> tuple[int, float, float]:
 
 
 class BestTracker:
-    """Keeps the best candidate seen across iterations (by :func:`sort_key`)."""
+    """Keeps the best candidate seen across iterations (by :func:`sort_key`). Offered candidates
+    and evaluations are kept by reference (optimisers never change them afterwards); the winner's
+    values are read once, by :meth:`result`."""
 
     def __init__(self) -> None:
         self.key: tuple[int, float, float] | None = None
-        self.actions: torch.Tensor | None = None
-        self.values: tuple[float, float, float, bool] = (float("inf"), 0.0, 0.0, True)
+        self.best: tuple[torch.Tensor, Evaluation, int] | None = None
 
     def offer(self, candidates: torch.Tensor, ev: Evaluation, index: int) -> None:
         key = sort_key(ev, index)
         if self.key is None or key < self.key:
-            self.key = key
-            self.actions = candidates[index].detach().clone()
-            self.values = (float(ev.cost[index].detach()), float(ev.risk[index].detach()),
-                           float(ev.mean_risk[index].detach()),
-                           bool(ev.feasible[index]))
+            self.key, self.best = key, (candidates, ev, index)
 
     def result(self, mean: torch.Tensor, n_evals: int, **info: Any) -> PlanResult:
-        assert self.actions is not None, "no candidate was offered"
-        cost, risk, mean_risk, feasible = self.values
-        return PlanResult(actions=self.actions, mean=mean.detach(), cost=cost, risk=risk, mean_risk=mean_risk,
-                          feasible=feasible, n_evals=n_evals, info=dict(info))
+        assert self.best is not None, "no candidate was offered"
+        candidates, ev, i = self.best
+        return PlanResult(actions=candidates[i].detach().clone(), mean=mean.detach(),
+                          cost=float(ev.cost[i].detach()), risk=float(ev.risk[i].detach()),
+                          mean_risk=float(ev.mean_risk[i].detach()), feasible=bool(ev.feasible[i]),
+                          n_evals=n_evals, info=dict(info))
