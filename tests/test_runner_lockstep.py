@@ -348,7 +348,7 @@ def test_calls_wait_for_every_live_episode_and_run_as_one(tiny: tuple[Path, Any]
         thread.start()
     for thread in threads:
         thread.join(30)
-    assert seen == [3 * 32]  # one call: each episode's 2 rows padded to a block of 32
+    assert seen == [32]  # one call: the three episodes' 2 rows each, padded to 32
     for i in range(3):
         with torch.no_grad():
             torch.testing.assert_close(out[i], model.heads(torch.full((2, model.latent_dim), float(i))))

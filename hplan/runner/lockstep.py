@@ -20,18 +20,22 @@ project's models (torch 2.13, AVX-512, 1 and 2 threads):
   a row gave other bits for 13–15, 20–31, … rows than the same rows inside 8,192.
 
 So every call goes through the same batching code, whether one episode plays or fifty
-(:func:`play_episodes` routes ``lockstep = 1`` through it too): each episode's rows are padded to a
-multiple of :data:`BLOCK_ROWS` (so its elements sit at the same vector offsets whatever precedes
-them) and every call to at least :data:`MIN_ROWS` rows; ``temporal_distance``, whose arguments
-broadcast (a goal against thousands of predicted latents), is batched by stacking the episodes on
-a new leading dimension instead, so the goal is embedded once per episode rather than once per row,
-with a too-small argument widened along its broadcast dimensions to :data:`MIN_ROWS` rows. The
-encoder (``encode``) is padded only to a multiple of 4 (at least 8) images: the built-in encoders
-have no transcendental op over a row width that is not a multiple of 32, and padding every
-episode's one frame to 32 would multiply the encoder's work. ``tests/test_runner_lockstep.py``
-checks that episodes played together and alone give the same actions, steps and summaries (1 and
-2 torch threads). With more threads an element-wise op splits over 3+ threads at offsets this
-padding does not align; that case is not covered.
+(:func:`play_episodes` routes ``lockstep = 1`` through it too). The rows of all episodes' calls
+of a kind are concatenated and every model call is padded (its last row repeated) to a multiple of
+:data:`ROW_MULTIPLE` = 32 rows: enough rows for the matrix products' usual kernels, and a whole
+number of vectors in every element-wise op, so no episode's row ever lands in a scalar tail
+wherever it sits in the batch (vector lanes compute alike; measured: rows at any offset, in batches
+of any size, give the same bits). ``temporal_distance``, whose arguments broadcast (a goal against
+thousands of predicted latents), stacks the episodes on a new leading dimension instead, so a goal
+is embedded once per episode and not once per row; an argument with fewer than :data:`MIN_ROWS`
+rows is expanded along its broadcast dimensions (what the distance head then computes on the
+broadcast pairs, square root, ReLU and max, is exact in any lane). The encoder is padded to a
+multiple of 4 images only: padding each step's one frame to 32 would multiply its work, and the
+built-in encoders' transcendental ops run over rows of a multiple of 32 elements.
+``tests/test_runner_lockstep.py`` checks that episodes played together and alone give the same
+actions, steps and summaries, at 1 and 2 torch threads. With more threads (or an odd row width at
+2), an element-wise op over more than 32,768 elements splits at offsets this padding does not
+align; that case is not covered.
 
 **Not identical to the direct path.** The padding changes which kernels compute a row, so an
 episode through this view can differ from the same episode with the model called directly (the
@@ -49,22 +53,26 @@ import dataclasses
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Mapping
+from typing import Any, Callable, Sequence
 
 import torch
 
-BLOCK_ROWS = 32
-"""Each episode's rows in a batched call are padded to a multiple of this (2 AVX-512 vectors of
-float32: element-wise kernels then treat every row alike, whatever precedes it)."""
+ROW_MULTIPLE = 32
+"""Rows of every row-batched model call are padded to a multiple of this: 2 AVX-512 vectors of
+float32, so no element of any tensor in the call falls in a vectorised kernel's scalar tail."""
 MIN_ROWS = 16
-"""Fewest rows any argument of a batched call has (matrix products over fewer take other kernels)."""
-ENCODE_MULTIPLE, ENCODE_MIN = 4, 8
-"""``encode`` calls: total images padded to a multiple of 4, at least 8 (measured: the keypoint
-encoder gives the same bits for 4, 8 and ≥ 12 images at 1, 2 and 4 threads, not for 1–3 or 5–11 at 2)."""
+"""Fewest rows any argument of a stacked (``temporal_distance``) call has: matrix products over
+fewer take other kernels."""
+ENCODE_MULTIPLE, ENCODE_MIN = 4, 4
+"""``encode`` calls: images padded to a multiple of 4 (measured: the keypoint encoder gives the same
+bits for 4, 8 and ≥ 12 images at 1, 2 and 4 threads, not for 1–3 at any or 5–11 at 2 threads)."""
 MAX_WAIT_ROUNDS = 4
 """Rounds a call may be held back while larger groups of other calls run (see ``Lockstep._run_if_ready``)."""
-MAX_ROWS = 32768
-"""Most rows per model call (a larger batch is split into calls of this size)."""
+MAX_ROWS = 4096
+"""Most rows per model call: a larger batch is split into calls of this size. Not larger because a
+row costs more in a larger call on this CPU (four rooms model, one thread: the guardrail heads 4.6–5.5
+µs a row in calls of 256–8,192 rows, 8.0 in calls of 32,768; the predictor 2.3–2.9 against 4.2)."""
 MAX_INPUT_ELEMENTS = 1 << 24
 """Most input elements per row-batched model call (an image batch is split before this)."""
 
@@ -250,20 +258,15 @@ def run_calls(model: Any, calls: Sequence[_Call], grad: bool = False) -> None:
 
 
 def _run_rows(model: Any, calls: Sequence[_Call]) -> list[Any]:
-    """Row-batched: every call's tensors broadcast to one lead shape and flattened to rows, each
-    call's rows padded to a multiple of ``BLOCK_ROWS`` (``encode``: not padded per call), all
-    concatenated and cut into calls of at most ``MAX_ROWS`` rows, each padded to the minimum."""
+    """Row-batched: every call's tensors broadcast to one lead shape and flattened to rows, all
+    calls' rows concatenated, cut into model calls of at most ``MAX_ROWS`` rows, each padded to a
+    multiple of ``ROW_MULTIPLE`` rows (``encode``: ``ENCODE_MULTIPLE``, at least ``ENCODE_MIN``)."""
     method = calls[0].method
     blocks = [_flatten(call) for call in calls]
-    block_rows = 1 if method == "encode" else BLOCK_ROWS
-    parts: list[list[Any]] = [[] for _ in blocks[0].flat]
-    for block in blocks:
-        for i, tensor in enumerate(block.flat):
-            parts[i].append(_pad_rows(tensor, _round_up(block.rows, block_rows)))
-    columns = [None if part[0] is None else _cat(part) for part in parts]
-    total = sum(_round_up(block.rows, block_rows) for block in blocks)
-    multiple = ENCODE_MULTIPLE if method == "encode" else BLOCK_ROWS * max(1, torch.get_num_threads())
-    minimum = ENCODE_MIN if method == "encode" else MIN_ROWS
+    columns = [None if blocks[0].flat[i] is None else _cat([block.flat[i] for block in blocks])
+               for i in range(len(blocks[0].flat))]
+    total = sum(block.rows for block in blocks)
+    multiple, minimum = (ENCODE_MULTIPLE, ENCODE_MIN) if method == "encode" else (ROW_MULTIPLE, ROW_MULTIPLE)
     per_row = max(1, sum(_row_elements(c) for c in columns if c is not None))
     chunk = max(multiple, min(MAX_ROWS, MAX_INPUT_ELEMENTS // per_row) // multiple * multiple)
     static = dict(calls[0].static)
@@ -271,15 +274,15 @@ def _run_rows(model: Any, calls: Sequence[_Call]) -> list[Any]:
     for start in range(0, total, chunk):
         rows = min(chunk, total - start)
         padded = max(minimum, _round_up(rows, multiple))
-        args = [None if c is None else _pad_rows(_slice_rows(c, start, rows), padded) for c in columns]
-        out = getattr(model, method)(*args, **static)
-        outputs.append(out[:rows])
+        args = [None if c is None else _pad_rows(_slice_rows(c, start, rows) if rows < total else c, padded)
+                for c in columns]
+        outputs.append(getattr(model, method)(*args, **static)[:rows])
     output = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
     results, start = [], 0
     for block in blocks:
         piece = output[start:start + block.rows]
         results.append(piece.reshape(*block.lead, *piece.shape[1:]))
-        start += _round_up(block.rows, block_rows)
+        start += block.rows
     return results
 
 
@@ -292,7 +295,7 @@ def _run_stacked(model: Any, calls: Sequence[_Call]) -> list[Any]:
     features = FEATURE_DIMS[method]
     tensors = [call.tensors for call in calls]
     leads = [t.shape[: t.ndim - f] for t, f in zip(tensors[0], features)]
-    lead = torch.broadcast_shapes(*leads)
+    lead = _broadcast(leads)
     size = max(1, math.prod(lead))
     chunk = max(1, MAX_ROWS // size)
     static = dict(calls[0].static)
@@ -311,31 +314,36 @@ def _run_stacked(model: Any, calls: Sequence[_Call]) -> list[Any]:
 
 
 def _widen(args: list[torch.Tensor], lead: tuple[int, ...], count: int) -> list[torch.Tensor]:
-    """Give every stacked argument ``(count, *lead_a, *feature)`` at least ``MIN_ROWS`` rows."""
-    def rows(arg: torch.Tensor) -> int:
-        return arg.shape[0] * math.prod(arg.shape[1:1 + len(lead)])
+    """Give every stacked argument ``(count, *lead_a, *feature)`` at least ``MIN_ROWS`` rows.
 
-    small = [i for i, arg in enumerate(args) if rows(arg) < MIN_ROWS]
-    if not small:
-        return args
-    if count == 1:  # repeat the small ones along the episode dim; the others broadcast against them
-        wide = max(-(-MIN_ROWS // rows(args[i])) for i in small)
-        return [arg.expand(wide, *arg.shape[1:]).contiguous() if i in small else arg for i, arg in enumerate(args)]
-    if count * max(1, math.prod(lead)) < MIN_ROWS:  # a tiny call: pad every argument along the episode dim
-        wide = -(-MIN_ROWS // max(1, math.prod(lead)))
+    A call with fewer broadcast rows than that in all is padded along the episode dim; then each
+    argument still short of rows is expanded along the fewest-rows set of its broadcast (size-1)
+    dims that reaches the minimum. Why not repeat a small argument along the episode dim instead: a
+    goal repeated 16 times against 3,850 predicted latents made the model's broadcast 16 times
+    larger (four rooms: +1.7 ms a distance call, alone); expanding it along the candidates' dim
+    embeds 385 goal rows instead of 1 (0.1 ms)."""
+    size = math.prod(lead)
+    if count * size < MIN_ROWS:  # a tiny call: pad every argument along the episode dim
+        wide = -(-MIN_ROWS // max(1, size))
         args = [torch.cat([arg, arg[-1:].expand(wide - count, *arg.shape[1:])]) for arg in args]
         count = wide
-    out = list(args)
-    for i in small:
-        arg = out[i]
-        for dim, target in enumerate(lead, start=1):
-            if rows(arg) >= MIN_ROWS:
-                break
-            if arg.shape[dim] == 1 and target > 1:
-                shape = list(arg.shape)
-                shape[dim] = target
-                arg = arg.expand(*shape)
-        out[i] = arg.contiguous()
+    out = []
+    for arg in args:
+        rows = arg.shape[0] * math.prod(arg.shape[1:1 + len(lead)])
+        if rows >= MIN_ROWS:
+            out.append(arg)
+            continue
+        free = [d for d in range(len(lead)) if arg.shape[1 + d] == 1 and lead[d] > 1]
+        best = None
+        for mask in range(1, 1 << len(free)):
+            dims = [free[i] for i in range(len(free)) if mask >> i & 1]
+            grown = rows * math.prod(lead[d] for d in dims)
+            if grown >= MIN_ROWS and (best is None or grown < best[0]):
+                best = (grown, dims)
+        shape = list(arg.shape)
+        for d in best[1] if best is not None else []:
+            shape[1 + d] = lead[d]
+        out.append(arg.expand(*shape).contiguous())
     return out
 
 
@@ -352,7 +360,7 @@ def _flatten(call: _Call) -> _Block:
         obs = call.tensors[0]
         first = next(iter(obs.values())) if isinstance(obs, Mapping) else obs
         return _Block(call, tuple(first.shape[:1]), int(first.shape[0]), [obs])
-    lead = torch.broadcast_shapes(*(t.shape[: t.ndim - f] for t, f in present))
+    lead = _broadcast([t.shape[: t.ndim - f] for t, f in present])
     rows = math.prod(lead)
     flat = [None if t is None else t.expand(*lead, *t.shape[t.ndim - f:]).reshape(rows, *t.shape[t.ndim - f:])
             for t, f in zip(call.tensors, features)]
@@ -406,6 +414,20 @@ def _as_tensor(obs: Any) -> Any:
     if isinstance(obs, Mapping):
         return {key: _as_tensor(value) for key, value in obs.items()}
     return obs if isinstance(obs, torch.Tensor) or not hasattr(obs, "__array__") else torch.as_tensor(obs)
+
+
+def _broadcast(shapes: Sequence[Sequence[int]]) -> tuple[int, ...]:
+    """``torch.broadcast_shapes`` for the lead shapes here, without its overhead (a tenth of the
+    view's Python time); a mismatch raises as torch would."""
+    ndim = max(len(shape) for shape in shapes)
+    out = [1] * ndim
+    for shape in shapes:
+        for i, n in enumerate(shape, start=ndim - len(shape)):
+            if n != 1:
+                if out[i] not in (1, n):
+                    raise RuntimeError(f"shapes {[tuple(s) for s in shapes]} do not broadcast")
+                out[i] = n
+    return tuple(out)
 
 
 def _round_up(value: int, multiple: int) -> int:
