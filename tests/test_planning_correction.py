@@ -109,9 +109,11 @@ def steps_to_goal(memory: int, seed: int, steps: int = 100) -> int | None:
 
 
 def test_the_correction_frees_an_agent_pinned_at_a_doorway_corner():
-    # seed 0: without the correction the agent stays pinned beside the door for the whole episode
-    assert steps_to_goal(0, seed=0) is None
-    reached = steps_to_goal(32, seed=0)
+    # seed 22: without the correction the agent stays pinned beside the door for the whole episode.
+    # Over seeds 0-39, 25 episodes reach the goal within 100 steps without the correction, 39 with it
+    # (the seed was 0, and the counts 17 and 40, before the planners stopped scoring their final mean)
+    assert steps_to_goal(0, seed=22) is None
+    reached = steps_to_goal(32, seed=22)
     assert reached is not None and reached <= 80
 
 
