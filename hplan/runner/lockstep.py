@@ -203,6 +203,8 @@ class LockstepModel:
         return max(1, self._lockstep.live)
 
     def __getattr__(self, name: str) -> Any:
+        if name in ("_model", "_lockstep"):  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
         return getattr(self._model, name)
 
     def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
