@@ -30,7 +30,7 @@ thousands of predicted latents), stacks the episodes on a new leading dimension 
 is embedded once per episode and not once per row; an argument with fewer than :data:`MIN_ROWS`
 rows is expanded along its broadcast dimensions (what the distance head then computes on the
 broadcast pairs, square root, ReLU and max, is exact in any lane). The encoder is padded to a
-multiple of 4 images only: padding each step's one frame to 32 would multiply its work, and the
+multiple of 4 images (at least 8) only: padding each step's one frame to 32 would multiply its work, and the
 built-in encoders' transcendental ops run over rows of a multiple of 32 elements.
 ``tests/test_runner_lockstep.py`` checks that episodes played together and alone give the same
 actions, steps and summaries, at 1 and 2 torch threads. With more threads (or an odd row width at
@@ -64,9 +64,10 @@ float32, so no element of any tensor in the call falls in a vectorised kernel's 
 MIN_ROWS = 16
 """Fewest rows any argument of a stacked (``temporal_distance``) call has: matrix products over
 fewer take other kernels."""
-ENCODE_MULTIPLE, ENCODE_MIN = 4, 4
-"""``encode`` calls: images padded to a multiple of 4 (measured: the keypoint encoder gives the same
-bits for 4, 8 and ≥ 12 images at 1, 2 and 4 threads, not for 1–3 at any or 5–11 at 2 threads)."""
+ENCODE_MULTIPLE, ENCODE_MIN = 4, 8
+"""``encode`` calls: images padded to a multiple of 4, at least 8 (measured on the four-rooms keypoint
+encoder, against the same frames in a batch of 64: other bits for 1–7 images at 1 thread, for 1–3,
+5–7 and 9–11 at 2 threads, for 1–3 at 4; the same for 8 and every multiple of 4 from 8 on)."""
 MAX_WAIT_ROUNDS = 4
 """Rounds a call may be held back while larger groups of other calls run (see ``Lockstep._run_if_ready``)."""
 MAX_ROWS = 4096
