@@ -28,7 +28,8 @@ the peer's K samples, and at ``PlannerConfig().iterations`` for reference; (2) e
 per success level the peer reaches, the fastest configuration of each side that reaches it
 (``--ladder`` adds hplan configurations to choose from); (3) every configuration. Figures only;
 nothing is asserted (issue 26's target: ratio ≤ 0.5 at K = 256 and 4,096, and at equal
-success). About 7 minutes on the 2-core CPU with other jobs running; ``--quick`` under a minute.
+success). 7 to 10 minutes on the 2-core CPU with other jobs running (the ratios moved by up to
+0.2 between two such runs); ``--quick`` under a minute.
 
     python benchmarks/bench_vs_pytorch_mppi.py [--quick] [--episodes 20] [--samples 64 256 4096]
 """
