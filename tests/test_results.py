@@ -344,3 +344,23 @@ def test_a_table_names_every_commit_that_played_part_of_it() -> None:
                                           "`bbb (uncommitted changes)`")
     assert measured(frame.drop(columns=["measured_date", "measured_commit", "measured_dirty"]), meta) == (
         ["2026-12-07 09:00 UTC"], ["ccc"])
+
+
+def test_provenance_names_the_commit_the_process_started_at(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long ``hplan results`` outlives commits: every evaluation it plays is stamped with the
+    commit it started with, not the one HEAD has moved to since."""
+    import subprocess
+    import types
+
+    from hplan.results import measure
+
+    heads = iter(["aaaaaaa", "", "bbbbbbb", " M x.py"])  # rev-parse, status, then HEAD moves on
+
+    def fake_run(argv, **kwargs):
+        return types.SimpleNamespace(stdout=next(heads) + "\n")
+
+    monkeypatch.setattr(measure, "_CODE", {})
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    first, later = measure.provenance("cpu"), measure.provenance("cpu")
+    assert (first["commit"], first["dirty"]) == ("aaaaaaa", False)
+    assert (later["commit"], later["dirty"]) == ("aaaaaaa", False)

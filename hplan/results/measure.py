@@ -235,9 +235,18 @@ def provenance(device: str) -> dict[str, Any]:
                 break
     except OSError:
         cpu = platform.processor() or "unknown"
-    return {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "commit": git("rev-parse", "--short", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+    if not _CODE:  # once per process: the code that runs is the code there was when it started
+        _CODE.update(commit=git("rev-parse", "--short", "HEAD"),
+                     dirty=bool(git("status", "--porcelain", "--untracked-files=no")))
+    return {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **_CODE,
             "machine": f"{cpu}, {os.cpu_count()} cores", "device": device, "versions": package_versions()}
+
+
+_CODE: dict[str, Any] = {}
+"""Commit and dirty flag of the checkout when this process first asked (:func:`provenance`). Why
+not ask each time: ``HEAD`` moves while a long ``hplan results`` runs, and evaluations played by
+the code it started with were stamped with later commits (zones, seed 2: stamped ``1e30458``, played
+by a process started at ``40ece14``)."""
 
 
 DONE_MARKER = "results_key.json"
