@@ -306,20 +306,3 @@ def test_a_reached_exit_is_not_handed_again_unless_going_straight_is_banned() ->
     graph.reset()
     assert graph.hand(past_exit, goal, reached=0.5).index == 2  # a new episode has reached nothing
 
-
-
-def test_blocks_that_leave_no_route_are_forgiven() -> None:
-    """In a corridor every waypoint is a cut: once stalls have blocked one, the goal has no route,
-    and going straight presses into the walls. The blocks are forgiven (the ban on going straight
-    is kept), so the agent is routed along the corridor again."""
-    corridor = torch.tensor([[float(x), 0.0] for x in range(6)])
-    graph = LandmarkGraph(walled_distance, corridor, edge_max=1.5, edges=_experience(corridor), attach=0.6)
-    z, goal = torch.tensor([0.1, 0.0]), torch.tensor([5.1, 0.0])
-    first = graph.hand(z, goal)
-    assert first is not None
-    graph.block(graph.hand(torch.tensor([2.0, 0.1]), goal), steps=0)  # the middle of the corridor
-    assert graph.blocked and graph.route(z, goal) is None  # cut in two
-    graph.block(None, steps=5)
-    again = graph.hand(z, goal)
-    assert again is not None and again.index == first.index and not graph.blocked
-    assert graph.direct_ban == 4  # kept, counting down

@@ -148,26 +148,6 @@ class LandmarkGraph:
         self.base[hand.index, hand.index] = 0.0
         self._solve()
 
-    def forgive(self) -> None:
-        """Put every blocked waypoint back (the ban on going straight stays).
-
-        Why: blocking is a guess that a waypoint lies across a wall. When the guesses leave no
-        route to the goal at all, some were wrong: in a corridor every waypoint is a cut, and stalls
-        at one bend disconnected the spiral maze, after which the agent pressed straight at the goal
-        into a wall for the rest of the episode (spiral, training seed 0, test: 8 of 9 failures spent
-        their last 100 steps going straight without moving; the one traced had 4 waypoints blocked
-        and no route from step 60 on)."""
-        base, self.cost, self.next = self._pristine
-        self.base = base.clone()
-        self.blocked = set()
-
-    def _joined(self, z: torch.Tensor, goal: torch.Tensor) -> bool:
-        """Does any route join ``z`` to ``goal`` over the graph as it is now?"""
-        with torch.no_grad():
-            enter = self._attach(self.distance(z[None], self.points))
-            leave = self._attach(self.distance(self.points, goal[None]))
-        return bool(torch.isfinite(enter[:, None] + self.cost + leave[None, :]).any())
-
     def _attach(self, d: torch.Tensor) -> torch.Tensor:
         """Distances to the waypoints a state may attach to (``inf`` elsewhere): those within
         ``attach``, and always the nearest one (a goal seen at rest, say, may be a little farther
@@ -217,9 +197,6 @@ class LandmarkGraph:
         is handed again only while going straight is banned (``block``: straight went nowhere).
         """
         found = self.route(z, goal)
-        if found is None and self.blocked and not self._joined(z, goal):
-            self.forgive()
-            found = self.route(z, goal)
         self.direct_ban = max(0, self.direct_ban - 1)
         if found is None:
             return None
