@@ -274,6 +274,11 @@ def _build_env(log: EpisodeLog, make_env: Callable[..., Any] | None,
     if not isinstance(overrides, dict):
         raise ConfigError(str(log.path), "line 1", f"'env.overrides': expected a table, got {type(overrides).__name__}")
     overrides = dict(overrides)
+    if log.header.stress is not None:  # a stress episode: the same shifted world, from the same builder
+        from hplan.stress.cells import stress_setting_of, stressed_env
+
+        setting = stress_setting_of(log.header.stress, f"{log.path} (line 1)")
+        return stressed_env(scenario, setting, log.header.episode, log.header.seed, make_env)[0]
     env = make_env(scenario, **overrides)
     wrappers = log.header.wrappers
     if wrappers is not None:

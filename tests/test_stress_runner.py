@@ -16,6 +16,7 @@ from hplan.stress.cells import CellJob, CellResult, run_cell
 from hplan.stress.runner import run_suite
 from hplan.stress.suite import (H50Config, ResolvedScenario, SuiteShift, Threshold, load_suite, resolve_suite)
 from hplan.stress.summary import evaluate_thresholds, verdict_table
+from test_runner_support import one_torch_thread, tiny_checkpoint, two_rooms  # noqa: F401 (a fixture)
 from test_stress_cells import StraightLineAgent, make_suite, open_scenario
 
 CALLS: list[str] = []
@@ -223,3 +224,33 @@ def test_cli_overrides_change_the_suite_and_its_fingerprint():
     assert with_overrides(suite) == suite
     with pytest.raises(HplanError, match="--episodes must be >= 1"):
         with_overrides(suite, episodes=0)
+
+
+def test_stress_episodes_are_logged_and_replay_under_their_shift(tmp_path, one_torch_thread):
+    """Every stress episode writes a log that ``hplan replay --verify`` re-runs, agent included, in
+    its shifted world (noise, kidnap onset, H50 placement), stepped in lockstep as the cell was.
+    A replay that rebuilt the unshifted world diverges: the shift is really in the log."""
+    from hplan.errors import ReplayDivergence
+    from hplan.replay import verify_log
+    from hplan.runner.logs import read_episode_log, write_episode_log
+
+    scenario = two_rooms(max_steps=12, planner={"kind": "flat", "population": 8, "elites": 2, "iterations": 1,
+                                                "horizon": 3})
+    ckpt = tiny_checkpoint(tmp_path / "ckpt", scenario)
+    suite = make_suite(shifts=(SuiteShift("none", (0,)), SuiteShift("obs_noise", (0, 2)), SuiteShift("kidnap", (1,))),
+                       episodes=2, episodes_per_cell=2, h50=H50Config(enabled=True, separations=(0, 6, 12)))
+    out = tmp_path / "out"
+    outcome = run_suite(suite, (ResolvedScenario("two rooms", scenario, ckpt),), out, progress=False, report=False)
+    logs = sorted((out / "episodes").rglob("*.jsonl"))
+    ran = {cell for cell in outcome.episodes["cell"] if "+obs_noise+s0+" not in cell}  # severity 0 reuses nominal
+    assert {path.parent.name for path in logs} == ran and len(logs) == 2 * len(ran)
+    assert set(outcome.episodes["log"]) == {str(path) for path in logs}
+    for path in logs:
+        report = verify_log(path, mode="agent")
+        assert report.verified and report.agent_ok, path
+    noisy = next(path for path in logs if "+obs_noise+s2+" in str(path))
+    log = read_episode_log(noisy)
+    unshifted = tmp_path / "unshifted.jsonl"
+    write_episode_log(unshifted, dataclasses.replace(log.header, stress=None), log.record, log.summary)
+    with pytest.raises(ReplayDivergence):
+        verify_log(unshifted, mode="agent")

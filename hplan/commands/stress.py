@@ -59,7 +59,8 @@ def stress(
     outcome = run_suite(config, scenarios, out, workers=workers, report=not no_report)
     console.print(f"ran {len(outcome.ran)} cells, skipped {len(outcome.skipped)} finished ones; "
                   f"{len(outcome.episodes)} episodes → {out}/results.parquet, summary.csv"
-                  + ("" if no_report else ", report.html"), highlight=False)
+                  + ("" if no_report else ", report.html")
+                  + f"; episode logs in {out}/episodes (verify: hplan replay {out}/episodes --verify)", highlight=False)
     _print_verdicts(console, outcome)
     failures = outcome.failures
     if failures:

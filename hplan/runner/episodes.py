@@ -102,17 +102,9 @@ def run_episodes(scenario: ScenarioConfig, model: Any, *, planner_kind: str | No
     planner = resolve_planner(scenario.planner, planner_kind, device)
     guard = resolve_guardrails(scenario.guardrails, guardrails)
     checkpoint = checkpoint if checkpoint is not None else getattr(model, "run_dir", None)
-    ckpt_hash = checkpoint_sha256(checkpoint) if checkpoint is not None else None
-    agent_device = _device_name(planner.device)
-    base_header = LogHeader(
-        episode=0, seed=0, scenario=to_mapping(scenario),
-        env={"id": scenario.env.id, "obs_mode": scenario.env.obs_mode, "kwargs": to_mapping(scenario.env.kwargs),
-             "overrides": to_mapping(env_overrides or {})},
-        planner=to_mapping(planner), guardrails=to_mapping(guard), max_steps=scenario.env.max_steps,
-        checkpoint_path=str(Path(checkpoint).resolve()) if checkpoint is not None else None,
-        checkpoint_sha256=ckpt_hash, device=agent_device, torch_threads=torch.get_num_threads(),
-        versions=package_versions(), wrappers=_wrapper_spec(wrap_env), source_sha256=source_sha256(),
-        split=split)
+    base_header = log_header(scenario, planner, guard, checkpoint=checkpoint, env_overrides=env_overrides,
+                             wrappers=_wrapper_spec(wrap_env), split=split)
+    ckpt_hash, agent_device = base_header.checkpoint_sha256, base_header.device
     rows = []
     lockstep = resolve_lockstep(lockstep, episodes)
     threaded = lockstep > 1 and model is not None and episodes > 1
@@ -144,9 +136,8 @@ def run_episodes(scenario: ScenarioConfig, model: Any, *, planner_kind: str | No
             row = episode_row(record, index=index, scenario=scenario.name, planner=planner.kind,
                               guardrails=guard.mode, log=log_path, split=split)
             if log_path is not None:
-                header = dataclasses.replace(base_header, episode=index, seed=record.seed,
-                                             lockstep=lockstep if model is not None else None)
-                write_episode_log(log_path, header, record, _json_row(row))
+                write_logged_episode(log_path, base_header, record, row, index=index,
+                                     lockstep=lockstep if model is not None else None)
             rows.append(row)
             advance(row)
 
@@ -161,6 +152,30 @@ def run_episodes(scenario: ScenarioConfig, model: Any, *, planner_kind: str | No
             "checkpoint": base_header.checkpoint_path, "checkpoint_sha256": ckpt_hash, "device": agent_device,
             "lockstep": lockstep, "versions": base_header.versions, "summary": summarize(frame)})
     return frame
+
+
+def log_header(scenario: ScenarioConfig, planner: Any, guard: GuardrailConfig, *, checkpoint: str | Path | None,
+               split: str, env_overrides: dict[str, Any] | None = None, wrappers: str | None = None,
+               stress: dict[str, Any] | None = None) -> LogHeader:
+    """The header every episode log of one run shares (``episode``/``seed`` are set per episode):
+    what a replay needs to rebuild env, model and agent. The runner's and the stress cells' logs
+    are made here, so both replay the same way."""
+    return LogHeader(
+        episode=0, seed=0, scenario=to_mapping(scenario),
+        env={"id": scenario.env.id, "obs_mode": scenario.env.obs_mode, "kwargs": to_mapping(scenario.env.kwargs),
+             "overrides": to_mapping(env_overrides or {})},
+        planner=to_mapping(planner), guardrails=to_mapping(guard), max_steps=scenario.env.max_steps,
+        checkpoint_path=str(Path(checkpoint).resolve()) if checkpoint is not None else None,
+        checkpoint_sha256=checkpoint_sha256(checkpoint) if checkpoint is not None else None,
+        device=_device_name(planner.device), torch_threads=torch.get_num_threads(),
+        versions=package_versions(), wrappers=wrappers, source_sha256=source_sha256(), split=split, stress=stress)
+
+
+def write_logged_episode(log_path: Path, header: LogHeader, record: EpisodeRecord, row: dict[str, Any], *,
+                         index: int, lockstep: int | None) -> None:
+    """Episode ``index``'s log: the run's header with its index, seed and lockstep, its steps, its row."""
+    header = dataclasses.replace(header, episode=index, seed=record.seed, lockstep=lockstep)
+    write_episode_log(log_path, header, record, _json_row(row))
 
 
 class _HookCalls:

@@ -77,6 +77,9 @@ class LogHeader:
     lockstep: int | None = None
     """Episodes the run stepped together (:mod:`hplan.runner.lockstep`); None: the agent called the
     model directly (logs from before lockstep evaluation), and a replay does the same."""
+    stress: dict[str, Any] | None = None
+    """The stress shift the episode ran under (:class:`hplan.stress.cells.StressSetting`: shift,
+    severity, perturbation onsets, H50 placement); a replay rebuilds that world. None: unshifted."""
 
 
 @dataclass

@@ -10,7 +10,7 @@ reproduces the nominal episodes exactly.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from hplan.config import ScenarioConfig
+from hplan.configio import from_mapping, meta, to_mapping
 from hplan.stress.geometry import SeparationPlacement, has_map
 from hplan.metrics import recovery_time
 from hplan.stress.recorder import StressRecorder, agent_plan
@@ -44,6 +45,49 @@ class Cell:
 
 
 @dataclass(frozen=True)
+class StressSetting:
+    """How one stress episode's world was shifted, as its episode log records it (``stress``), so
+    that ``hplan replay`` rebuilds the same world: the runner's own episodes and these go through
+    one builder, :func:`stressed_env`."""
+
+    shift: str = field(metadata=meta("the shift's name (hplan.stress.shifts)"))
+    severity: int = field(metadata=meta("its severity", ge=0))
+    onset_min: int = field(metadata=meta("earliest perturbation step", ge=0))
+    onset_max: int = field(metadata=meta("latest perturbation step", ge=0))
+    separations: tuple[int, ...] | None = field(metadata=meta(
+        "H50 bin edges the start and goal were placed by (None: the scenario's own start and goal)"))
+
+    @classmethod
+    def of(cls, cell: Cell, suite: SuiteConfig) -> "StressSetting":
+        return cls(cell.shift, cell.severity, suite.recovery.onset_min, suite.recovery.onset_max,
+                   tuple(suite.h50.separations) if suite.h50.enabled else None)
+
+
+def stressed_env(scenario: ScenarioConfig, setting: StressSetting, index: int, seed: int,
+                 make_env: Callable[..., Any] | None = None) -> tuple[Any, SeparationPlacement | None]:
+    """Episode ``index``'s shifted environment (and its H50 placement, None without a map).
+
+    The shift's env settings, the placement's bin and the shift's randomness (onset, noise) all
+    follow from the setting, the index and the seed: nothing else, which is what a replay needs."""
+    if make_env is None:
+        from hplan.envs.factory import make_env
+    spec = get_shift(setting.shift)
+    env = make_env(scenario, **spec.env_overrides(scenario, setting.severity))
+    placement = None
+    if setting.separations is not None and has_map(env):
+        placement = SeparationPlacement(env, setting.separations)
+        placement.target = index
+        env = placement
+    env = spec.make(env, setting.severity, np.random.default_rng(seed), Onset(setting.onset_min, setting.onset_max))
+    return env, placement
+
+
+def stress_setting_of(recorded: Any, source: str) -> StressSetting:
+    """A log's ``stress`` entry as a :class:`StressSetting` (a one-line error naming the field)."""
+    return from_mapping(StressSetting, recorded, source=source, section="stress")
+
+
+@dataclass(frozen=True)
 class CellJob:
     """Everything a worker process needs to run a cell (picklable)."""
 
@@ -53,12 +97,15 @@ class CellJob:
     suite: SuiteConfig
     alias_of: Cell | None = None
     """Set for a severity-0 cell served by relabelling the nominal cell (``suite.reuse_nominal``)."""
+    log_dir: str | None = None
+    """Where the cell writes one episode log per episode (``<log_dir>/<cell id>/ep-NNNN.jsonl``;
+    ``hplan replay`` re-runs them); None: no logs."""
 
     def source(self) -> "CellJob":
         """The job that actually runs for this cell (itself, or the nominal cell it copies)."""
         if self.alias_of is None:
             return self
-        return CellJob(self.alias_of, self.scenario, self.checkpoint, self.suite)
+        return CellJob(self.alias_of, self.scenario, self.checkpoint, self.suite, log_dir=self.log_dir)
 
 
 @dataclass
@@ -117,29 +164,26 @@ def run_cell(job: CellJob, make_agent: AgentFactory | None = None, lockstep: int
     :func:`hplan.runner.lockstep.play_episodes`, default all of the cell's, at most
     ``DEFAULT_LOCKSTEP``), each the same as played alone; an injected factory plays them one at a time.
     """
-    from hplan.envs.factory import make_env
     from hplan.runner import episode_row, episode_seed, run_episode
+    from hplan.runner.episodes import log_header, write_logged_episode
     from hplan.runner.lockstep import SharedTime, play_episodes, resolve_lockstep
 
     cell, scenario, suite = job.cell, job.scenario, job.suite
     model = None if make_agent is not None else cell_model(job)
     lockstep = resolve_lockstep(lockstep, max(1, len(cell.episodes)))
     threaded = model is not None and lockstep > 1
-    spec = get_shift(cell.shift)
-    overrides = spec.env_overrides(scenario, cell.severity)
-    onset = Onset(suite.recovery.onset_min, suite.recovery.onset_max)
+    setting = StressSetting.of(cell, suite)
+    header = None
+    if job.log_dir is not None and make_agent is None:  # an injected agent cannot be re-run from a log
+        header = log_header(scenario, scenario.planner, scenario.guardrails, checkpoint=job.checkpoint,
+                            split=suite.split, env_overrides=get_shift(cell.shift).env_overrides(scenario, cell.severity),
+                            stress=to_mapping(setting))
     episode_rows, step_frames = [], []
 
     def play(position: int, view: Any) -> tuple[Any, StressRecorder, SeparationPlacement | None]:
         index = cell.episodes[position]
         seed = episode_seed(suite.seed, index, suite.split)
-        env = make_env(scenario, **overrides)
-        placement = None
-        if suite.h50.enabled and has_map(env):
-            placement = SeparationPlacement(env, suite.h50.separations)
-            placement.target = index
-            env = placement
-        env = spec.make(env, cell.severity, np.random.default_rng(seed), onset)
+        env, placement = stressed_env(scenario, setting, index, seed)
         agent = make_agent(scenario, seed) if make_agent is not None else \
             checkpoint_agent_factory(job, view)(scenario, seed)
         if threaded:
@@ -156,9 +200,11 @@ def run_cell(job: CellJob, make_agent: AgentFactory | None = None, lockstep: int
         record, recorder, placement = result
         index = cell.episodes[position]
         steps = recorder.frame()
+        log_path = cell_log_path(job.log_dir, cell, index) if header is not None else None
         row = episode_row(record, index=index, scenario=cell.scenario, planner=scenario.planner.kind,
-                          guardrails=scenario.guardrails.mode, split=suite.split)
-        row.pop("log", None)
+                          guardrails=scenario.guardrails.mode, split=suite.split, log=log_path)
+        if log_path is not None:
+            write_logged_episode(log_path, header, record, row, index=index, lockstep=lockstep)
         onset_step = int(steps["perturbation_onset"].max()) if len(steps) else -1
         row.update({
             "shift": cell.shift, "severity": cell.severity, "block": cell.block, "cell": cell.id,
@@ -212,6 +258,11 @@ def file_label(label: str) -> str:
     keep = set("-_.")
     return "".join(ch if (ch.isascii() and ch.isalnum()) or ch in keep else "".join(f"%{b:02X}" for b in ch.encode())
                    for ch in label)
+
+
+def cell_log_path(log_dir: str | Path, cell: Cell, index: int) -> Path:
+    """``<log_dir>/<cell id>/ep-NNNN.jsonl``: episode ``index`` of ``cell``."""
+    return Path(log_dir) / cell.id / f"ep-{index:04d}.jsonl"
 
 
 def cell_paths(out_dir: Path, cell: Cell) -> tuple[Path, Path]:

@@ -5,6 +5,7 @@ Layout of an output directory::
     DIR/suite.json                  the suite (resolved) and its fingerprint: a resume must match it
     DIR/cells/<cell-id>.parquet     one finished cell's episodes — its presence marks the cell done
     DIR/cells/<cell-id>.steps.parquet  the cell's per-step rows (written first)
+    DIR/episodes/<cell-id>/ep-NNNN.jsonl  one log per episode (``hplan replay DIR/episodes --verify``)
     DIR/results.parquet             one row per episode, all cells
     DIR/steps.parquet               one row per step, all cells
     DIR/summary.csv                 metrics per scenario × shift × severity
@@ -17,12 +18,14 @@ skipping every cell whose episode file exists; the steps file is written before 
 
 Workers are ``spawn``-ed processes (``fork`` and torch threads do not mix) with
 ``torch.set_num_threads(1)`` each: cells are the parallelism, not intra-op threads. The parent
-writes every file, so workers never race on the directory.
+writes every result file, so workers never race on the directory; a worker writes only its own
+cell's episode logs (each atomically; a cell that is run again rewrites them).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import multiprocessing
 from pathlib import Path
 from typing import Callable, Sequence
@@ -38,6 +41,7 @@ from hplan.stress.report import write_report
 from hplan.stress.summary import SuiteOutcome, evaluate_thresholds, summary_table, verdict_table
 
 CellFn = Callable[[CellJob], CellResult]
+EPISODE_LOGS = "episodes"
 
 
 def _init_worker() -> None:
@@ -95,8 +99,9 @@ def run_cells(jobs: Sequence[CellJob], out_dir: Path, *, workers: int = 1, cell_
         done_path, _ = cell_paths(out_dir, job.cell)
         (skipped if done_path.exists() else todo).append(job)
     sources: dict[str, CellJob] = {}
+    logs = str(Path(out_dir) / EPISODE_LOGS)
     for job in todo:
-        source = job.source()
+        source = dataclasses.replace(job.source(), log_dir=logs)
         if not cell_paths(out_dir, source.cell)[0].exists():
             sources.setdefault(source.cell.id, source)
     ran: list[str] = []
