@@ -152,7 +152,10 @@ class OGBenchPointMaze(gym.Env):
                     best = cell
             target = np.asarray(self._sim.ij_to_xy(best))
         delta = np.asarray(target, dtype=np.float64) - xy
-        return (delta / max(float(np.linalg.norm(delta)), 1e-9)).astype(np.float32)
+        norm = float(np.linalg.norm(delta))
+        if norm < 1e-9:  # on the target: no direction (dividing by a floor gave a tiny, arbitrary one)
+            return np.zeros(2, dtype=np.float32)
+        return (delta / norm).astype(np.float32)
 
     # -- helpers
     def _cells_to(self, goal: tuple[int, int]) -> dict[tuple[int, int], int]:
