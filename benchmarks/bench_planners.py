@@ -10,7 +10,7 @@ iterations, guardrails in penalty mode so every term of the energy is paid) it p
   peak, measured in the same run (best of several ``torch.mm`` of two 2048² matrices). FLOPs are
   counted by ``torch.utils.flop_counter`` (matmuls only, so the fraction is conservative);
 
-then the cost of the episodic dynamics correction (``planner.correction_memory``; a CEM plan with
+then the cost of the episodic dynamics correction (``planner.correction.memory``; a CEM plan with
 its memory full, against the same plan without it, in the same run), then times the *default*
 agent (``PlannerConfig()``) end to end: one ``act`` of the hierarchical
 planner (image observation in, action out), on a step where the high level replans and on a
@@ -42,7 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from hplan.device import resolve_device
 from hplan.planning.agent import make_agent
 from hplan.planning.budget import resolve_budget
-from hplan.planning.config import GuardrailConfig, PlannerConfig
+from hplan.planning.config import CodesConfig, GuardrailConfig, PlannerConfig
 from hplan.planning.correction import ResidualMemory
 from hplan.planning.energy import Energy
 from hplan.vocabulary.protocol import ActionSpec
@@ -175,7 +175,7 @@ def count_flops(fn: Callable[[], object]) -> int:
 
 def bench_optimizers(model, device, cfg: PlannerConfig, candidates: list[int], repeats: int,
                      peak: tuple[float, float]) -> Table:
-    table = Table(title=f"flat planning step (horizon {cfg.horizon}, {cfg.iterations} iterations, guardrails: "
+    table = Table(title=f"flat planning step (horizon {cfg.horizon}, {cfg.search.iterations} iterations, guardrails: "
                   "penalty); wall | uncontended estimate (CPU s / threads)")
     for col in ("optimiser", "candidates", "predictor transitions/s", "ms / plan", "GFLOP / plan",
                 "GFLOP/s", "% of peak (plan)", "% of peak (predictor)"):
@@ -186,7 +186,7 @@ def bench_optimizers(model, device, cfg: PlannerConfig, candidates: list[int], r
     space = SearchSpace(cfg.horizon, model.action_spec.dim)
     for name in ("cem", "mppi"):
         for n in candidates:
-            sizes = Sizes(population=n, iterations=cfg.iterations, elites=max(1, n // 8))
+            sizes = Sizes(population=n, iterations=cfg.search.iterations, elites=max(1, n // 8))
             optimizer = make_optimizer(name, space, cfg, sizes)
             objective = energy.low_objective(z0, goal)
 
@@ -215,12 +215,12 @@ def bench_optimizers(model, device, cfg: PlannerConfig, candidates: list[int], r
 
 def bench_correction(model, device, cfg: PlannerConfig, candidates: list[int], repeats: int) -> Table:
     """One CEM plan without and with a full correction memory (random residuals: the cost does not
-    depend on their values) — what turning ``correction_memory`` on costs a planning step."""
+    depend on their values) — what turning ``correction.memory`` on costs a planning step."""
     table = Table(title=f"dynamics correction: one CEM plan, memory of {CORRECTION_MEMORY} residuals vs none")
     for col in ("candidates", "ms / plan, off", "ms / plan, on", "on / off"):
         table.add_column(col, justify="right")
     energy = Energy(model, cfg, GuardrailConfig(mode="penalty"))
-    memory = ResidualMemory(CORRECTION_MEMORY, cfg.correction_radius, cfg.correction_action_width)
+    memory = ResidualMemory(CORRECTION_MEMORY, cfg.correction.radius, cfg.correction.action_width)
     gen = torch.Generator(device).manual_seed(0)
     for _ in range(CORRECTION_MEMORY):
         z = torch.randn(model.latent_dim, device=device, generator=gen)
@@ -229,7 +229,8 @@ def bench_correction(model, device, cfg: PlannerConfig, candidates: list[int], r
     z0, goal = torch.randn(model.latent_dim, device=device), torch.randn(model.latent_dim, device=device)
     space = SearchSpace(cfg.horizon, model.action_spec.dim)
     for n in candidates:
-        optimizer = make_optimizer("cem", space, cfg, Sizes(population=n, iterations=cfg.iterations, elites=max(1, n // 8)))
+        sizes = Sizes(population=n, iterations=cfg.search.iterations, elites=max(1, n // 8))
+        optimizer = make_optimizer("cem", space, cfg, sizes)
         times = []
         for correction in (None, memory):
             energy.correction = correction
@@ -246,10 +247,10 @@ def dev_is_cpu(device: torch.device) -> bool:
 
 def bench_agent(model, device, kind: str, steps: int) -> dict[str, float]:
     """Per-``act`` wall time of the default agent on random image observations."""
-    # direct_reach = 0: with random weights the goal could look "near"; this keeps every step on
+    # codes.direct_reach = 0: with random weights the goal could look "near"; this keeps every step on
     # the subgoal path (the expensive one). Observations are one frame with a little pixel noise,
     # so the high level replans on its schedule (and when the subgoal is reached or lost).
-    cfg = PlannerConfig(kind=kind, direct_reach=0.0)
+    cfg = PlannerConfig(kind=kind, codes=CodesConfig(direct_reach=0.0))
     agent = make_agent(model, cfg, GuardrailConfig(), seed=0, device=device)
     rng = np.random.default_rng(0)
     base = rng.integers(8, 248, IMAGE_SHAPE)
@@ -314,7 +315,8 @@ def main(device: str = typer.Option("auto", help="torch device: auto, cpu, cuda,
                       f"{r['replan']:.1f}", f"{r['no_replan']:.1f}", f"{r['replans']}/{r['steps']}",
                       f"{r['evals']:.0f}", f"{r['low'].population}×{r['low'].iterations}", high)
     console.print(table)
-    console.print(f"defaults: horizon {cfg.horizon}, high_horizon {cfg.high_horizon}, replan_every {cfg.replan_every}")
+    console.print(f"defaults: horizon {cfg.horizon}, codes.horizon {cfg.codes.horizon}, "
+                  f"codes.replan_every {cfg.codes.replan_every}")
 
 
 if __name__ == "__main__":

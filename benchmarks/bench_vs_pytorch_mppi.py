@@ -24,7 +24,7 @@ order, so drift of a shared machine hits all alike. Time per plan is the median 
 call of a configuration (the wall time of the call, nothing else); ratios are hplan / peer.
 
 Tables per problem: (1) equal samples per plan — hplan at 1 iteration of K candidates against
-the peer's K samples, and at ``PlannerConfig().iterations`` for reference; (2) equal success —
+the peer's K samples, and at ``PlannerConfig().search.iterations`` for reference; (2) equal success —
 per success level the peer reaches, the fastest configuration of each side that reaches it
 (``--ladder`` adds hplan configurations to choose from); (3) every configuration. Figures only;
 nothing is asserted (issue 26's target: ratio ≤ 0.5 at K = 256 and 4,096, and at equal
@@ -310,7 +310,7 @@ def main(episodes: int = typer.Option(20, min=1, help="seeded episodes per confi
     unknown = sorted(set(problems) - set(PROBLEMS))
     if unknown:
         raise typer.BadParameter(f"--problems: unknown {unknown} (known: {', '.join(PROBLEMS)})")
-    iterations = sorted({1, PlannerConfig().iterations})
+    iterations = sorted({1, PlannerConfig().search.iterations})
     arms = arms_for(samples, iterations, rungs, per_step_cost)
     console.print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, horizon {HORIZON}, "
                   f"{episodes} episodes per configuration, {len(arms)} configurations, "

@@ -125,12 +125,12 @@ def load_scenario(name_or_path: str | Path, overrides: dict[str, Any] | None = N
 
 
 def parse_assignment(text: str, *, source: str = "--set") -> tuple[str, Any]:
-    """``"planner.population=64"`` → ``("planner.population", 64)`` (the value is read as TOML;
+    """``"planner.horizon=12"`` → ``("planner.horizon", 12)`` (the value is read as TOML;
     a bare word is a string, so ``model.regularizer=sigreg`` needs no quotes)."""
     target, sep, raw = text.partition("=")
     target = target.strip()
     if not sep or not target or any(not part for part in target.split(".")):
-        raise ConfigError(source, text, "expected SECTION.FIELD=VALUE, e.g. planner.population=64")
+        raise ConfigError(source, text, "expected SECTION.FIELD=VALUE, e.g. planner.search.population=64")
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
@@ -169,39 +169,51 @@ def _set_target(field: str, sets: Sequence[str]) -> str | None:
     return None
 
 
-# Planner fields that fix a search's size by hand; ``eval_budget`` derives them (it keeps the
-# iteration counts and the elite fraction, so those may be set beside it).
-POPULATION_FIELDS = ("population", "high_population")
+# Planner fields that fix a search's size by hand (paths under [planner]); ``budget.evals``
+# derives them (it keeps the iteration counts and the elite fraction, so those may be set beside it).
+POPULATION_FIELDS = (("search", "population"), ("codes", "population"))
+BUDGET_FIELD = ("budget", "evals")
+
+
+def _planner_value(planner: dict[str, Any], path: tuple[str, str]) -> tuple[bool, Any]:
+    """``(present, value)`` of ``planner[path[0]][path[1]]`` in one layer's raw table."""
+    section = planner.get(path[0])
+    if isinstance(section, dict) and path[1] in section:
+        return True, section[path[1]]
+    return False, None
 
 
 def resolve_budget_layers(data: dict[str, Any], layers: Sequence[tuple[str, dict[str, Any]]]) -> None:
-    """The documented rule between ``[planner] eval_budget`` and explicit search sizes.
+    """The documented rule between ``[planner.budget] evals`` and explicit search sizes.
 
     ``layers`` are ``(where, table)`` in merge order: the scenario file, a suite's or study's
     overrides, the command line's ``--set``.
 
-    * One layer that sets both ``eval_budget > 0`` and a population or iteration count is
-      refused: which of the two it meant is ambiguous.
-    * A later layer that sets a population or iteration count without an ``eval_budget`` turns
-      an earlier budget off: the search a file names is the search it gets. ``hplan scenario
-      check`` prints the sizes each planner ends up with.
+    * One layer that sets both ``budget.evals > 0`` and a population is refused: which of the
+      two it meant is ambiguous.
+    * A later layer that sets a population without a budget turns an earlier budget off: the
+      search a file names is the search it gets. ``hplan scenario check`` prints the sizes each
+      planner ends up with.
     """
     tables = [(where, layer["planner"]) for where, layer in layers if isinstance(layer.get("planner"), dict)]
     for where, planner in tables:
-        sizes = [key for key in POPULATION_FIELDS if key in planner]
-        budget = planner.get("eval_budget")
+        sizes = [path for path in POPULATION_FIELDS if _planner_value(planner, path)[0]]
+        budget = _planner_value(planner, BUDGET_FIELD)[1]
         if sizes and isinstance(budget, int) and not isinstance(budget, bool) and budget > 0:
-            raise ConfigError(where, f"planner.{sizes[0]}",
-                              "set together with planner.eval_budget, which derives it; keep one of the two")
+            raise ConfigError(where, "planner." + ".".join(sizes[0]),
+                              "set together with planner.budget.evals, which derives it; keep one of the two")
     budget, touched = None, False
     for _, layer in layers[1:]:
         planner = layer.get("planner") if isinstance(layer.get("planner"), dict) else {}
-        if "eval_budget" in planner:
-            budget, touched = planner["eval_budget"], True
-        elif any(key in planner for key in POPULATION_FIELDS):
+        present, value = _planner_value(planner, BUDGET_FIELD)
+        if present:
+            budget, touched = value, True
+        elif any(_planner_value(planner, path)[0] for path in POPULATION_FIELDS):
             budget, touched = 0, True
     if touched and isinstance(data.get("planner"), dict):
-        data["planner"] = {**data["planner"], "eval_budget": budget}
+        section = data["planner"].get(BUDGET_FIELD[0], {})
+        if isinstance(section, dict):  # anything else is the file's error, reported by from_mapping
+            data["planner"] = {**data["planner"], BUDGET_FIELD[0]: {**section, BUDGET_FIELD[1]: budget}}
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

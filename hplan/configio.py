@@ -8,6 +8,9 @@ the field as metadata so the dataclass is the single source of truth:
 
 Supported annotations: ``int``, ``float``, ``str``, ``bool``, ``Literal[...]``, ``X | None``,
 ``tuple[X, ...]``, ``dict[str, X]`` / ``dict[str, Any]``, and nested dataclasses.
+
+A class whose keys moved may define ``retired_key(name, section) -> str | None``: an unknown key
+it knows from before is then reported with where it went, not with the list of valid keys.
 """
 
 from __future__ import annotations
@@ -57,8 +60,10 @@ def from_mapping(cls: type[T], data: Any, *, source: str, section: str = "") -> 
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
+        retired = getattr(cls, "retired_key", None)  # a key the class had before (PlannerConfig)
+        note = retired(unknown[0], section) if retired is not None else None
         raise ConfigError(source, _join(section, unknown[0]),
-                          f"unknown key (expected one of: {', '.join(sorted(fields))})")
+                          note or f"unknown key (expected one of: {', '.join(sorted(fields))})")
     values: dict[str, Any] = {}
     for name, fld in fields.items():
         path = _join(section, name)

@@ -32,6 +32,7 @@ from hplan.config import ScenarioConfig
 from hplan.configio import from_mapping
 from hplan.errors import CheckpointError, ConfigError, HplanError, ReplayDivergence
 from hplan.planning.config import GuardrailConfig, PlannerConfig
+from hplan.planning.migration import nest_planner, nest_scenario_planner
 from hplan.runner.lockstep import alone
 from hplan.runner.logs import EpisodeLog, read_episode_log
 from hplan.runner.loop import EpisodeRecord, StepRecord, obs_digest, obs_equal, run_episode
@@ -70,8 +71,9 @@ class ReplayReport:
 
 
 def scenario_of(log: EpisodeLog) -> ScenarioConfig:
-    """The logged scenario, validated again (a hand-edited header fails with file and field)."""
-    data = dict(log.header.scenario)
+    """The logged scenario, validated again (a hand-edited header fails with file and field); a
+    log recorded before the planner was nested has its flat ``planner`` table migrated."""
+    data = nest_scenario_planner(log.header.scenario, source=f"{log.path}: header.scenario")
     data["source"] = str(log.path)
     return from_mapping(ScenarioConfig, data, source=f"{log.path}: header.scenario")
 
@@ -151,7 +153,8 @@ def replay_agent(log: EpisodeLog, *, device: str = "cpu", make_env: Callable[...
     if header.checkpoint_sha256 is not None and digest != header.checkpoint_sha256:
         raise CheckpointError(f"{log.path}: checkpoint {path} has sha256 {digest[:12]}…, the log was recorded "
                               f"with {header.checkpoint_sha256[:12]}… (model changed since)")
-    planner = from_mapping(PlannerConfig, header.planner, source=f"{log.path}: header.planner")
+    source = f"{log.path}: header.planner"
+    planner = from_mapping(PlannerConfig, nest_planner(header.planner, source=source, section=""), source=source)
     planner = dataclasses.replace(planner, device=device)
     guardrails = from_mapping(GuardrailConfig, header.guardrails, source=f"{log.path}: header.guardrails")
     load_model = load_model or _default_load_model

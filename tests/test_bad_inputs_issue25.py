@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from test_runner_support import TINY_PLANNER, make_greedy_agent, one_torch_thread, tiny_checkpoint, two_rooms  # noqa: F401
+from test_runner_support import TINY_PLANNER, make_greedy_agent, one_torch_thread, tiny_checkpoint, toml_lines, two_rooms  # noqa: F401
 
 from hplan.runner import run_episodes
 from hplan.runner.episodes import episode_log_path
@@ -126,7 +126,7 @@ def tiny_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A state-observation scenario file, an untrained checkpoint for it, a one-cell suite, a synthetic study."""
     root = tmp_path_factory.mktemp("files")
     scenario = root / "tiny.toml"
-    scenario.write_text(TINY_TWO_ROOMS_TOML.format(planner="\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY_PLANNER.items())))
+    scenario.write_text(TINY_TWO_ROOMS_TOML.format(planner=toml_lines(TINY_PLANNER)))
     ckpt = tiny_checkpoint(root / "ckpt", two_rooms(max_steps=5, planner=TINY_PLANNER))
     suite = root / "suite.toml"
     suite.write_text(SUITE_TOML.format(ckpt=ckpt, scenario=scenario))
@@ -206,8 +206,8 @@ def test_study_run_check_validates_and_runs_nothing(tiny_files: dict[str, Path],
 
 # ---------------------------------------------------------------- item 4: sane upper bounds
 @pytest.mark.parametrize(("assignment", "field"), [
-    ("planner.population=1000000000", "planner.population: must be <= 65536"),
-    ("planner.high_iterations=100000", "planner.high_iterations: must be <= 1000"),
+    ("planner.search.population=1000000000", "planner.search.population: must be <= 65536"),
+    ("planner.codes.iterations=100000", "planner.codes.iterations: must be <= 1000"),
     ("collect.episodes=1000000000000", "collect.episodes: must be <= 1000000"),
     ("collect.steps_per_episode=1000000000", "collect.steps_per_episode: must be <= 100000"),
     ("train.max_epochs=1000000000", "train.max_epochs: must be <= 10000"),
@@ -235,10 +235,10 @@ def test_collect_with_a_huge_episode_count_is_refused_before_any_work(tmp_path: 
 def test_study_parameter_with_a_huge_bound_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     study = tmp_path / "study.toml"
-    study.write_text(SYNTHETIC_STUDY + '[[params]]\ntarget = "planner.population"\nkind = "int"\nlow = 16\nhigh = 1e12\n')
+    study.write_text(SYNTHETIC_STUDY + '[[params]]\ntarget = "planner.search.population"\nkind = "int"\nlow = 16\nhigh = 1e12\n')
     code, _, err = run_cli(monkeypatch, capsys, "study", "run", str(study), "--check")
     line = _one_line_error(code, err)
-    assert f"{study}: params[0] (planner.population)" in line and "must be <= 65536" in line
+    assert f"{study}: params[0] (planner.search.population)" in line and "must be <= 65536" in line
 
 
 # ------------------------------------------------------------------------------------- item 8

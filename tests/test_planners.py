@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hplan.planning.budget import plan_cost
-from hplan.planning.config import PlannerConfig
+from hplan.planning.config import GradConfig, PlannerConfig, SearchConfig
 from hplan.planning.energy import chunked
 from hplan.planning.gaussian import colored_noise
 from hplan.planning.mpc import RecedingHorizon, shift_plan
@@ -16,11 +16,12 @@ from hplan.planning.registry import Sizes, make_optimizer
 from hplan.planning.types import Evaluation, SearchSpace, rank
 
 CONTINUOUS = ("cem", "mppi", "grad")
-CFG = PlannerConfig()
 
 
-def build(name: str, space: SearchSpace, population: int = 64, iterations: int = 4, elites: int = 8, **cfg):
-    return make_optimizer(name, space, PlannerConfig(**cfg) if cfg else CFG,
+def build(name: str, space: SearchSpace, population: int = 64, iterations: int = 4, elites: int = 8,
+          grad: GradConfig = GradConfig(), **search):
+    """Optimiser ``name`` with these sizes; ``search`` are ``[planner.search]`` settings."""
+    return make_optimizer(name, space, PlannerConfig(search=SearchConfig(**search), grad=grad),
                           Sizes(population=population, iterations=iterations, elites=elites))
 
 
@@ -45,7 +46,7 @@ def test_continuous_plans_never_leave_the_action_box(name, low, width, horizon, 
     target = torch.full((horizon, dim), offset)
     init = torch.full((horizon, dim), -offset * scale)
     result = build(name, space, population=16, iterations=3, elites=4,
-                   grad_lr=1.0, init_std=2.0).optimize(quadratic(target), init, gen)
+                   grad=GradConfig(lr=1.0), init_std=2.0).optimize(quadratic(target), init, gen)
     for plan in (result.actions, result.mean):
         assert plan.shape == (horizon, dim)
         assert bool((plan >= space.low).all()) and bool((plan <= space.high).all())
@@ -78,7 +79,7 @@ def test_converges_to_quadratic_optimum(name, seed, target):
     space = SearchSpace(3, 2, -1.0, 1.0)
     goal = torch.tensor(target).view(3, 2)
     sizes = dict(population=8, iterations=150) if name == "grad" else dict(population=128, iterations=12, elites=16)
-    optimizer = build(name, space, **sizes, grad_lr=0.05, min_std=0.02)
+    optimizer = build(name, space, **sizes, grad=GradConfig(lr=0.05), min_std=0.02)
     result = optimizer.optimize(quadratic(goal), space.initial_mean(), torch.Generator().manual_seed(seed))
     assert torch.allclose(result.actions, goal, atol=0.05), (result.actions, goal)
     assert result.cost < 0.01

@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hplan.planning.config import PlannerConfig
+from hplan.planning.config import PlannerConfig, SearchConfig
 from hplan.planning.gaussian import colored_noise
 from hplan.planning.registry import Sizes, make_optimizer
 from hplan.planning.types import SELECT_ABOVE, Evaluation, SearchSpace, rank
@@ -36,9 +36,10 @@ def reference_key(ev: Evaluation, i: int) -> tuple:
 
 def reference_plan(update: str, space: SearchSpace, cfg: PlannerConfig, sizes: Sizes, objective, init, gen):
     """(actions, mean, cost, n_evals) of one plan, written as plainly as the algorithm reads."""
-    m = cfg.momentum
+    search = cfg.search
+    m = search.momentum
     mean = init.clamp(space.low, space.high)
-    std = torch.full_like(mean, cfg.init_std * space.half)
+    std = torch.full_like(mean, search.init_std * space.half)
     best, n_evals = None, 0
 
     def offer(candidates, ev, i):
@@ -47,7 +48,7 @@ def reference_plan(update: str, space: SearchSpace, cfg: PlannerConfig, sizes: S
             best = (reference_key(ev, i), candidates[i].clone(), float(ev.cost[i]))
 
     for _ in range(sizes.iterations):
-        noise = colored_noise(sizes.population - 1, *mean.shape, cfg.noise_beta, gen, mean.device)
+        noise = colored_noise(sizes.population - 1, *mean.shape, search.noise_beta, gen, mean.device)
         samples = torch.cat([mean[None], mean + std * noise]).clamp(space.low, space.high)
         ev = objective(samples)
         n_evals += ev.n_evals
@@ -64,13 +65,13 @@ def reference_plan(update: str, space: SearchSpace, cfg: PlannerConfig, sizes: S
                 score = ev.risk[idx]
             finite = torch.isfinite(score)
             spread = score[finite].std(unbiased=False) if int(finite.sum()) > 1 else score.new_tensor(0.0)
-            logits = -(score - score[finite].min()) / (cfg.temperature * spread.clamp_min(1e-6))
+            logits = -(score - score[finite].min()) / (search.temperature * spread.clamp_min(1e-6))
             weights = torch.softmax(torch.where(finite, logits, torch.full_like(logits, -INF)), 0).view(-1, 1, 1)
             new_mean = (weights * elite).sum(0)
             new_std = (weights * (elite - new_mean) ** 2).sum(0).sqrt()
         mean = (m * mean + (1 - m) * new_mean).clamp(space.low, space.high)
-        std = (m * std + (1 - m) * new_std).clamp_min(cfg.min_std * space.half)
-    if cfg.execute_mean:
+        std = (m * std + (1 - m) * new_std).clamp_min(search.min_std * space.half)
+    if search.execute_mean:
         ev = objective(mean[None])
         n_evals += ev.n_evals
         if bool(ev.feasible[0]):
@@ -105,7 +106,7 @@ def awkward_objective(quantum: float, nan_above: float, safe_below: float):
 def test_gaussian_search_equals_the_reference_bit_for_bit(update, seed, population, elite_share, iterations,
                                                           execute_mean, beta, quantum, nan_above, safe_below):
     space = SearchSpace(4, 2)
-    cfg = PlannerConfig(execute_mean=execute_mean, noise_beta=beta)
+    cfg = PlannerConfig(search=SearchConfig(execute_mean=execute_mean, noise_beta=beta))
     sizes = Sizes(population, iterations, max(1, min(population, round(population * elite_share))))
     objective = awkward_objective(quantum, nan_above, safe_below)
     init = torch.linspace(-0.6, 0.9, 8).view(4, 2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import torch
 
 from hplan.planning.agent import LatentAgent, PlanInfo, make_agent
 from hplan.planning.analytic import PointMassModel, UnsafeDisc
-from hplan.planning.config import GuardrailConfig, PlannerConfig
+from hplan.planning.config import BudgetConfig, CodesConfig, GradConfig, GuardrailConfig, PlannerConfig, SearchConfig
 
 PLANNING = Path(__file__).resolve().parent.parent / "hplan" / "planning"
 START, GOAL = np.array([-0.5, 0.7], np.float32), np.array([0.5, 0.7], np.float32)
@@ -45,17 +46,17 @@ def episode(model, cfg, guard=GuardrailConfig(mode="off"), seed=0, steps=100, st
     return False, steps, infos, actions
 
 
-ROOMS_CFG = dict(eval_budget=6000, code_bound=1.0, high_horizon=5, direct_reach=6.0, horizon=12)
+ROOMS_CFG = dict(budget=BudgetConfig(evals=6000), codes=CodesConfig(bound=1.0, horizon=5, direct_reach=6.0), horizon=12)
 
 
 @pytest.mark.parametrize("low,high", [("cem", "cem"), ("mppi", "mppi")])
 def test_hierarchical_reaches_the_goal_behind_a_wall_and_flat_does_not_with_the_same_budget(low, high):
     model = two_rooms()
-    cfg = dict(ROOMS_CFG, low=low, high_optimizer=high)
+    cfg = dict(ROOMS_CFG, low=low, codes=dataclasses.replace(ROOMS_CFG["codes"], optimizer=high))
     flat_ok, _, flat_infos, _ = episode(model, PlannerConfig(kind="flat", **cfg), steps=100)
     hier_ok, hier_steps, hier_infos, _ = episode(model, PlannerConfig(kind="hier", **cfg), steps=100)
     assert hier_ok and not flat_ok
-    budget = ROOMS_CFG["eval_budget"]
+    budget = ROOMS_CFG["budget"].evals
     assert max(i.model_evals for i in flat_infos) <= budget
     assert max(i.model_evals for i in hier_infos) <= budget
     # a fair comparison: on average the hierarchical agent spent no more than the flat one
@@ -64,7 +65,7 @@ def test_hierarchical_reaches_the_goal_behind_a_wall_and_flat_does_not_with_the_
     assert hier_infos[0].replanned_high and hier_infos[0].plan_reason == "start"
     assert hier_infos[0].subgoal_latent is not None and len(hier_infos[0].subgoal_latent) == 2
     replans = [t for t, i in enumerate(hier_infos) if i.replanned_high]
-    assert all(b - a <= PlannerConfig().replan_every for a, b in zip(replans, replans[1:]))
+    assert all(b - a <= PlannerConfig().codes.replan_every for a, b in zip(replans, replans[1:]))
     assert [i.subgoal_index for i in hier_infos if i.replanned_high] == list(range(len(replans)))
     assert hier_infos[-1].plan_reason == "direct" and hier_infos[-1].subgoal_latent is None
     assert all(i.subgoal_latent is None and i.subgoal_index == -1 for i in flat_infos)
@@ -73,7 +74,8 @@ def test_hierarchical_reaches_the_goal_behind_a_wall_and_flat_does_not_with_the_
 @pytest.mark.parametrize("kind", ["flat", "hier"])
 def test_same_seed_same_episode_other_seed_other_episode(kind):
     model = two_rooms()
-    cfg = PlannerConfig(kind=kind, population=32, elites=4, high_population=32, high_elites=4, code_bound=1.0)
+    cfg = PlannerConfig(kind=kind, search=SearchConfig(population=32, elites=4),
+                        codes=CodesConfig(population=32, elites=4, bound=1.0))
     runs = [episode(model, cfg, seed=s, steps=12)[3] for s in (3, 3, 4)]
     assert all(np.array_equal(a, b) for a, b in zip(runs[0], runs[1]))
     assert not all(np.array_equal(a, b) for a, b in zip(runs[0], runs[2]))
@@ -81,8 +83,9 @@ def test_same_seed_same_episode_other_seed_other_episode(kind):
 
 def test_agent_reset_reseeds_so_a_reused_agent_repeats_itself():
     model = two_rooms()
-    agent = make_agent(model, PlannerConfig(kind="hier", population=32, elites=4, high_population=32, high_elites=4),
-                       GuardrailConfig(mode="off"), 0, "cpu")
+    cfg = PlannerConfig(kind="hier", search=SearchConfig(population=32, elites=4),
+                        codes=CodesConfig(population=32, elites=4))
+    agent = make_agent(model, cfg, GuardrailConfig(mode="off"), 0, "cpu")
     first = []
     for _ in range(2):
         agent.reset(GOAL, 11)
@@ -93,7 +96,8 @@ def test_agent_reset_reseeds_so_a_reused_agent_repeats_itself():
 @pytest.mark.parametrize("low", ["cem", "mppi", "grad"])
 def test_act_returns_an_in_bounds_action_and_a_complete_plan_info(low):
     model = PointMassModel(unsafe=UnsafeDisc(centre=(0.3, 0.3), radius=0.1))
-    cfg = PlannerConfig(kind="flat", low=low, population=32, elites=4, grad_restarts=4, grad_steps=5)
+    cfg = PlannerConfig(kind="flat", low=low, search=SearchConfig(population=32, elites=4),
+                        grad=GradConfig(restarts=4, steps=5))
     agent = make_agent(model, cfg, GuardrailConfig(mode="penalty"), 0, "cpu")
     agent.reset([0.8, 0.8], 0)
     action, info = agent.act(np.array([0.0, 0.0], np.float64))
@@ -110,8 +114,8 @@ def test_act_returns_an_in_bounds_action_and_a_complete_plan_info(low):
 
 def test_discrete_actions_are_ints_and_categorical_cem_reaches_the_goal():
     model = PointMassModel(discrete=True, step=0.1)
-    ok, steps, infos, actions = episode(model, PlannerConfig(kind="flat", low="cem", horizon=8, population=64,
-                                                             elites=8), start=np.array([-0.5, -0.3], np.float32),
+    cfg = PlannerConfig(kind="flat", low="cem", horizon=8, search=SearchConfig(population=64, elites=8))
+    ok, steps, infos, actions = episode(model, cfg, start=np.array([-0.5, -0.3], np.float32),
                                         goal=np.array([0.3, 0.4], np.float32), steps=40)
     assert all(isinstance(a, int) and 0 <= a < 5 for a in actions)
     assert ok and steps <= 20  # 15 moves is optimal
@@ -126,7 +130,7 @@ def test_grad_on_discrete_actions_is_refused():
 
 def test_a_teleport_is_surprising_and_makes_the_high_level_replan_as_lost():
     model = PointMassModel(subgoal_interval=8)
-    cfg = PlannerConfig(kind="hier", code_bound=1.0, replan_every=50, high_horizon=3, direct_reach=1.0)
+    cfg = PlannerConfig(kind="hier", codes=CodesConfig(bound=1.0, replan_every=50, horizon=3, direct_reach=1.0))
     ok, _, infos, _ = episode(model, cfg, start=np.array([-0.8, -0.8], np.float32),
                               goal=np.array([0.8, 0.8], np.float32), steps=12, teleport_at=6,
                               teleport_to=[-0.8, 0.8])
@@ -137,8 +141,8 @@ def test_a_teleport_is_surprising_and_makes_the_high_level_replan_as_lost():
 
 def test_set_goal_retargets_the_agent():
     model = PointMassModel()
-    agent = make_agent(model, PlannerConfig(kind="flat", population=64, elites=8), GuardrailConfig(mode="off"), 0,
-                       "cpu")
+    agent = make_agent(model, PlannerConfig(kind="flat", search=SearchConfig(population=64, elites=8)),
+                       GuardrailConfig(mode="off"), 0, "cpu")
     agent.reset([0.9, 0.0], 0)
     agent.act([0.0, 0.0])
     right = agent.last_step.result.actions[:, 0].mean()
@@ -183,8 +187,8 @@ def test_subgoal_is_the_first_predicted_latent_not_already_reached():
     from hplan.planning.types import PlanResult
 
     model = PointMassModel(subgoal_interval=4)
-    agent = make_agent(model, PlannerConfig(kind="hier", code_bound=1.0, high_horizon=3), GuardrailConfig(mode="off"),
-                       0, "cpu")
+    agent = make_agent(model, PlannerConfig(kind="hier", codes=CodesConfig(bound=1.0, horizon=3)),
+                       GuardrailConfig(mode="off"), 0, "cpu")
     agent.reset([0.9, 0.0], 0)
     codes = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
     fixed = PlanResult(actions=codes, mean=codes, cost=0.0, risk=0.0, mean_risk=0.0, feasible=True, n_evals=0)
@@ -199,8 +203,8 @@ def test_subgoal_is_the_first_predicted_latent_not_already_reached():
 def test_surprise_uses_the_models_held_out_calibration_when_it_has_one():
     model = PointMassModel()
     model.surprise_stats = torch.tensor([0.001, 0.0005])
-    agent = make_agent(model, PlannerConfig(kind="flat", population=16, elites=4), GuardrailConfig(mode="off"), 0,
-                       "cpu")
+    agent = make_agent(model, PlannerConfig(kind="flat", search=SearchConfig(population=16, elites=4)),
+                       GuardrailConfig(mode="off"), 0, "cpu")
     agent.reset([0.5, 0.5], 0)
     action, first = agent.act([0.0, 0.0])
     predicted = model.predict(torch.zeros(1, 2), torch.as_tensor(action)[None, None])[0, 0]

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from hplan.planning.agent import make_agent
 from hplan.planning.analytic import PointMassModel
-from hplan.planning.config import GuardrailConfig, PlannerConfig
+from hplan.planning.config import BudgetConfig, CodesConfig, CorrectionConfig, GuardrailConfig, PlannerConfig
 from hplan.planning.correction import ResidualMemory
 
 BLIND = PointMassModel()  # no wall: the smooth model that does not know the wall is there
@@ -88,7 +88,7 @@ def test_bad_settings_are_refused(args):
 
 
 # -- in the loop: a model whose doorway is wider than the world's -------------------------------
-ROOMS = dict(eval_budget=6000, code_bound=1.0, high_horizon=5, direct_reach=6.0, horizon=12)
+ROOMS = dict(budget=BudgetConfig(evals=6000), codes=CodesConfig(bound=1.0, horizon=5, direct_reach=6.0), horizon=12)
 START, GOAL = np.array([-0.5, 0.7], np.float32), np.array([0.5, 0.7], np.float32)
 
 
@@ -96,7 +96,7 @@ def steps_to_goal(memory: int, seed: int, steps: int = 100) -> int | None:
     """Hierarchical agent planning with a model that lets it through the doorway's corners (door
     |y| < 0.3) in a world whose door is |y| < 0.15 — the smooth-predictor failure in miniature."""
     model = PointMassModel(wall_x=0.0, door=(-0.3, 0.3), subgoal_interval=8)
-    agent = make_agent(model, PlannerConfig(kind="hier", correction_memory=memory, **ROOMS),
+    agent = make_agent(model, PlannerConfig(kind="hier", correction=CorrectionConfig(memory=memory), **ROOMS),
                        GuardrailConfig(mode="off"), seed, "cpu")
     agent.reset(GOAL, seed)
     pos = START.copy()
@@ -121,9 +121,9 @@ def test_an_episode_with_the_correction_is_reproduced_by_its_seed():
     runs = []
     for _ in range(2):
         model = PointMassModel(wall_x=0.0, door=(-0.3, 0.3), subgoal_interval=8)
-        agent = make_agent(model, PlannerConfig(kind="flat", correction_memory=8, correction_threshold=0.0,
-                                                         eval_budget=600, horizon=8),
-                           GuardrailConfig(mode="off"), 3, "cpu")
+        cfg = PlannerConfig(kind="flat", correction=CorrectionConfig(memory=8, threshold=0.0),
+                            budget=BudgetConfig(evals=600), horizon=8)
+        agent = make_agent(model, cfg, GuardrailConfig(mode="off"), 3, "cpu")
         agent.reset(GOAL, 3)
         pos, actions = START.copy(), []
         for _ in range(12):

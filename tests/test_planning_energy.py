@@ -14,7 +14,8 @@ from hplan.errors import ConfigError, HplanError
 from hplan.planning.agent import make_agent
 from hplan.planning.analytic import PointMassModel, UnsafeDisc
 from hplan.planning.budget import plan_cost, resolve_budget
-from hplan.planning.config import GuardrailConfig, PlannerConfig
+from hplan.planning.config import (BudgetConfig, CodesConfig, EnergyConfig, GradConfig, GuardrailConfig, PlannerConfig,
+                                   SearchConfig)
 from hplan.planning.energy import Energy
 from hplan.planning.lagrangian import LagrangeMultiplier
 
@@ -29,7 +30,7 @@ def actions(n=5, horizon=4, seed=0):
 def test_guardrail_modes_combine_task_and_risk_as_documented(mode):
     model = PointMassModel(unsafe=DISC)
     guard = GuardrailConfig(mode=mode, weight=3.0, threshold=0.4, multiplier_init=7.0)
-    energy = Energy(model, PlannerConfig(running_weight=0.5), guard)
+    energy = Energy(model, PlannerConfig(energy=EnergyConfig(running_weight=0.5)), guard)
     z0, goal, acts = torch.tensor([0.0, 0.0]), torch.tensor([0.5, 0.1]), actions()
     ev = energy.low_objective(z0, goal)(acts)
     z = model.predict(z0.expand(5, 2), acts)
@@ -54,7 +55,8 @@ def test_guardrail_modes_combine_task_and_risk_as_documented(mode):
 
 def test_l2_task_cost_uses_latent_distance():
     model = PointMassModel()
-    energy = Energy(model, PlannerConfig(task_cost="l2", running_weight=0.0), GuardrailConfig(mode="off"))
+    energy = Energy(model, PlannerConfig(energy=EnergyConfig(task_cost="l2", running_weight=0.0)),
+                    GuardrailConfig(mode="off"))
     acts = actions()
     ev = energy.low_objective(torch.zeros(2), torch.tensor([0.3, -0.2]))(acts)
     z = model.predict(torch.zeros(5, 2), acts)
@@ -63,7 +65,9 @@ def test_l2_task_cost_uses_latent_distance():
 
 def test_high_level_energy_charges_unreachable_jumps():
     model = PointMassModel(subgoal_interval=4)
-    energy = Energy(model, PlannerConfig(running_weight=0.0, high_running_weight=0.0, reach_weight=2.0), GuardrailConfig(mode="off"))
+    cfg = PlannerConfig(energy=EnergyConfig(running_weight=0.0),
+                        codes=CodesConfig(running_weight=0.0, reach_weight=2.0))
+    energy = Energy(model, cfg, GuardrailConfig(mode="off"))
     codes = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
     ev = energy.high_objective(torch.zeros(2), torch.tensor([0.4, 0.0]))(codes)
     # two jumps of 4 steps at full speed each land exactly on the goal; each jump is exactly k steps
@@ -74,8 +78,8 @@ def test_high_level_energy_charges_unreachable_jumps():
         def temporal_distance(self, z, z_goal):
             return 2 * super().temporal_distance(z, z_goal)
 
-    far = Energy(Stretchy(subgoal_interval=4), PlannerConfig(running_weight=0.0, high_running_weight=0.0, reach_weight=2.0),
-                 GuardrailConfig(mode="off")).high_objective(torch.zeros(2), torch.tensor([0.4, 0.0]))(codes)
+    far = Energy(Stretchy(subgoal_interval=4), cfg, GuardrailConfig(mode="off")).high_objective(
+        torch.zeros(2), torch.tensor([0.4, 0.0]))(codes)
     assert far.cost[0] == pytest.approx(2.0 * 2 * 4.0, rel=1e-4)
 
 
@@ -87,8 +91,8 @@ def test_hard_mode_agent_never_picks_a_predicted_unsafe_plan_when_a_safe_one_was
         start, centre, radius, seed, low):
     model = PointMassModel(unsafe=UnsafeDisc(centre=centre, radius=radius))
     # every step's risk counts here, also after arriving at the goal (that is tested on its own below)
-    cfg = PlannerConfig(kind="flat", low=low, horizon=5, population=24, elites=4, iterations=2, grad_restarts=4,
-                        grad_steps=3, goal_ends_episode=False)
+    cfg = PlannerConfig(kind="flat", low=low, horizon=5, search=SearchConfig(population=24, elites=4, iterations=2),
+                        grad=GradConfig(restarts=4, steps=3), energy=EnergyConfig(goal_ends_episode=False))
     agent = make_agent(model, cfg, GuardrailConfig(mode="hard", threshold=0.3), seed, "cpu")
     seen_safe = []
     build = agent.energy.low_objective
@@ -123,7 +127,7 @@ def test_off_mode_never_calls_the_heads_during_planning():
             calls.append(z.shape)
             return super().heads(z, a)
 
-    agent = make_agent(Counting(unsafe=DISC), PlannerConfig(kind="flat", population=16, elites=4),
+    agent = make_agent(Counting(unsafe=DISC), PlannerConfig(kind="flat", search=SearchConfig(population=16, elites=4)),
                        GuardrailConfig(mode="off"), 0, "cpu")
     agent.reset([0.5, 0.5], 0)
     _, info = agent.act([0.0, 0.0])
@@ -152,7 +156,8 @@ def test_lagrangian_agent_reports_its_multiplier_and_it_adapts():
     model = PointMassModel(unsafe=UnsafeDisc(centre=(0.25, 0.0), radius=0.12))
     guard = GuardrailConfig(mode="lagrangian", budget=0.0, multiplier_init=0.0, multiplier_update="dual",
                             lagrangian_lr=50.0)
-    agent = make_agent(model, PlannerConfig(kind="flat", horizon=8, population=64, elites=8), guard, 0, "cpu")
+    cfg = PlannerConfig(kind="flat", horizon=8, search=SearchConfig(population=64, elites=8))
+    agent = make_agent(model, cfg, guard, 0, "cpu")
     agent.reset([0.5, 0.0], 0)
     _, first = agent.act([0.0, 0.0])
     # with λ = 0 the straight line through the disc is chosen: predicted risk is high, λ jumps
@@ -168,13 +173,13 @@ def test_lagrangian_agent_reports_its_multiplier_and_it_adapts():
 
 @pytest.mark.parametrize("low", ["cem", "mppi", "grad"])
 @pytest.mark.parametrize("budget", [3000, 12_345])
-def test_eval_budget_sizes_flat_and_hier_so_neither_exceeds_it(low, budget):
-    flat = resolve_budget(PlannerConfig(kind="flat", low=low, eval_budget=budget))
-    hier_cfg = PlannerConfig(kind="hier", low=low, eval_budget=budget)
+def test_a_budget_sizes_flat_and_hier_so_neither_exceeds_it(low, budget):
+    flat = resolve_budget(PlannerConfig(kind="flat", low=low, budget=BudgetConfig(evals=budget)))
+    hier_cfg = PlannerConfig(kind="hier", low=low, budget=BudgetConfig(evals=budget))
     hier = resolve_budget(hier_cfg)
     horizon = hier_cfg.horizon
     flat_cost = plan_cost(low, flat.low, horizon)
-    hier_cost = plan_cost(low, hier.low, horizon) + plan_cost("cem", hier.high, hier_cfg.high_horizon)
+    hier_cost = plan_cost(low, hier.low, horizon) + plan_cost("cem", hier.high, hier_cfg.codes.horizon)
     assert flat_cost <= budget and hier_cost <= budget
     # and the budget is used: one more candidate would not fit
     bigger = dataclasses.replace(flat.low, population=flat.low.population + 1)
@@ -182,13 +187,15 @@ def test_eval_budget_sizes_flat_and_hier_so_neither_exceeds_it(low, budget):
 
 
 def test_too_small_a_budget_is_a_one_line_user_error():
-    with pytest.raises(HplanError, match="planner.eval_budget"):
-        resolve_budget(PlannerConfig(kind="hier", eval_budget=100))
+    with pytest.raises(HplanError, match="planner.budget.evals"):
+        resolve_budget(PlannerConfig(kind="hier", budget=BudgetConfig(evals=100)))
 
 
 def test_planner_config_validation_names_file_and_field():
-    with pytest.raises(ConfigError, match=r"s.toml: planner: elites \(64\) must be <= population \(8\)"):
-        from_mapping(PlannerConfig, {"population": 8, "elites": 64}, source="s.toml", section="planner")
+    with pytest.raises(ConfigError, match=r"s.toml: planner.search: elites \(64\) must be <= population \(8\)"):
+        from_mapping(PlannerConfig, {"search": {"population": 8, "elites": 64}}, source="s.toml", section="planner")
+    with pytest.raises(ConfigError, match=r"s.toml: planner.codes: elites \(64\) must be <= population \(8\)"):
+        from_mapping(PlannerConfig, {"codes": {"population": 8, "elites": 64}}, source="s.toml", section="planner")
     with pytest.raises(ConfigError, match=r"s.toml: guardrails.threshold: must be < 1.0"):
         from_mapping(GuardrailConfig, {"threshold": 1.5}, source="s.toml", section="guardrails")
     with pytest.raises(HplanError, match="cannot plan continuous actions"):
@@ -232,7 +239,7 @@ class TinyLearnedModel(torch.nn.Module):
 
 def test_gradient_planner_leaves_model_parameters_untouched_and_improves_the_plan():
     model = TinyLearnedModel()
-    cfg = PlannerConfig(kind="flat", low="grad", grad_restarts=3, grad_steps=15, horizon=5)
+    cfg = PlannerConfig(kind="flat", low="grad", grad=GradConfig(restarts=3, steps=15), horizon=5)
     agent = make_agent(model, cfg, GuardrailConfig(mode="penalty"), 0, "cpu")
     agent.reset([1.0, -1.0, 0.5, 0.0], 0)
     agent.act([0.0, 0.0, 0.0, 0.0])
@@ -268,7 +275,7 @@ def test_auto_chunk_size_bounds_the_batch_the_model_sees():
     energy.low_objective(torch.zeros(2), torch.ones(2))(torch.zeros(600, 3, 2))
     assert seen == [256, 256, 88]
     seen.clear()
-    Energy(Recording(), PlannerConfig(max_batch=1000), GuardrailConfig(mode="off")).low_objective(
+    Energy(Recording(), PlannerConfig(search=SearchConfig(max_batch=1000)), GuardrailConfig(mode="off")).low_objective(
         torch.zeros(2), torch.ones(2))(torch.zeros(600, 3, 2))
     assert seen == [600]
 
@@ -287,7 +294,8 @@ def test_going_for_the_goal_the_risk_after_arriving_is_not_counted():
     task = Energy(model, cfg, guard).task_cost(z, goal)
     final = Energy(model, cfg, guard).low_objective(z0, goal, final=True)(candidates)
     subgoal = Energy(model, cfg, guard).low_objective(z0, goal)(candidates)
-    everything = Energy(model, dataclasses.replace(cfg, goal_ends_episode=False), guard).low_objective(
+    stopless = dataclasses.replace(cfg, energy=EnergyConfig(goal_ends_episode=False))
+    everything = Energy(model, stopless, guard).low_objective(
         z0, goal, final=True)(candidates)
     # arrival (distance 2 <= subgoal_reached) is after the second action: only actions 0 and 1 pay
     assert cfg.subgoal_reached == 2.0

@@ -72,14 +72,14 @@ def test_imagined_high_level_finds_the_doorway_flat_misses_with_no_waypoints_giv
     """Two rooms (analytic model: P_hi stopped by the wall, temporal distance blind to it): the
     agent routes over a graph it grew itself, through the doorway; flat presses into the wall."""
     from hplan.planning.analytic import PointMassModel
-    from hplan.planning.config import PlannerConfig
+    from hplan.planning.config import PlannerConfig, RouteConfig
 
     sys.path.insert(0, str(Path(__file__).parent))
     from test_planning_agent import ROOMS_CFG, episode
 
     model = PointMassModel(wall_x=0.0, subgoal_interval=8)
     assert not hasattr(model, "waypoints")  # nothing remembered: the graph is all imagination
-    cfg = dict(ROOMS_CFG, landmark_edge=12.0, landmark_attach=3.0)
+    cfg = dict(ROOMS_CFG, route=RouteConfig(edge=12.0, attach=3.0))
     flat_ok, _, _, _ = episode(model, PlannerConfig(kind="flat", **cfg), steps=120)
     ok, steps, infos, _ = episode(model, PlannerConfig(kind="hier", high="imagined", **cfg), steps=120)
     assert ok and not flat_ok

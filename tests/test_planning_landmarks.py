@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hplan.errors import HplanError
 from hplan.planning.agent import make_agent
 from hplan.planning.analytic import PointMassModel, UnsafeDisc
-from hplan.planning.config import GuardrailConfig, PlannerConfig
+from hplan.planning.config import GuardrailConfig, PlannerConfig, RouteConfig, SearchConfig
 from hplan.planning.energy import Energy
 from hplan.planning.hierarchical import HierarchicalPlanner
 from hplan.planning.landmarks import Hand, LandmarkGraph
@@ -243,13 +243,13 @@ class _AlternatingGraph:
 
 
 def test_a_stalled_agent_gives_up_on_every_waypoint_it_was_handed() -> None:
-    """No progress along the route for ``landmark_patience`` steps blocks the waypoints handed in
+    """No progress along the route for ``route.patience`` steps blocks the waypoints handed in
     that time, even when the handed waypoint changes from step to step."""
     model = PointMassModel(wall_x=0.0)
     points = torch.tensor([[-0.1, -0.5], [-0.1, -0.7]])
     model.waypoints = lambda: points  # type: ignore[attr-defined]
-    cfg = PlannerConfig(kind="hier", high="landmarks", horizon=3, population=16, iterations=1, elites=4,
-                        landmark_patience=5)
+    cfg = PlannerConfig(kind="hier", high="landmarks", horizon=3,
+                        search=SearchConfig(population=16, iterations=1, elites=4), route=RouteConfig(patience=5))
     agent = make_agent(model, cfg, GuardrailConfig(mode="off"), seed=0, device="cpu")
     planner = agent.planner
     assert isinstance(planner, HierarchicalPlanner)
@@ -257,7 +257,7 @@ def test_a_stalled_agent_gives_up_on_every_waypoint_it_was_handed() -> None:
     planner.graph = stub  # type: ignore[assignment]
     planner.reset()
     z, goal, gen = torch.tensor([0.05, -0.6]), torch.tensor([-0.5, -0.6]), torch.Generator().manual_seed(0)
-    for _ in range(cfg.landmark_patience):
+    for _ in range(cfg.route.patience):
         planner.step(z, goal, gen)
         assert stub.blocked == []  # patience not yet spent
     planner.step(z, goal, gen)
@@ -269,7 +269,8 @@ def test_a_guarded_route_goes_round_a_hazard_that_lies_between_two_safe_waypoint
     """Edges pay the guardrail cost of the way between their waypoints (``Energy.edge_cost``), so a
     route no longer hops past a hazard that neither end of the hop is in."""
     model = PointMassModel(unsafe=UnsafeDisc(centre=(0.0, 0.0), radius=0.2))
-    energy = Energy(model, PlannerConfig(landmark_edge_samples=3), GuardrailConfig(mode=mode, weight=10.0, threshold=0.5))
+    energy = Energy(model, PlannerConfig(route=RouteConfig(edge_samples=3)),
+                    GuardrailConfig(mode=mode, weight=10.0, threshold=0.5))
     points = torch.tensor([[-0.5, 0.0], [0.5, 0.0], [0.0, 0.6]])  # the hop 0 → 1 crosses the disc
     steps = model.temporal_distance(points[:, None], points[None])  # every pair joined by the data
     priced = energy.edge_cost(points, steps)
@@ -287,7 +288,7 @@ def test_a_guarded_route_goes_round_a_hazard_that_lies_between_two_safe_waypoint
     hand = graph.hand(points[0], points[1])
     assert hand is not None and hand.route_length == pytest.approx(found.length)
     unpriced = Energy(model, PlannerConfig(), GuardrailConfig(mode=mode, weight=10.0, threshold=0.5))
-    assert float(unpriced.edge_cost(points, steps).abs().max()) == 0.0  # landmark_edge_samples = 0: waypoints only
+    assert float(unpriced.edge_cost(points, steps).abs().max()) == 0.0  # route.edge_samples = 0: waypoints only
 
 
 def test_a_reached_exit_is_not_handed_again_unless_going_straight_is_banned() -> None:

@@ -1,5 +1,5 @@
 """The evaluation protocol: disjoint val/test episodes, a held-out collection stream, --set
-overrides validated like the file, the eval_budget rule, and the per-step cost of everything a
+overrides validated like the file, the search-budget rule, and the per-step cost of everything a
 planner computes."""
 
 from __future__ import annotations
@@ -95,29 +95,29 @@ def test_set_values_reach_the_scenario_and_later_ones_win() -> None:
     assert scenario.planner.horizon == 9 and scenario.model.regularizer == "sigreg"
 
 
-def test_eval_budget_and_a_population_in_one_layer_are_refused(tmp_path) -> None:
+def test_a_budget_and_a_population_in_one_layer_are_refused(tmp_path) -> None:
     path = tmp_path / "s.toml"
     text = (Path("scenarios") / "point_two_rooms.toml").read_text()
-    path.write_text(text.replace("[planner]\n", "[planner]\npopulation = 64\neval_budget = 2000\n"))
+    path.write_text(text.replace("[planner]\n", "[planner]\nsearch = {population = 64}\nbudget = {evals = 2000}\n"))
     with pytest.raises(ConfigError) as err:
         load_scenario(path)
-    assert err.value.file == str(path) and err.value.field == "planner.population"
+    assert err.value.file == str(path) and err.value.field == "planner.search.population"
     with pytest.raises(ConfigError) as err:
-        load_scenario("point_two_rooms", sets=["planner.population=64", "planner.eval_budget=2000"])
+        load_scenario("point_two_rooms", sets=["planner.search.population=64", "planner.budget.evals=2000"])
     assert err.value.file == "--set"
 
 
 def test_a_later_population_turns_an_earlier_budget_off_and_a_later_budget_wins(tmp_path) -> None:
     base = tmp_path / "s.toml"
     base.write_text((Path("scenarios") / "point_two_rooms.toml").read_text())
-    with_budget = load_scenario(base, sets=["planner.eval_budget=1000"])
-    assert with_budget.planner.eval_budget == 1000
-    suite_sized = load_scenario(base, overrides={"planner": {"population": 64, "iterations": 2}},
-                                sets=["planner.eval_budget=1000"])
-    assert suite_sized.planner.eval_budget == 1000  # --set comes last
-    sized = load_scenario(with_budget.source, overrides={"planner": {"eval_budget": 1000}},
-                          sets=["planner.population=32"])
-    assert sized.planner.eval_budget == 0 and sized.planner.population == 32
+    with_budget = load_scenario(base, sets=["planner.budget.evals=1000"])
+    assert with_budget.planner.budget.evals == 1000
+    suite_sized = load_scenario(base, overrides={"planner": {"search": {"population": 64, "iterations": 2}}},
+                                sets=["planner.budget.evals=1000"])
+    assert suite_sized.planner.budget.evals == 1000  # --set comes last
+    sized = load_scenario(with_budget.source, overrides={"planner": {"budget": {"evals": 1000}}},
+                          sets=["planner.search.population=32"])
+    assert sized.planner.budget.evals == 0 and sized.planner.search.population == 32
 
 
 def test_stress_suite_explicit_search_is_the_search_it_gets() -> None:
@@ -200,22 +200,23 @@ def test_a_non_finite_number_in_a_scenario_is_refused(tmp_path) -> None:
 
 
 def test_a_study_set_is_a_later_layer_than_the_study_file(tmp_path) -> None:
-    """A study whose overrides fix an eval_budget, run with ``--set planner.population=32``: the
+    """A study whose overrides fix a budget, run with ``--set planner.search.population=32``: the
     command line is the later layer, so its population turns the budget off (not refused as if
     one file had set both)."""
     from hplan.studies.loading import load_study, rescale
     from hplan.studies.space import trial_scenario
 
     text = Path("studies/smoke.toml").read_text().replace(
-        "population = 16\nelites = 4\niterations = 1\nhigh_population = 16\n",
-        "eval_budget = 500\nelites = 4\niterations = 1\n")
+        "[overrides.planner.search]\npopulation = 16\nelites = 4\niterations = 1\n[overrides.planner.codes]\npopulation = 16\n",
+        "[overrides.planner.budget]\nevals = 500\n[overrides.planner.search]\nelites = 4\niterations = 1\n"
+        "[overrides.planner.codes]\n")
     path = tmp_path / "study.toml"
     path.write_text(text)
     study = load_study(path)
-    assert trial_scenario(study, {}).planner.eval_budget == 500
-    rescaled = rescale(study, sets=("planner.population=32",))
+    assert trial_scenario(study, {}).planner.budget.evals == 500
+    rescaled = rescale(study, sets=("planner.search.population=32",))
     scenario = trial_scenario(rescaled, {})
-    assert scenario.planner.eval_budget == 0 and scenario.planner.population == 32
+    assert scenario.planner.budget.evals == 0 and scenario.planner.search.population == 32
     with pytest.raises(ConfigError) as err:
         rescale(study, sets=("planner.horizon=0",))
     assert "planner.horizon" in str(err.value)

@@ -35,8 +35,8 @@ SUBSTITUTIONS: tuple[tuple[str, str], ...] = (
 EXTRA_FLAGS: tuple[tuple[str, str], ...] = (
     ("hplan stress ", "--episodes 1 --max-steps 4"),
     ("hplan study run ", "--n-trials 1 --seeds 1 --episodes 1 --max-epochs 1 --collect-episodes 4 "
-                         "--set env.max_steps=4 --set collect.steps_per_episode=16 --set planner.population=16 "
-                         "--set planner.iterations=1 --set planner.high_population=16 --set planner.high_iterations=1 "
+                         "--set env.max_steps=4 --set collect.steps_per_episode=16 --set planner.search.population=16 "
+                         "--set planner.search.iterations=1 --set planner.codes.population=16 --set planner.codes.iterations=1 "
                          "--set train.guardrail_fit_steps=5 --set train.distance_fit_steps=5 "
                          "--set train.subgoal_fit_steps=5 --set train.predictor_fit_steps=5"),
     ("hplan demo", "--quick"),

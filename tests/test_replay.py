@@ -11,7 +11,7 @@ from typing import Any
 import imageio.v2 as imageio
 import pytest
 from cli_support import TINY_TWO_ROOMS_TOML
-from test_runner_support import TINY_PLANNER, make_greedy_agent, one_torch_thread, tiny_checkpoint, two_rooms  # noqa: F401
+from test_runner_support import TINY_PLANNER, make_greedy_agent, one_torch_thread, tiny_checkpoint, toml_lines, two_rooms  # noqa: F401
 
 from hplan.errors import CheckpointError, ConfigError, HplanError, ReplayDivergence
 from hplan.replay import log_paths, replay_actions, verify_log
@@ -75,6 +75,31 @@ def test_every_logged_episode_replays_exactly_with_the_agent(logged_run: tuple[P
     for path in paths:
         report = verify_log(path)
         assert report.verified and report.agent_ok is True and report.steps == STEPS
+
+
+def _flat_planner(nested: dict[str, Any]) -> dict[str, Any]:
+    """A planner table as the code before the nesting recorded it: one flat table, removed knobs included."""
+    from hplan.planning.migration import MOVED, REMOVED
+
+    def at(path: str) -> Any:
+        section, key = path.split(".")
+        return nested[section][key]
+
+    kept = {key: value for key, value in nested.items() if not isinstance(value, dict)}
+    return {**kept, **{old: at(new) for old, new in MOVED.items()}, **{k: r.value for k, r in REMOVED.items()}}
+
+
+def test_a_log_recorded_before_the_planner_was_nested_replays_with_the_agent(logged_run: tuple[Path, Path],
+                                                                             tmp_path: Path) -> None:
+    path = _copy_log(logged_run, tmp_path)
+    objects = [json.loads(line) for line in path.read_text().splitlines()]
+    header = objects[0]
+    assert isinstance(header["planner"]["search"], dict)  # recorded nested today
+    header["planner"] = _flat_planner(header["planner"])
+    header["scenario"]["planner"] = _flat_planner(header["scenario"]["planner"])
+    _write(path, objects)
+    report = verify_log(path)
+    assert report.verified and report.agent_ok is True and report.steps == STEPS
 
 
 def _bump_action(step: dict[str, Any]) -> None:
@@ -236,9 +261,8 @@ def test_cli_replay_renders_a_gif(logged_run: tuple[Path, Path], tmp_path: Path,
 
 
 def _tiny_scenario_file(tmp_path: Path) -> Path:
-    planner = "\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY_PLANNER.items())
     path = tmp_path / "tiny.toml"
-    path.write_text(TINY_TWO_ROOMS_TOML.format(planner=planner))
+    path.write_text(TINY_TWO_ROOMS_TOML.format(planner=toml_lines(TINY_PLANNER)))
     return path
 
 

@@ -102,14 +102,14 @@ def test_a_table_never_measured_says_how_to_measure_it(tmp_path, monkeypatch, ca
 
 @pytest.mark.parametrize("edit, field", [
     ('label = "flat"', "tables[0].arms[1].label"),
-    ('sets = ["planner.population=8"]', "tables[0].arms[1].sets"),
+    ('sets = ["planner.search.population=8"]', "tables[0].arms[1].sets"),
     ('compare = [["hier", "flat"]]', "tables[0].compare[0]"),
     ('name = "tiny_heldout"', "tables[1].name"),
 ])
 def test_a_bad_definition_is_refused_in_one_line_naming_the_field(tmp_path, monkeypatch, capsys, edit, field) -> None:
     replacement = {
         'label = "flat"': 'label = "HIER"',  # the same folder name as "hier"
-        'sets = ["planner.population=8"]': 'sets = ["planner.population=0"]',
+        'sets = ["planner.search.population=8"]': 'sets = ["planner.search.population=0"]',
         'compare = [["hier", "flat"]]': 'compare = [["hier", "nobody"]]',
         'name = "tiny_heldout"': 'name = "tiny_planning"',
     }[edit]

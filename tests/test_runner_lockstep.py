@@ -22,7 +22,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from cli_support import TINY_TWO_ROOMS_TOML, run_cli
-from test_runner_support import TINY_PLANNER, one_torch_thread, tiny_checkpoint, two_rooms  # noqa: F401
+from test_runner_support import TINY_PLANNER, one_torch_thread, tiny_checkpoint, toml_lines, two_rooms  # noqa: F401
 
 from hplan.envs.factory import make_env
 from hplan.models.checkpoint import load_world_model
@@ -250,8 +250,7 @@ def test_cli_run_lockstep_then_replay_verify(tiny: tuple[Path, Any], tmp_path: P
                                             capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     ckpt, _ = tiny
     scenario = tmp_path / "tiny.toml"
-    scenario.write_text(TINY_TWO_ROOMS_TOML.format(planner="\n".join(f"{k} = {json.dumps(v)}"
-                                                                      for k, v in TINY_PLANNER.items())))
+    scenario.write_text(TINY_TWO_ROOMS_TOML.format(planner=toml_lines(TINY_PLANNER)))
     outputs = {}
     for lockstep in ("1", "3"):
         out_dir = tmp_path / f"out{lockstep}"

@@ -8,6 +8,7 @@ agent, checkpoint loader and replay can be exercised end to end in seconds.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -102,6 +103,17 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(previous)
 
 
-TINY_PLANNER = {"population": 16, "elites": 4, "iterations": 1, "horizon": 4, "high_population": 16,
-                "high_elites": 4, "high_iterations": 1, "high_horizon": 2, "device": "cpu"}
+TINY_PLANNER = {"horizon": 4, "device": "cpu", "search": {"population": 16, "elites": 4, "iterations": 1},
+                "codes": {"population": 16, "elites": 4, "iterations": 1, "horizon": 2}}
 """A planner small enough for tests (one step well under 10 ms on CPU)."""
+
+
+def toml_lines(table: dict[str, Any]) -> str:
+    """``table`` as the lines of a TOML section's body, sub-tables inline (``search = {population = 16}``),
+    for ``cli_support.TINY_TWO_ROOMS_TOML``'s ``{planner}``."""
+    def value(v: Any) -> str:
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
+        return json.dumps(v)
+
+    return "\n".join(f"{k} = {value(v)}" for k, v in table.items())

@@ -234,8 +234,8 @@ def test_stress_episodes_are_logged_and_replay_under_their_shift(tmp_path, one_t
     from hplan.replay import verify_log
     from hplan.runner.logs import read_episode_log, write_episode_log
 
-    scenario = two_rooms(max_steps=12, planner={"kind": "flat", "population": 8, "elites": 2, "iterations": 1,
-                                                "horizon": 3})
+    scenario = two_rooms(max_steps=12, planner={"kind": "flat", "horizon": 3,
+                                                "search": {"population": 8, "elites": 2, "iterations": 1}})
     ckpt = tiny_checkpoint(tmp_path / "ckpt", scenario)
     suite = make_suite(shifts=(SuiteShift("none", (0,)), SuiteShift("obs_noise", (0, 2)), SuiteShift("kidnap", (1,))),
                        episodes=2, episodes_per_cell=2, h50=H50Config(enabled=True, separations=(0, 6, 12)))

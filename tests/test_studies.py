@@ -355,6 +355,24 @@ def test_budget_counts_everything_but_failures() -> None:
     assert budget_used(trials) == 3
 
 
+def test_a_failed_trial_recorded_with_flat_planner_names_is_queued_under_todays_names() -> None:
+    """A study stored before the planner was nested named its parameters ``planner.population``;
+    resumed with today's study file (``planner.search.population``) the failed trial runs again
+    with the same values."""
+    from optuna.distributions import IntDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from hplan.studies.workers import requeue_failed
+
+    handle = optuna.create_study()
+    handle.add_trial(create_trial(state=TrialState.FAIL, params={"planner.population": 64, "planner.horizon": 9},
+                                  distributions={"planner.population": IntDistribution(16, 512),
+                                                 "planner.horizon": IntDistribution(4, 24)}))
+    assert requeue_failed(handle) == [0]
+    (queued,) = [t for t in handle.get_trials() if t.state == TrialState.WAITING]
+    assert queued.system_attrs["fixed_params"] == {"planner.search.population": 64, "planner.horizon": 9}
+
+
 def test_resuming_a_grid_study_reruns_the_arm_that_failed_and_a_broken_pipeline_stops(tmp_path: Path) -> None:
     from hplan.studies.synthetic import synthetic_pipeline
 

@@ -43,13 +43,15 @@ latent_dim = 8
 [overrides.env]
 max_steps = 6
 [overrides.planner]
+device = "cpu"
+[overrides.planner.search]
 population = 16
 elites = 4
 iterations = 1
-high_population = 16
-high_elites = 4
-high_iterations = 1
-device = "cpu"
+[overrides.planner.codes]
+population = 16
+elites = 4
+iterations = 1
 [[objectives]]
 metric = "success_rate"
 [[constraints]]

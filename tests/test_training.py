@@ -258,7 +258,7 @@ def test_frame_history_model_trains_evaluates_and_acts(image_data: Path, tmp_pat
     feed the encoder stacked frames (a shape mix-up anywhere raises in ``encode``)."""
     from hplan.diagnostics.heldout import evaluate_heldout
     from hplan.planning.agent import make_agent
-    from hplan.planning.config import GuardrailConfig, PlannerConfig
+    from hplan.planning.config import GuardrailConfig, PlannerConfig, SearchConfig
     from hplan.vocabulary.frames import repeat_frame
 
     scenario = ScenarioConfig(name="synthetic", env=EnvConfig(id=ENV_ID, obs_mode="image"))
@@ -271,8 +271,8 @@ def test_frame_history_model_trains_evaluates_and_acts(image_data: Path, tmp_pat
     from hplan.data.shards import load_episodes
 
     frames = load_episodes(image_data)["obs"][0]
-    agent = make_agent(model, PlannerConfig(kind="flat", horizon=3, population=16, iterations=1, elites=4),
-                       GuardrailConfig(), seed=0, device="cpu")
+    cfg = PlannerConfig(kind="flat", horizon=3, search=SearchConfig(population=16, iterations=1, elites=4))
+    agent = make_agent(model, cfg, GuardrailConfig(), seed=0, device="cpu")
     for _episode in range(2):  # the history starts afresh each episode: the first frame repeated
         agent.reset(frames[-1], seed=0)
         action, _ = agent.act(frames[0])
@@ -293,7 +293,7 @@ def test_keypoint_model_keeps_training_latents_as_waypoints_and_a_landmark_agent
     the episodes took between them, and the landmark high level plans with them (no code optimiser, the whole budget to the low level)."""
     from hplan.data.shards import load_episodes
     from hplan.planning.agent import make_agent
-    from hplan.planning.config import GuardrailConfig, PlannerConfig
+    from hplan.planning.config import BudgetConfig, GuardrailConfig, PlannerConfig, SearchConfig
 
     scenario = ScenarioConfig(name="synthetic", env=EnvConfig(id=ENV_ID, obs_mode="image"))
     run = train_world_model(scenario, image_data, tmp_path / "run", max_epochs=1, frame_history=2,
@@ -314,8 +314,9 @@ def test_keypoint_model_keeps_training_latents_as_waypoints_and_a_landmark_agent
     before = waypoints.clone()
     model.set_waypoints(model.waypoints(), edges.clone())  # a view of the buffer itself: nothing lost
     torch.testing.assert_close(model.waypoints(), before)
-    agent = make_agent(model, PlannerConfig(kind="hier", high="landmarks", horizon=3, population=16, iterations=1,
-                                            elites=4, eval_budget=200), GuardrailConfig(), seed=0, device="cpu")
+    cfg = PlannerConfig(kind="hier", high="landmarks", horizon=3,
+                        search=SearchConfig(population=16, iterations=1, elites=4), budget=BudgetConfig(evals=200))
+    agent = make_agent(model, cfg, GuardrailConfig(), seed=0, device="cpu")
     assert agent.budget.high is None
     agent.reset(obs[0, -1], seed=0)
     action, info = agent.act(obs[0, 0])

@@ -64,8 +64,11 @@ def load_run_and_dataset(run_dir: Path, data: Path, device: str) -> tuple[Any, A
     from hplan.diagnostics.heldout import check_dataset_fits
     from hplan.models.checkpoint import load_world_model
 
+    from hplan.planning.migration import nest_scenario_planner
+
     config_path = run_dir / "config.json"
-    scenario = from_mapping(ScenarioConfig, read_json_object(config_path), source=str(config_path))
+    recorded = nest_scenario_planner(read_json_object(config_path), source=str(config_path))
+    scenario = from_mapping(ScenarioConfig, recorded, source=str(config_path))
     model = load_world_model(run_dir, device=device, expect_env_id=scenario.env.id)
     check_dataset_fits(model, data)
     return scenario, model

@@ -44,7 +44,7 @@ def run_command(
     collect_episodes: Optional[int] = typer.Option(None, "--collect-episodes", min=1,
                                                    help="override the collected dataset size"),
     set_: list[str] = typer.Option([], "--set", help="scenario override TARGET=VALUE for every trial "
-                                                     "(repeatable), e.g. --set planner.population=64"),
+                                                     "(repeatable), e.g. --set planner.search.population=64"),
     check: bool = typer.Option(False, "--check", help="only validate the study file (scenario, environment, "
                                                       "parameter bounds, stress suite) and --out; run nothing"),
 ) -> None:

@@ -82,13 +82,14 @@ def budget_rows(planner: Any) -> list[tuple[str, str]]:
         low = f"low {budget.low.population}×{budget.low.iterations} ({plan_cost(cfg.low, budget.low, cfg.horizon, outside_search(cfg, 'low'))} evals)"
         high = "" if budget.high is None else (
             f", high {budget.high.population}×{budget.high.iterations} "
-            f"({plan_cost(cfg.high_optimizer, budget.high, cfg.high_horizon, outside_search(cfg, 'high'))} evals when it replans)")
+            f"({plan_cost(cfg.codes.optimizer, budget.high, cfg.codes.horizon, outside_search(cfg, 'high'))} evals when it replans)")
         if kind == "hier" and cfg.high == "landmarks":
             high = ", high `landmarks`: no predictor evaluations (distance and guardrail heads, graph search)"
         elif kind == "hier" and cfg.high == "imagined":
-            high = (f", high `imagined`: ≤ {cfg.imagine_depth * cfg.imagine_frontier * cfg.imagine_branches} P_hi "
+            grow = cfg.imagined
+            high = (f", high `imagined`: ≤ {grow.depth * grow.frontier * grow.branches} P_hi "
                     "evaluations each time it grows its graph (distance and guardrail heads, graph search)")
-        source = f"eval_budget {cfg.eval_budget}" if cfg.eval_budget > 0 else "populations as given"
+        source = f"budget.evals {cfg.budget.evals}" if cfg.budget.evals > 0 else "populations as given"
         rows.append((f"search ({kind})", f"{low}{high}; {source}"))
     return rows
 

@@ -24,7 +24,7 @@ import torch
 
 from hplan.device import resolve_device
 from hplan.planning.budget import resolve_budget
-from hplan.planning.config import GuardrailConfig, PlannerConfig
+from hplan.planning.config import CODE_PRIOR_STD, GuardrailConfig, PlannerConfig
 from hplan.planning.correction import ResidualMemory
 from hplan.planning.energy import Energy
 from hplan.vocabulary.frames import FrameHistory, repeat_frame
@@ -87,21 +87,23 @@ class LatentAgent:
         self.discrete = bool(spec.discrete)
         self.multiplier = LagrangeMultiplier(guardrails)
         self.energy = Energy(model, planner, guardrails, multiplier=self.multiplier)
-        if planner.correction_memory:
-            self.energy.correction = ResidualMemory(planner.correction_memory, planner.correction_radius,
-                                                    planner.correction_action_width, planner.correction_threshold)
+        fix = planner.correction
+        if fix.memory:
+            self.energy.correction = ResidualMemory(fix.memory, fix.radius, fix.action_width, fix.threshold)
         budget = resolve_budget(planner)
         low_space = SearchSpace(planner.horizon, spec.dim, spec.low, spec.high, discrete=self.discrete)
         low = RecedingHorizon(make_optimizer(planner.low, low_space, planner, budget.low), device,
-                              warm_start=planner.warm_start)
+                              warm_start=planner.search.warm_start)
         if planner.kind == "hier":
             high = None  # the landmark high level has no optimiser (and no budget share)
             if budget.high is not None:
-                high_space = SearchSpace(planner.high_horizon, model.code_dim, -planner.code_bound, planner.code_bound)
-                high_cfg = dataclasses.replace(planner, init_std=planner.high_init_std / planner.code_bound,
-                                               min_std=min(planner.min_std, planner.high_init_std / planner.code_bound))
-                high = RecedingHorizon(make_optimizer(planner.high_optimizer, high_space, high_cfg, budget.high),
-                                       device, warm_start=planner.warm_start)
+                codes = planner.codes
+                high_space = SearchSpace(codes.horizon, model.code_dim, -codes.bound, codes.bound)
+                start = CODE_PRIOR_STD / codes.bound  # the codes' prior, as a fraction of the box
+                high_cfg = dataclasses.replace(planner, search=dataclasses.replace(
+                    planner.search, init_std=start, min_std=min(planner.search.min_std, start)))
+                high = RecedingHorizon(make_optimizer(codes.optimizer, high_space, high_cfg, budget.high),
+                                       device, warm_start=planner.search.warm_start)
             self.planner: FlatPlanner | HierarchicalPlanner = HierarchicalPlanner(self.energy, low, high, planner)
         else:
             self.planner = FlatPlanner(self.energy, low)

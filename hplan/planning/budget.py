@@ -3,12 +3,12 @@
 One plan costs (see :mod:`hplan.planning.energy` for what counts as an evaluation):
 
 * CEM / MPPI / categorical CEM: ``iterations × population × horizon``, plus ``horizon`` with
-  ``execute_mean`` (the final mean is then scored on its own, to check it before executing it);
+  ``search.execute_mean`` (the final mean is then scored on its own, to check it before executing it);
 * gradient: ``(steps + 1) × restarts × horizon`` (one forward per Adam step plus a final one);
-* the high level: the same formula with ``high_horizon`` jumps, plus ``high_horizon`` for rolling
+* the high level: the same formula with ``codes.horizon`` jumps, plus ``codes.horizon`` for rolling
   the chosen codes out once more into subgoals.
 
-With ``eval_budget = B > 0`` the populations are derived from B (iterations and the
+With ``budget.evals = B > 0`` the populations are derived from B (iterations and the
 elite fraction are kept): a flat agent spends up to B on its low level every step; a hierarchical
 agent spends up to ``(1 − high_share)·B`` on its low level every step and, on the steps where it
 replans its subgoals, up to ``high_share·B`` on the high level. So a hierarchical agent never
@@ -39,8 +39,8 @@ def outside_search(cfg: PlannerConfig, level: str) -> int:
     mean scored on its own (``execute_mean``; sampling optimisers), and at the high level the
     chosen codes rolled out into subgoals."""
     if level == "low":
-        return cfg.horizon if cfg.execute_mean and cfg.low != "grad" else 0
-    return cfg.high_horizon * (1 + cfg.execute_mean)
+        return cfg.horizon if cfg.search.execute_mean and cfg.low != "grad" else 0
+    return cfg.codes.horizon * (1 + cfg.search.execute_mean)
 
 
 def fit_sizes(optimizer: str, template: Sizes, horizon: int, budget: int, field: str, extra: int = 0) -> Sizes:
@@ -53,7 +53,7 @@ def fit_sizes(optimizer: str, template: Sizes, horizon: int, budget: int, field:
         least = 2
     if population < least:
         need = plan_cost(optimizer, Sizes(least, template.iterations, 1), horizon, extra)
-        raise HplanError(f"planner.eval_budget: {field} gets {budget} evaluations, but one plan needs at least "
+        raise HplanError(f"planner.budget.evals: {field} gets {budget} evaluations, but one plan needs at least "
                          f"{need} with horizon {horizon} and {template.iterations} iterations")
     elites = max(1, min(population, round(population * template.elites / template.population)))
     return Sizes(population=population, iterations=template.iterations, elites=elites)
@@ -66,19 +66,21 @@ class Budget:
 
 
 def high_template(cfg: PlannerConfig) -> Sizes:
-    return Sizes(population=cfg.high_population, iterations=cfg.high_iterations, elites=cfg.high_elites)
+    return Sizes(population=cfg.codes.population, iterations=cfg.codes.iterations, elites=cfg.codes.elites)
 
 
 def resolve_budget(cfg: PlannerConfig) -> Budget:
     """Sizes for the low level (and the high level when it plans over subgoal codes)."""
     codes = cfg.kind == "hier" and cfg.high == "codes"  # landmarks and imagined graphs have no optimiser
     low, high = default_sizes(cfg), high_template(cfg) if codes else None
-    if cfg.eval_budget <= 0:
+    evals = cfg.budget.evals
+    if evals <= 0:
         return Budget(low, high)
     low_field = "the flat low level" if cfg.kind == "flat" else "the hierarchical low level"
     if not codes:
-        return Budget(fit_sizes(cfg.low, low, cfg.horizon, cfg.eval_budget, low_field, outside_search(cfg, "low")), None)
-    high_budget = int(cfg.eval_budget * cfg.high_share)
+        return Budget(fit_sizes(cfg.low, low, cfg.horizon, evals, low_field, outside_search(cfg, "low")), None)
+    high_budget = int(evals * cfg.budget.high_share)
     return Budget(
-        fit_sizes(cfg.low, low, cfg.horizon, cfg.eval_budget - high_budget, low_field, outside_search(cfg, "low")),
-        fit_sizes(cfg.high_optimizer, high, cfg.high_horizon, high_budget, "the high level", outside_search(cfg, "high")))
+        fit_sizes(cfg.low, low, cfg.horizon, evals - high_budget, low_field, outside_search(cfg, "low")),
+        fit_sizes(cfg.codes.optimizer, high, cfg.codes.horizon, high_budget, "the high level",
+                  outside_search(cfg, "high")))

@@ -17,7 +17,7 @@ at an exact match)::
     w_i = exp(-|z - z_i|² / 2(ρ s)²) · exp(-|a - a_i|² / 2σ_a²)
 
 ``s`` is the median one-step latent move the model predicted in the episode, so ``ρ``
-(``correction_radius``) is in steps and the same setting fits every latent scale (the predicted
+(``[planner.correction] radius``) is in steps and the same setting fits every latent scale (the predicted
 move and not the observed one: an agent pinned to a wall barely moves, and its own moves would
 shrink the kernel to nothing just when it is needed). Far from where the agent has been, and for
 actions unlike those it tried, the prediction is untouched; in free space the errors are the
@@ -29,8 +29,9 @@ seed still fixes an episode and replays re-execute exactly.
 
 Measured: two rooms (50 episodes × seeds 0–3, within 100 steps) 95.5 → 99.5 %; the 3×3 maze (50
 episodes) 98 → 100 %. In the guarded four-rooms scenarios it did not help (four rooms, seeds 0 / 1:
-100 / 96 % → 96 / 96 %; zones 86 / 94 → 80 / 90 %, zone entered more often), so it is a
-per-scenario setting (``[planner] correction_memory``), off by default.
+100 / 96 % → 96 / 96 %; zones 86 / 94 → 80 / 90 %, zone entered more often), so it was a
+per-scenario setting at first; ``[planner.correction] memory = 32`` was later chosen on val for every
+PointRooms scenario (``benchmarks/results.toml``, recipe tables).
 """
 
 from __future__ import annotations

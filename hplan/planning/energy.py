@@ -1,6 +1,6 @@
 """The energy a planner minimises: task cost + guardrail cost, evaluated in chunks.
 
-* **Task cost**: the model's learned temporal distance (``task_cost = "temporal"``) or latent L2
+* **Task cost**: the model's learned temporal distance (``[planner.energy] task_cost = "temporal"``) or latent L2
   (``"l2"``) from the predicted latents to the goal/subgoal latent — the terminal distance plus
   ``running_weight`` × the mean per-step distance (so plans that get there early are preferred).
 * **Guardrail cost** from ``model.heads``; ``heads(z_t, a_t)`` is the probability that taking
@@ -22,7 +22,7 @@
   ``weight`` (or λ). Why: the threshold is where the calibration says violations begin; without
   it, the many safe steps a head gives small non-zero probabilities were priced as if partly unsafe.
 
-Candidates are evaluated ``max_batch`` at a time, so a large population never needs more memory
+Candidates are evaluated ``[planner.search] max_batch`` at a time, so a large population never needs more memory
 than one chunk; each chunk is one batched ``model.predict`` over all its candidates.
 
 Evaluation counting (``n_evals``): one low-level transition = one predictor evaluation, so a
@@ -106,7 +106,7 @@ class Energy:
         self.heeded = heeded_guardrails(guardrails.names, model.guardrail_names)
         self.uses_heads = guardrails.mode != "off" and len(self.heeded) > 0
         self.thresholds = head_thresholds(model, guardrails, [model.guardrail_names[i] for i in self.heeded])
-        # the episode's own prediction errors, set by the agent (``planner.correction_memory``)
+        # the episode's own prediction errors, set by the agent (``planner.correction.memory``)
         self.correction: ResidualMemory | None = None
         self.meter = ComputeMeter()  # head calls and graph work, reported beside predictor evaluations
 
@@ -126,7 +126,7 @@ class Energy:
     def distance(self, z: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
         """Task distance from latents ``(..., D)`` to a goal latent (broadcast, so a learned distance
         embeds the goal once rather than once per candidate and step)."""
-        if self.planner.task_cost == "l2":
+        if self.planner.energy.task_cost == "l2":
             return (z - goal).norm(dim=-1)
         with self.meter.measure("distance"):
             out = self.model.temporal_distance(z, goal)
@@ -137,7 +137,7 @@ class Energy:
                   per_step: torch.Tensor | None = None) -> torch.Tensor:
         """``(N, T, D)`` predicted latents → ``(N,)`` terminal + running distance to ``goal``
         (``per_step``: those distances ``(N, T)`` when the caller has them already)."""
-        weight = self.planner.running_weight if running_weight is None else running_weight
+        weight = self.planner.energy.running_weight if running_weight is None else running_weight
         if per_step is None:
             per_step = self.distance(z, goal)
         cost = per_step[:, -1]
@@ -202,7 +202,7 @@ class Energy:
 
     def edge_cost(self, points: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
         """``(N, N)`` extra route cost of going from waypoint i to j (``steps[i, j]`` steps apart,
-        ``inf`` where not joined): the action-marginal heads at ``planner.landmark_edge_samples``
+        ``inf`` where not joined): the action-marginal heads at ``planner.route.edge_samples``
         points on the straight latent segment between them stand in for the way the data took. Penalty
         (Lagrangian) mode: ``weight`` (λ) × steps × the mean Σ_g p of those points — the expected
         violations of the hop; hard mode: ``HARD_WAYPOINT_COST`` where any point's max p exceeds
@@ -218,7 +218,7 @@ class Energy:
         stand-in for the path.
         """
         out = torch.zeros_like(steps)
-        samples = self.planner.landmark_edge_samples
+        samples = self.planner.route.edge_samples
         joined = torch.isfinite(steps) & (steps > 0)
         if not self.uses_heads or not samples or not bool(joined.any()):
             return out
@@ -236,14 +236,14 @@ class Energy:
                       final: bool = False) -> Objective:
         """Objective over action sequences ``(N, H, A)`` from latent ``z0 (D,)`` towards ``goal (D,)``.
 
-        ``final``: ``goal`` is the episode's goal, and with ``planner.goal_ends_episode`` the risk of
+        ``final``: ``goal`` is the episode's goal, and with ``planner.energy.goal_ends_episode`` the risk of
         the steps after a candidate's predicted arrival (distance ≤ ``subgoal_reached``) is not
         counted. Why: the episode ends there, and summing the risk of a horizon spent sitting at
         a goal by a wall made the guarded agent circle such goals instead of reaching them (two
         rooms, penalty mode, 50 episodes: 11 of the 15 failures ended within 3 cells of the goal).
         """
         model = self.model
-        stop = final and self.planner.goal_ends_episode
+        stop = final and self.planner.energy.goal_ends_episode
 
         def evaluate(actions: torch.Tensor) -> Evaluation:
             n, horizon = actions.shape[:2]
@@ -262,13 +262,13 @@ class Energy:
                 probs = probs * going[..., None].to(probs.dtype)
             return self.guardrail(probs, task, n * horizon)
 
-        return chunked(evaluate, resolve_max_batch(max_batch or self.planner.max_batch, z0.device))
+        return chunked(evaluate, resolve_max_batch(max_batch or self.planner.search.max_batch, z0.device))
 
     def high_objective(self, z0: torch.Tensor, goal: torch.Tensor, max_batch: int | None = None) -> Objective:
         """Objective over subgoal-code sequences ``(N, L, M)``.
 
-        Energy = distance(last predicted latent, goal) + ``high_running_weight`` × mean distance of
-        the predicted latents to the goal + ``reach_weight`` ×
+        Energy = distance(last predicted latent, goal) + ``codes.running_weight`` × mean distance of
+        the predicted latents to the goal + ``codes.reach_weight`` ×
         Σ_l relu(d(z_{l-1}, z_l) − k) — a jump the temporal distance says needs more than ``k``
         low-level steps is one the low level probably cannot execute — + the guardrail cost of
         the predicted subgoal latents (heads without actions).
@@ -280,16 +280,17 @@ class Energy:
             n, length = codes.shape[:2]
             start = z0.expand(n, -1)
             z = model.predict_high(start, codes)
-            task = self.task_cost(z, goal, self.planner.high_running_weight)
-            if self.planner.reach_weight > 0:
+            codes_cfg = self.planner.codes
+            task = self.task_cost(z, goal, codes_cfg.running_weight)
+            if codes_cfg.reach_weight > 0:
                 before = torch.cat([start[:, None], z[:, :-1]], dim=1)
-                if self.planner.task_cost == "l2":
+                if self.planner.energy.task_cost == "l2":
                     jump = (z - before).norm(dim=-1)
                 else:
                     jump = self.distance(before, z)  # the temporal distance, metered like every other call
-                task = task + self.planner.reach_weight * F.relu(jump - k).sum(1)
+                task = task + codes_cfg.reach_weight * F.relu(jump - k).sum(1)
             if not self.uses_heads:
                 return Evaluation.unconstrained(task, n * length)
             return self.guardrail(self.heads(z), task, n * length)
 
-        return chunked(evaluate, resolve_max_batch(max_batch or self.planner.max_batch, z0.device))
+        return chunked(evaluate, resolve_max_batch(max_batch or self.planner.search.max_batch, z0.device))

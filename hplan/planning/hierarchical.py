@@ -8,22 +8,22 @@ a high-level MPC over sequences of subgoal codes ``m`` rolled out with ``model.p
 target of the low-level MPC (the first one not already within ``subgoal_reached``). The high
 level is replanned
 
-* at the start, and every ``replan_every`` low-level steps (schedule);
+* at the start, and every ``codes.replan_every`` low-level steps (schedule);
 * when the low level *reached* its subgoal (distance ≤ ``subgoal_reached``);
-* when it *lost* it (distance grew by more than ``subgoal_lost`` in one step);
+* when it *lost* it (distance grew by more than ``codes.subgoal_lost`` in one step);
 
-and while the goal itself is within ``direct_reach`` the low level goes straight for the goal.
+and while the goal itself is within ``codes.direct_reach`` the low level goes straight for the goal.
 With ``planner.high = "landmarks"`` the subgoal is instead the next waypoint of the shortest
 route over the model's waypoint latents (:mod:`hplan.planning.landmarks`), recomputed every
 step: a route costs no predictor evaluations, so there is nothing to save by keeping a stale one.
-A waypoint the low level has not come closer to in ``landmark_patience`` steps is taken out of
+A waypoint the low level has not come closer to in ``route.patience`` steps is taken out of
 the graph for the rest of the episode (``LandmarkGraph.block``): with only its own observations,
 that is how the agent finds out that a waypoint lies across a wall.
 With ``planner.high = "imagined"`` the route runs over a graph of the high level's own
 subgoals, grown from the agent's latent at the first step (:mod:`hplan.planning.imagination`)
-and regrown from where the agent is when it leaves the graph (no node within ``landmark_edge``
-steps), when the progress watch gives waypoints up (``imagine_regrow_on_stall``) or every
-``imagine_rebuild`` steps; everything else is as with landmarks.
+and regrown from where the agent is when it leaves the graph (no node within ``route.edge``
+steps) and when the progress watch gives waypoints up (``imagined.regrow_on_stall``); everything
+else is as with landmarks.
 All decisions use the model's own distances; nothing here sees the environment.
 """
 
@@ -92,8 +92,9 @@ class HierarchicalPlanner:
             points = waypoints() if callable(waypoints) else torch.zeros(0)
             edges = getattr(self.model, "waypoint_edges", None)
             edges = edges() if callable(edges) and len(points) else None
-            self.graph = LandmarkGraph(energy.distance, points, cfg.landmark_edge, edges,
-                                       cfg.landmark_attach if edges is not None else None, cfg.landmark_slack,
+            route = cfg.route
+            self.graph = LandmarkGraph(energy.distance, points, route.edge, edges,
+                                       route.attach if edges is not None else None, route.slack,
                                        energy.waypoint_cost(points), energy.edge_cost, meter=energy.meter)
         elif cfg.high == "codes" and high is None:
             raise ValueError("the `codes` high level needs a high-level optimiser")
@@ -117,7 +118,6 @@ class HierarchicalPlanner:
         self.stall_hands: dict[int, Hand] = {}
         if self.cfg.high == "imagined":
             self.graph = None  # grown from the first latent of the episode
-            self.steps_since_growth = 0
             self.regrow = False
         if self.graph is not None:
             self.graph.reset()
@@ -130,18 +130,18 @@ class HierarchicalPlanner:
             return "route"
         if self.subgoal is None:
             return "start"
-        if self.steps_since_high >= self.cfg.replan_every:
+        if self.steps_since_high >= self.cfg.codes.replan_every:
             return "schedule"
         distance = self._distance(z, self.subgoal)
         if distance <= self.cfg.subgoal_reached:
             return "reached"
-        if distance > self.last_subgoal_distance + self.cfg.subgoal_lost:
+        if distance > self.last_subgoal_distance + self.cfg.codes.subgoal_lost:
             return "lost"
         return None
 
     def _watch_progress(self, z: torch.Tensor, goal: torch.Tensor, hand: Hand | None) -> Hand | None:
         """Landmarks: the agent must get ``PROGRESS`` steps closer to the goal — along its route, or
-        straight while it goes for the goal — every ``landmark_patience`` steps. If it does not,
+        straight while it goes for the goal — every ``route.patience`` steps. If it does not,
         every waypoint it was handed meanwhile leaves the episode's graph (or, going straight, the
         goal is not approached straight for a while), and it reroutes.
 
@@ -150,7 +150,7 @@ class HierarchicalPlanner:
         new to a per-waypoint watch, so neither was ever given up. Watching the route: four rooms,
         guardrails off, 50 episodes, 84 % → 100 % success; two rooms, 20 episodes, 85 % → 100 %.
         """
-        patience = self.cfg.landmark_patience
+        patience = self.cfg.route.patience
         direct = hand is None
         remaining = self._distance(z, goal) if hand is None else hand.route_length
         if direct != self.stall_direct:
@@ -167,29 +167,27 @@ class HierarchicalPlanner:
         for stalled in (self.stall_hands.values() if self.stall_hands else [None]):
             self.graph.block(stalled, BAN_PATIENCES * patience)
         self.stall_direct = None
-        if self.cfg.high == "imagined" and self.cfg.imagine_regrow_on_stall and self.stall_hands:
+        if self.cfg.high == "imagined" and self.cfg.imagined.regrow_on_stall and self.stall_hands:
             self.regrow = True
         return self.graph.hand(z, goal, self.cfg.subgoal_reached)
 
     def _grow(self, z: torch.Tensor, goal: torch.Tensor, generator: torch.Generator) -> int:
         """``imagined``: (re)grow the graph from ``z`` when there is none, the agent has left it, or
-        the schedule says so. Returns the P_hi evaluations spent."""
-        cfg = self.cfg
-        self.steps_since_growth += 1
+        the progress watch gave its waypoints up. Returns the P_hi evaluations spent."""
+        route, grow = self.cfg.route, self.cfg.imagined
         if self.graph is not None and not self.regrow:
-            due = cfg.imagine_rebuild and self.steps_since_growth >= cfg.imagine_rebuild
             near = float(self.energy.distance(z[None], self.graph.points).min())
-            if not due and near <= cfg.landmark_edge:
+            if near <= route.edge:
                 return 0
         k = max(1, self.model.subgoal_interval)
-        limits = GrowthLimits(branches=cfg.imagine_branches, frontier=cfg.imagine_frontier, depth=cfg.imagine_depth,
-                              nodes=cfg.imagine_nodes, merge=cfg.imagine_merge * k, reach=cfg.imagine_reach * k)
+        limits = GrowthLimits(branches=grow.branches, frontier=grow.frontier, depth=grow.depth,
+                              nodes=grow.nodes, merge=grow.merge * k, reach=grow.reach * k)
         grown = imagine_graph(self.model, self.energy.distance, z, goal, limits, generator)
         points = grown.points
-        self.graph = LandmarkGraph(self.energy.distance, points, cfg.landmark_edge, grown.edges, cfg.landmark_attach,
-                                   cfg.landmark_slack, self.energy.waypoint_cost(points), self.energy.edge_cost,
+        self.graph = LandmarkGraph(self.energy.distance, points, route.edge, grown.edges, route.attach,
+                                   route.slack, self.energy.waypoint_cost(points), self.energy.edge_cost,
                                    meter=self.energy.meter)
-        self.steps_since_growth, self.regrow = 0, False
+        self.regrow = False
         self.stall_direct = None
         return grown.proposals
 
@@ -225,7 +223,7 @@ class HierarchicalPlanner:
         evals, replanned, reason = 0, False, "subgoal"
         # the landmark graph decides itself when to go straight (its short attach radius): the
         # temporal distance says "near" across a wall, where going straight means pressing into it
-        if not self.routing and self._distance(z, goal) <= self.cfg.direct_reach:
+        if not self.routing and self._distance(z, goal) <= self.cfg.codes.direct_reach:
             target, reason = goal, "direct"
         else:
             why = self._replan_reason(z)

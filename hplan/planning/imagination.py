@@ -2,26 +2,27 @@
 
 ``planner.high = "imagined"`` routes like ``"landmarks"`` (:mod:`hplan.planning.landmarks`) but
 keeps no memory of training latents: its waypoints are subgoals ``P_hi(z, ε)``, ``ε ~ N(0, I)``,
-sampled from the model's own state-conditioned prior, grown outwards from where the agent is.
-Growth is best first (A*): each round the ``imagine_frontier`` not yet expanded nodes with the
+sampled from the model's own state-conditioned prior, grown outwards from where the agent is
+(the names below are the fields of ``[planner.imagined]``).
+Growth is best first (A*): each round the ``frontier`` not yet expanded nodes with the
 shortest way from the root (learned steps per jump) plus learned distance to the goal each propose
-``imagine_branches`` subgoals (one batched ``predict_high`` call); a proposal the learned temporal
-distance places more than ``imagine_reach`` steps from its parent is dropped (a jump the model
-itself does not believe in); one within ``imagine_merge`` steps of a node already in the graph
+``branches`` subgoals (one batched ``predict_high`` call); a proposal the learned temporal
+distance places more than ``reach`` steps from its parent is dropped (a jump the model
+itself does not believe in); one within ``merge`` steps of a node already in the graph
 (both ways) only joins its parent to that node; the others are taken most promising first (way
-from the root plus learned distance to the goal), at most ``imagine_frontier`` per round and none
-within ``imagine_merge`` of another, and join the graph. Growth stops at ``imagine_nodes`` nodes, after ``imagine_depth``
-rounds, or once a proposal lands within ``imagine_merge`` steps of the goal. Where the learned
+from the root plus learned distance to the goal), at most ``frontier`` per round and none
+within ``merge`` of another, and join the graph. Growth stops at ``nodes`` nodes, after ``depth``
+rounds, or once a proposal lands within ``merge`` steps of the goal. Where the learned
 distance points into a wall, the nodes there stop producing new ones (their proposals merge into
 what exists) and the search widens round the wall, as A* does.
 
-Why this shape: a code-space MPC rolled out for a few jumps sees only ``high_horizon · k`` steps
+Why this shape: a code-space MPC rolled out for a few jumps sees only ``codes.horizon · k`` steps
 ahead and greedily follows a learned distance that is least reliable where walls bend the way;
 the graph explores every direction the prior says is possible, and a shortest-path search over
 it finds the doorway the greedy search walks past. Because the nodes come from the prior at the
 agent's own states, it needs no data of the layout it is in — only a model that knows what a
 wall does (see ``docs/results.md`` for where that holds). An edge costs the learned distance of
-its jump (at most ``imagine_reach``); the edge back from child to parent is kept where the
+its jump (at most ``reach``); the edge back from child to parent is kept where the
 learned distance says the way back is believable too.
 """
 
@@ -48,14 +49,14 @@ class ImaginedGraph:
 
 @dataclass(frozen=True)
 class GrowthLimits:
-    """How far the graph grows (``[planner] imagine_*``; see the module docstring)."""
+    """How far the graph grows (``[planner.imagined]``; see the module docstring)."""
 
     branches: int
     frontier: int
     depth: int
     nodes: int
-    merge: float  # latent steps (the planner passes imagine_merge · k)
-    reach: float  # latent steps (imagine_reach · k)
+    merge: float  # latent steps (the planner passes imagined.merge · k)
+    reach: float  # latent steps (imagined.reach · k)
 
 
 def _spread_pick(order: torch.Tensor, d_new: torch.Tensor, d_old: torch.Tensor, limit: int, merge: float) -> list[int]:

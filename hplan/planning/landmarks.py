@@ -5,11 +5,11 @@ keeps a few hundred training latents drawn uniformly from the data (``model.wayp
 by ``hplan.models.refits.Refits.pick_waypoints``; the checkpoint carries them, so planning needs no
 dataset) and the graph of the steps its training episodes took between them
 (``model.waypoint_edges()``, :mod:`hplan.models.waypoints`); a model without that graph joins
-waypoints whose learned temporal distance is at most ``landmark_edge``. All-pairs shortest paths
+waypoints whose learned temporal distance is at most ``route.edge``. All-pairs shortest paths
 are computed once (Floyd–Warshall, ``O(N³)`` on the planner's device: ~20 ms for 256 waypoints);
-each step the agent enters the graph at a waypoint within ``landmark_attach``, leaves it at one
-within ``landmark_attach`` of the goal, and hands the low level the farthest waypoint at most
-``landmark_edge`` steps along that route (as in SPTM / SoRB / SGM). Why: the learned distance is
+each step the agent enters the graph at a waypoint within ``route.attach``, leaves it at one
+within ``route.attach`` of the goal, and hands the low level the farthest waypoint at most
+``route.edge`` steps along that route (as in SPTM / SoRB / SGM). Why: the learned distance is
 only ever asked about *short* hops, where it is trained directly, and every waypoint is a state
 the data visited. It costs no predictor evaluations.
 """

@@ -37,21 +37,22 @@ class Sizes:
 
 def _gaussian(update: str) -> Callable[[SearchSpace, PlannerConfig, Sizes], Optimizer]:
     def build(space: SearchSpace, cfg: PlannerConfig, sizes: Sizes) -> Optimizer:
+        search = cfg.search
         return GaussianSearch(space, update=update, population=sizes.population, elites=sizes.elites,
-                              iterations=sizes.iterations, init_std=cfg.init_std, min_std=cfg.min_std,
-                              momentum=cfg.momentum, temperature=cfg.temperature, noise_beta=cfg.noise_beta,
-                              execute_mean=cfg.execute_mean)
+                              iterations=sizes.iterations, init_std=search.init_std, min_std=search.min_std,
+                              momentum=search.momentum, temperature=search.temperature,
+                              noise_beta=search.noise_beta, execute_mean=search.execute_mean)
     return build
 
 
 def _grad(space: SearchSpace, cfg: PlannerConfig, sizes: Sizes) -> Optimizer:
-    return GradientPlanner(space, restarts=sizes.population, steps=sizes.iterations, lr=cfg.grad_lr,
-                           init_std=cfg.init_std)
+    return GradientPlanner(space, restarts=sizes.population, steps=sizes.iterations, lr=cfg.grad.lr,
+                           init_std=cfg.search.init_std)
 
 
 def _categorical(space: SearchSpace, cfg: PlannerConfig, sizes: Sizes) -> Optimizer:
     return CategoricalCEM(space, population=sizes.population, elites=sizes.elites, iterations=sizes.iterations,
-                          momentum=cfg.momentum, min_prob_mix=max(cfg.min_std, 1e-3))
+                          momentum=cfg.search.momentum, min_prob_mix=max(cfg.search.min_std, 1e-3))
 
 
 OPTIMIZERS: dict[str, Callable[[SearchSpace, PlannerConfig, Sizes], Optimizer]] = {
@@ -77,5 +78,5 @@ def make_optimizer(name: str, space: SearchSpace, cfg: PlannerConfig, sizes: Siz
 def default_sizes(cfg: PlannerConfig) -> Sizes:
     """Sizes straight from the config (grad: restarts × Adam steps)."""
     if cfg.low == "grad":
-        return Sizes(population=cfg.grad_restarts, iterations=cfg.grad_steps, elites=1)
-    return Sizes(population=cfg.population, iterations=cfg.iterations, elites=cfg.elites)
+        return Sizes(population=cfg.grad.restarts, iterations=cfg.grad.steps, elites=1)
+    return Sizes(population=cfg.search.population, iterations=cfg.search.iterations, elites=cfg.search.elites)

@@ -33,6 +33,7 @@ from hplan.envs.registry import env_entry
 from hplan.errors import HplanError
 from hplan.io import write_dataframe, write_json
 from hplan.planning.config import GuardrailConfig, PlannerConfig
+from hplan.planning.migration import nest_planner
 from hplan.runner.settings import checkpoint_sha256
 from hplan.io import file_lock
 from hplan.results.definition import Arm, ResultsDefinition, Table, slug
@@ -295,18 +296,20 @@ def expected_run(scenario: ScenarioConfig, arm: Arm, split: str, episodes: int, 
 
 
 def search_fingerprint(planner: PlannerConfig) -> dict[str, Any]:
-    """A planner's settings with its search sizes as resolved (so ``eval_budget = 3850`` and the
+    """A planner's settings with its search sizes as resolved (so ``budget.evals = 3850`` and the
     populations it derives compare equal to those populations given directly); the device is left
     out (it does not change a CPU-seeded result's meaning)."""
     from hplan.planning.budget import resolve_budget
 
     mapping = to_mapping(planner)
-    for key in ("device", "eval_budget", "high_share", "population", "iterations", "elites",
-                "high_population", "high_iterations", "high_elites"):
-        mapping.pop(key, None)
+    mapping.pop("device")
+    mapping.pop("budget")
+    for section in ("search", "codes"):
+        for key in ("population", "iterations", "elites"):
+            mapping[section].pop(key)
     budget = resolve_budget(planner)
-    mapping["search"] = {"low": list(dataclasses.astuple(budget.low)),
-                         "high": None if budget.high is None else list(dataclasses.astuple(budget.high))}
+    mapping["sizes"] = {"low": list(dataclasses.astuple(budget.low)),
+                        "high": None if budget.high is None else list(dataclasses.astuple(budget.high))}
     return mapping
 
 
@@ -320,10 +323,12 @@ def cached_evaluation(out: Path, expected: dict[str, Any]) -> pd.DataFrame | Non
         with (out / "episodes" / "ep-0000.jsonl").open() as handle:
             header = json.loads(handle.readline())
         # read back through the config classes: a field added since the run was recorded takes its
-        # default, which keeps the old behaviour (guardrails.risk, task.task_id)
+        # default, which keeps the old behaviour (guardrails.risk, task.task_id); a planner recorded
+        # flat (before it was nested) is migrated, so it matches the same settings written nested
+        planner = nest_planner(run["planner"], source=str(out / "run.json"))
         recorded = {"seed": run["seed"], "split": run["split"], "episodes": run["episodes"],
                     "checkpoint_sha256": run["checkpoint_sha256"],
-                    "planner": search_fingerprint(from_mapping(PlannerConfig, run["planner"], source=str(out))),
+                    "planner": search_fingerprint(from_mapping(PlannerConfig, planner, source=str(out))),
                     "guardrails": to_mapping(from_mapping(GuardrailConfig, run["guardrails"], source=str(out))),
                     "env": to_mapping(from_mapping(EnvConfig, header["scenario"]["env"], source=str(out))),
                     "task": to_mapping(from_mapping(TaskConfig, header["scenario"]["task"], source=str(out)))}

@@ -173,7 +173,7 @@ class SuiteConfig:
     episodes_per_cell: int = field(default=4, metadata=meta("seed-block size: unit of parallel work and resume", ge=1))
     checkpoint: str | None = field(default=None, metadata=meta("default run directory for scenarios without one"))
     planner: dict[str, Any] = field(default_factory=dict, metadata=meta(
-        "[planner] overrides of the scenario's planner settings (kind, low, horizon, ...)"))
+        "[planner] overrides of the scenario's planner settings (kind, low, horizon, search.population, ...)"))
     guardrails: dict[str, Any] = field(default_factory=dict, metadata=meta(
         "[guardrails] overrides of the scenario's guardrail settings (mode, threshold, ...)"))
     thresholds: tuple[Threshold, ...] = field(default=(), metadata=meta("[[thresholds]] pass/fail rules"))

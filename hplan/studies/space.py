@@ -47,6 +47,10 @@ def check_target(target: str, scenario_cls: type | None = None) -> None:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         if part not in fields:
             where = ".".join(parts[:depth]) or "the scenario"
+            retired = getattr(cls, "retired_key", None)  # a key the section had before (planner)
+            note = retired(part, where) if retired is not None else None
+            if note:
+                raise ValueError(f"target {target!r}: {note}")
             raise ValueError(f"unknown target {target!r}: {where} has no field {part!r} "
                              f"(fields: {', '.join(sorted(fields))})")
         hint = _field_type(cls, part)

@@ -33,7 +33,7 @@ def quality(scenario) -> tuple[float, float]:  # noqa: ANN001 - ScenarioConfig, 
     success += 0.18 if planner.kind == "hier" else 0.0
     success += _REGULARIZER_QUALITY.get(model.regularizer, 0.0)
     success += 0.06 * math.tanh(math.log(planner.horizon / 12.0))
-    success += 0.04 * math.tanh(math.log(planner.population / 128.0))
+    success += 0.04 * math.tanh(math.log(planner.search.population / 128.0))
     success -= 0.02 * (math.log(model.latent_dim / 32.0)) ** 2
     violation = {"off": 0.35, "penalty": 0.35 * math.exp(-guard.weight / 4.0),
                  "hard": 0.02 + 0.1 * guard.threshold ** 2, "lagrangian": 0.05}[guard.mode]

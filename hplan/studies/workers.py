@@ -130,16 +130,21 @@ def requeue_failed(handle: optuna.Study) -> list[int]:
 
     A grid ablation must measure every arm: the grid sampler counts a failed grid point as
     visited, so after a crash (or a fixed bug) the resumed study re-runs that exact point.
+    A trial recorded before the planner was nested names its planner parameters flat
+    (``planner.population``); they are queued under today's names, which the study file uses.
     Returns the numbers of the failed trials that were queued again.
     """
     from optuna.trial import TrialState
+
+    from hplan.planning.migration import nest_target
 
     trials = handle.get_trials(deepcopy=False)
     replaced = _replaced(trials)
     queued = []
     for t in trials:
         if t.state == TrialState.FAIL and t.number not in replaced and t.params:
-            handle.enqueue_trial(t.params, user_attrs={"requeue_of": t.number}, skip_if_exists=False)
+            params = {nest_target(name): value for name, value in t.params.items()}
+            handle.enqueue_trial(params, user_attrs={"requeue_of": t.number}, skip_if_exists=False)
             queued.append(t.number)
     return queued
 
