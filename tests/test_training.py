@@ -65,6 +65,10 @@ def test_run_directory_layout_and_loadable_image_model(image_data: Path, tmp_pat
     for column in ("val/loss", "train/jepa_loss", "val/effective_rank", "val/std_min", "val/offdiag_corr",
                    "val/nn_diversity", "val/probe_r2", "val/probe_r2_pred", "val/auroc_wall_contact"):
         assert metrics[column].notna().all(), column
+    stages = ("joint_steps", "refit_latents", "refit_predictor", "refit_distance", "refit_subgoal", "refit_waypoints",
+              "refit_guardrails", "high_level_diagnostics", "validation")
+    for stage in stages:  # where each epoch's wall time went, so training speed can be worked on from the log
+        assert (metrics[f"time/{stage}_s"] >= 0).all(), stage
     model = load_world_model(run, device="cpu", expect_env_id=ENV_ID)
     frames = torch.randint(0, 256, (3, 16, 16, 3), dtype=torch.uint8)
     assert model.encode(frames).shape == (3, 8)

@@ -27,6 +27,7 @@ predicted displacement: near zero for a predictor that ignores its actions), ``v
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
 import lightning.pytorch as pl
@@ -81,7 +82,9 @@ class WorldModelModule(pl.LightningModule):
         balance = positive_weight(rate) if train_cfg.guardrail_balance else torch.ones_like(rate)
         self.register_buffer("pos_weight", balance)
         self._val: dict[str, list[Any]] = {}
-        self._weak_agreement: dict[str, float] = {}  # weak labels' AUROC on the labelled subset, logged per epoch
+        self._refit_metrics: dict[str, float] = {}  # weak labels' AUROC and the refit stages' times, logged per epoch
+        self._epoch_start: float | None = None  # wall clock at the start of the training epoch (time/joint_steps_s)
+        self._val_start = 0.0  # wall clock after the refits, when the validation batches start (time/validation_s)
         self._high: dict[str, float] = {}  # high-level diagnostics of the epoch (on validation episodes)
 
     # ------------------------------------------------------------------ losses
@@ -167,12 +170,21 @@ class WorldModelModule(pl.LightningModule):
         if self.target_encoder is not None:
             ema_update(self.target_encoder, self.model.encoder, self.model_cfg.ema_momentum)
 
+    def on_train_epoch_start(self) -> None:
+        self._epoch_start = time.perf_counter()
+
     def on_validation_epoch_start(self) -> None:
         self._val = {}
         data = RefitData.of(getattr(self.trainer, "datamodule", None))
         if not self.trainer.sanity_checking and data is not None:
-            self._weak_agreement = self.refits(data).run()
+            joint = None if self._epoch_start is None else time.perf_counter() - self._epoch_start
+            self._refit_metrics = self.refits(data).run()
+            if joint is not None:  # the epoch's joint training steps (and data loading), before the refits
+                self._refit_metrics["time/joint_steps_s"] = joint
+            start = time.perf_counter()
             self._high = self.high_level_diagnostics(data)
+            self._refit_metrics["time/high_level_diagnostics_s"] = time.perf_counter() - start
+        self._val_start = time.perf_counter()
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         out, ex = self._losses(batch, "val")
@@ -197,7 +209,8 @@ class WorldModelModule(pl.LightningModule):
         if self.trainer.sanity_checking or not self._val:
             return
         metrics = self.validation_diagnostics({k: torch.cat(v) for k, v in self._val.items()})
-        for key, value in {**metrics, **self._weak_agreement, **self._high}.items():
+        metrics["time/validation_s"] = time.perf_counter() - self._val_start  # val batches and their diagnostics
+        for key, value in {**metrics, **self._refit_metrics, **self._high}.items():
             if np.isfinite(value):
                 self.log(key, value)
         self._val = {}

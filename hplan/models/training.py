@@ -7,7 +7,7 @@ Run directory (docs/architecture.md)::
     versions.json        package versions (hplan.provenance)
     model.pt             final weights + spec (hplan.models.checkpoint)
     checkpoints/last.ckpt  Lightning checkpoint of the last finished epoch (resume)
-    metrics.csv          one row per epoch: train/* and val/* losses and diagnostics
+    metrics.csv          one row per epoch: train/* and val/* losses and diagnostics, time/* stage wall times
     logs/                Lightning's CSVLogger (and TensorBoard when installed)
 
 Re-running with the same ``out_dir`` resumes from ``checkpoints/last.ckpt``; a different model,
@@ -64,7 +64,7 @@ class EpochTable(pl.Callback):
             return
         row: dict[str, float] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
         for key, value in trainer.callback_metrics.items():
-            if key.startswith(("train/", "val/")):
+            if key.startswith(("train/", "val/", "time/")):
                 row[key] = float(value)
         self.rows = [r for r in self.rows if r["epoch"] < trainer.current_epoch] + [row]
         write_dataframe(self.path, pd.DataFrame(self.rows))
