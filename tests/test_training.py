@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -376,3 +377,23 @@ def test_a_finished_run_is_reused_only_with_the_same_settings(state_data: Path, 
     (run / "config.json").write_text(json.dumps(config))
     assert finished_run_matches(SCENARIO, run, max_epochs=1, **TINY)
     assert not finished_run_matches(SCENARIO, run, max_epochs=1, glimpse_features=7, **TINY)
+
+
+def test_only_the_weak_label_epoch_refits_guardrails_on_every_core(state_data: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """With weak labels configured, only the last epoch (the one with weak rows) widens the guardrail
+    refit to every core; earlier epochs' small full-batch refit stays on the training's threads (on
+    a busy 2-core machine every core made it take 120 s, 46 % of a demo epoch)."""
+    import hplan.models.refits as refits
+
+    asked: list[int | None] = []
+    real = refits.torch_threads
+
+    def recording(count: int | None):
+        asked.append(count)
+        return real(count)
+
+    monkeypatch.setattr(refits, "torch_threads", recording)
+    train_world_model(SCENARIO, state_data, tmp_path / "run", max_epochs=2, guardrail_weak_labels=("wall_contact",),
+                      guardrail_weak_steps=20, **TINY)
+    assert asked == [None, os.cpu_count()]

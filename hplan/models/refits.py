@@ -263,8 +263,10 @@ class Refits:
         self.model.guardrail.set_input_stats(z)
         # The weak stage is large-batch work (encoding 50,000 transitions, 2,000 steps of 1,024 rows):
         # there every core helps (2 cores: 1.8x on the encoding, 1.3x on the steps), where training's
-        # small batches run best on the configured threads.
-        many = bool(self.train_cfg.guardrail_weak_labels) and self.device.type == "cpu"
+        # small batches run best on the configured threads. Only the epoch that runs it: the other
+        # epochs' refit (1,000 full-batch steps on the labelled rows) took 120 s at every core on a
+        # busy 2-core machine, 46 % of a demo epoch whose joint steps took 39 s.
+        many = bool(self.train_cfg.guardrail_weak_labels) and self.last_epoch and self.device.type == "cpu"
         with torch_threads(os.cpu_count() if many else None):
             return self._refit_guardrails(z, action, labels, labelled, steps)
 
