@@ -159,6 +159,17 @@ def test_the_expert_direction_is_ogbenchs_oracle_subgoal(data: st.DataObject) ->
         np.testing.assert_allclose(mine, delta / np.linalg.norm(delta), atol=1e-5)
 
 
+def test_the_expert_direction_is_zero_on_its_target() -> None:
+    """A ball a hair (4e-20) from the goal has no direction to go. It once got ``delta / 1e-9``, a
+    tiny vector of arbitrary direction (hypothesis found it, at random, against the oracle test)."""
+    env = _maze()
+    env.reset(seed=0)
+    goal = np.asarray(env._sim.ij_to_xy(tuple(env.free_cells[0])), dtype=np.float64)
+    env.teleport(goal + np.array([0.0, 4.4617537584830535e-20]))
+    env.set_goal(goal)
+    assert not env.expert_direction().any()
+
+
 def test_a_dataset_collected_for_one_task_serves_every_task(tmp_path: Path) -> None:
     """The collector draws random cells whatever the evaluation task: its fingerprint leaves the task
     out, so the per-task arms reopen one dataset (and a manifest that recorded it still matches)."""

@@ -254,3 +254,8 @@ def test_stress_episodes_are_logged_and_replay_under_their_shift(tmp_path, one_t
     write_episode_log(unshifted, dataclasses.replace(log.header, stress=None), log.record, log.summary)
     with pytest.raises(ReplayDivergence):
         verify_log(unshifted, mode="agent")
+    damaged = tmp_path / "damaged.jsonl"  # a hand-edited stress entry: one error naming the file and field
+    broken = {k: v for k, v in log.header.stress.items() if k != "severity"}
+    write_episode_log(damaged, dataclasses.replace(log.header, stress=broken), log.record, log.summary)
+    with pytest.raises(ConfigError, match=r"damaged\.jsonl.*stress\.severity"):
+        verify_log(damaged, mode="agent")
