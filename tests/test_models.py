@@ -89,6 +89,17 @@ def test_epps_pulley_separates_gaussian_from_collapsed_samples() -> None:
     assert sigreg_terms(gaussian, cfg, gen)["sigreg"] < sigreg_terms(collapsed, cfg, gen)["sigreg"]
 
 
+def test_epps_pulley_is_on_the_published_scale() -> None:
+    """LeJEPA / stable-worldmodel integrate over the whole real line (twice the half-line
+    trapezoid): an all-zero batch of 256 scores 102.92 and N(0, 1) samples 1.0525 in expectation
+    (1 − φ(t)² weighted by φ(t), over both half-lines), so published SIGReg weights transfer."""
+    zeros = epps_pulley(torch.zeros(256, 3))
+    assert torch.allclose(zeros, torch.full((3,), 102.92), atol=0.01)
+    gen = torch.Generator().manual_seed(0)
+    gaussian = epps_pulley(torch.randn(256, 4000, generator=gen)).mean().item()
+    assert abs(gaussian - 1.0525) < 0.03  # the mean over 4,000 columns: standard error ≈ 0.01
+
+
 def test_vicreg_penalises_low_variance_and_correlation_only() -> None:
     gen = torch.Generator().manual_seed(0)
     white = torch.randn(4096, 8, generator=gen) * 2.0

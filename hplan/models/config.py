@@ -108,7 +108,8 @@ class TrainConfig:
     vicreg_cov: float = field(default=0.04, metadata=meta("vicreg: off-diagonal covariance weight", ge=0.0))
     vicreg_smooth: float = field(default=0.0, metadata=meta("vicreg: temporal smoothness weight ||z_t+1 - z_t||^2", ge=0.0))
     vicreg_idm: float = field(default=0.0, metadata=meta("vicreg: inverse-dynamics weight (predict a_t from z_t, z_t+1)", ge=0.0))
-    sigreg_weight: float = field(default=0.05, metadata=meta("sigreg: weight of the Epps-Pulley statistic", ge=0.0))
+    sigreg_weight: float = field(default=0.05, metadata=meta(
+        "sigreg: weight of the Epps-Pulley statistic, on LeJEPA's scale (published weights 0.02-0.09)", ge=0.0))
     sigreg_directions: int = field(default=256, metadata=meta("sigreg: random 1-D projections per step", ge=1, le=8192))
     recon_weight: float = field(default=1.0, metadata=meta("recon: weight of the observation reconstruction loss", ge=0.0))
     subgoal_beta: float = field(default=0.1, metadata=meta("subgoal VAE: KL weight (beta)", ge=0.0))
