@@ -50,3 +50,38 @@ def test_report_numbers_read_as_a_person_writes_them(value, text) -> None:
     from hplan.htmlreport import readable
 
     assert readable(value) == text
+
+
+@pytest.mark.slow
+def test_arms_evaluated_in_worker_processes_play_the_episodes_played_here(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo evaluates its arms in spawned workers on a multi-core CPU; every episode must be the
+    one this process plays at one torch thread (same actions, same outcome)."""
+    import json
+
+    import torch
+
+    from hplan.config import load_scenario
+    from hplan.demo import pipeline
+
+    scenario = ROOT / "tests" / "fixtures" / "tiny_four_rooms.toml"
+    profile = DemoProfile(collect_episodes=4, max_epochs=1, eval_episodes=2, stress_suite="unused")
+    first = run_demo(scenario=scenario, out_dir=tmp_path / "demo", profile=TINY, device="cpu",
+                     console=Console(record=True, width=160))
+    run_dir, config = first.out_dir / "model", load_scenario(scenario)
+    frames, actions = {}, {}
+    threads = torch.get_num_threads()
+    for workers in (1, 2):
+        monkeypatch.setattr(pipeline, "_evaluation_workers", lambda device, n=workers: n)
+        torch.set_num_threads(1)
+        try:
+            frames[workers] = pipeline._evaluate(config, run_dir, tmp_path / f"eval-{workers}", profile, "cpu")
+        finally:
+            torch.set_num_threads(threads)
+        actions[workers] = [[step["action"] for step in map(json.loads, path.read_text().splitlines()[1:])
+                             if "action" in step]
+                            for path in sorted((tmp_path / f"eval-{workers}").glob("*/episodes/ep-*.jsonl"))]
+    assert len(actions[2]) == len(EVAL_MATRIX) * profile.eval_episodes and all(actions[2])
+    assert actions[1] == actions[2]
+    columns = ["run", "success_rate", "violation_rate", "mean_steps"]
+    pd.testing.assert_frame_equal(frames[1][columns], frames[2][columns])

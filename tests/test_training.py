@@ -397,3 +397,34 @@ def test_only_the_weak_label_epoch_refits_guardrails_on_every_core(state_data: P
     train_world_model(SCENARIO, state_data, tmp_path / "run", max_epochs=2, guardrail_weak_labels=("wall_contact",),
                       guardrail_weak_steps=20, **TINY)
     assert asked == [None, os.cpu_count()]
+
+
+def test_refit_branches_on_two_threads_make_the_same_model_as_one_after_the_other(
+        state_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The two refit branches (P_lo then guardrails; distance, waypoints, subgoal) run at once when
+    a core is idle; each stage has its own generator and parameters, so the trained model must be
+    bit for bit the sequential one, weak-label epoch included."""
+    import threading
+
+    import hplan.models.refits as refits
+
+    threads: set[str] = set()
+    fit_distance = refits.Refits.fit_distance
+
+    def recording(self: refits.Refits, latents: refits.FrozenLatents) -> None:
+        threads.add(threading.current_thread().name)
+        fit_distance(self, latents)
+
+    monkeypatch.setattr(refits.Refits, "fit_distance", recording)
+    models = {}
+    for parallel in (True, False):
+        monkeypatch.setattr(refits.Refits, "parallel_branches", lambda self, on=parallel: on)
+        run = train_world_model(SCENARIO, state_data, tmp_path / f"parallel-{parallel}", max_epochs=2,
+                                guardrail_weak_labels=("wall_contact",), guardrail_weak_steps=20, **TINY)
+        models[parallel] = torch.load(run / "model.pt", map_location="cpu", weights_only=False)
+    assert any(name.startswith("refit") for name in threads) and threading.main_thread().name in threads
+    state = {parallel: saved["state_dict"] for parallel, saved in models.items()}
+    assert state[True].keys() == state[False].keys()
+    for key, value in state[True].items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, state[False][key]), key
