@@ -57,18 +57,48 @@ def check_out_dir(path: str | os.PathLike[str], *, owns: Sequence[str] = (), wha
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(str(path), option, "exists and is not a directory; choose another " + option)
-    existing = path
-    while not existing.exists():  # the nearest existing ancestor is where the directory gets created
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(str(path), option, f"cannot create it: {existing} is not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(str(path), option, f"cannot write there: {existing} is not writable")
+    _check_creatable(path, path, option)
     if owns and path.is_dir() and not any((path / name).exists() for name in owns):
         if any(not entry.name.startswith(".") for entry in path.iterdir()):
             raise ConfigError(str(path), option, f"not empty and not an earlier {what} (no {owns[0]}); "
                                                  f"choose another {option}")
     return path
+
+
+def check_out_file(path: str | os.PathLike[str], *, option: str) -> Path:
+    """Refuse an output *file* (a GIF, a report) that cannot be written, before any work: a
+    directory in the way, or a folder that cannot be created or written."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(str(path), option, "is a directory; give a file name")
+    _check_creatable(path, path.parent, option)
+    return path
+
+
+def _check_creatable(path: Path, folder: Path, option: str) -> None:
+    """``folder`` (``path`` or its parent) exists or can be made: its nearest existing ancestor is
+    a directory we can really create things in."""
+    existing = folder
+    while not existing.exists():  # the nearest existing ancestor is where the folder gets created
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(str(path), option, f"cannot create it: {existing} is not a directory")
+    if not _can_create_in(existing):
+        raise ConfigError(str(path), option, f"cannot write there: {existing} is not writable")
+
+
+def _can_create_in(directory: Path) -> bool:
+    """True when a folder can really be made in ``directory`` (made and removed at once).
+
+    Why not ``os.access``: it answers for the permission bits only, and root passes them
+    everywhere, while /proc, /sys or a read-only mount still refuse; the failure then came as a
+    traceback after the work (``hplan run`` after playing its episodes)."""
+    try:
+        probe = tempfile.mkdtemp(prefix=".hplan-write-check-", dir=directory)
+    except OSError:
+        return False
+    os.rmdir(probe)
+    return True
 
 
 def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -142,11 +142,17 @@ def _command(kind: str, files: dict[str, Path], out: Path) -> list[str]:
                 "--out", str(out)],
         "stress": ["stress", str(files["suite"]), "--out", str(out), "--no-report"],
         "study": ["study", "run", str(files["study"]), "--out", str(out)],
+        "collect": ["collect", str(files["scenario"]), "--episodes", "1", "--out", str(out)],
+        "demo": ["demo", "--scenario", str(files["scenario"]), "--quick", "--fresh", "--device", "cpu", "--out", str(out)],
     }[kind]
 
 
-@pytest.mark.parametrize("kind", ["train", "run", "stress", "study"])
-@pytest.mark.parametrize("place", ["existing file", "under a file", "unrelated directory"])
+UNWRITABLE = Path("/proc/hplan-output-check")
+"""A place no one can make a folder in, root included (``os.access`` said yes to root everywhere)."""
+
+
+@pytest.mark.parametrize("kind", ["train", "run", "stress", "study", "collect", "demo"])
+@pytest.mark.parametrize("place", ["existing file", "under a file", "unrelated directory", "unwritable"])
 def test_output_path_is_checked_before_any_work(tiny_files: dict[str, Path], tmp_path: Path, kind: str, place: str,
                                                 monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
@@ -155,12 +161,29 @@ def test_output_path_is_checked_before_any_work(tiny_files: dict[str, Path], tmp
     unrelated = tmp_path / "my_notes"
     unrelated.mkdir()
     (unrelated / "notes.txt").write_text("mine\n")
-    out = {"existing file": blocker, "under a file": blocker / "sub", "unrelated directory": unrelated}[place]
+    out = {"existing file": blocker, "under a file": blocker / "sub", "unrelated directory": unrelated,
+           "unwritable": UNWRITABLE}[place]
     code, _, err = run_cli(monkeypatch, capsys, *_command(kind, tiny_files, out))
     line = _one_line_error(code, err)
     assert f"{out}: --out:" in line
     assert blocker.read_text() == "mine\n"
     assert [p.name for p in unrelated.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("place", ["a directory", "under a file", "unwritable"])
+def test_replay_render_path_is_checked_before_the_replay(tiny_files: dict[str, Path], tmp_path: Path, place: str,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(monkeypatch, capsys, *_command("run", tiny_files, tmp_path / "eval"))
+    assert code == 0, err
+    blocker = tmp_path / "a_file"
+    blocker.write_text("mine\n")
+    render = {"a directory": tmp_path, "under a file": blocker / "x.gif", "unwritable": UNWRITABLE / "x.gif"}[place]
+    code, out, err = run_cli(monkeypatch, capsys, "replay", str(tmp_path / "eval" / "episodes" / "ep-0000.jsonl"),
+                             "--render", str(render))
+    line = _one_line_error(code, err)
+    assert f"{render}: --render:" in line and "replay" not in out
+    assert blocker.read_text() == "mine\n"
 
 
 def test_run_into_an_earlier_run_leaves_no_stale_logs(tiny_files: dict[str, Path], tmp_path: Path,

@@ -34,6 +34,7 @@ def replay_command(
 ) -> None:
     """Re-execute logged episodes step by step; verify them and render GIFs."""
     from hplan.errors import HplanError, ReplayDivergence
+    from hplan.io import check_out_file
     from hplan.render import EpisodeRenderer
     from hplan.replay import log_paths, replay_actions, verify_log
     from hplan.runner.logs import read_episode_log
@@ -41,6 +42,8 @@ def replay_command(
     paths = log_paths(log)
     if render is not None and len(paths) != 1:
         raise HplanError(f"{log}: --render needs a single episode log, found {len(paths)}")
+    if render is not None:
+        check_out_file(render, option="--render")  # before the replay, not after it
     console = Console()
     table = Table(title="replay" + (" --verify" if verify else ""))
     for heading in ("log", "steps", "success", "violating steps", "actions replay", "agent replay"):

@@ -88,22 +88,13 @@ def _read(path: Path) -> str:
 
 
 def _check_writable(path: Path, option: str, is_file: bool = True) -> None:
-    """Refuse an output that cannot be written before anything is measured: the path itself must
-    not be of the wrong kind, and its nearest existing ancestor must be a writable folder."""
-    import os
+    """Refuse an output that cannot be written before anything is measured."""
+    from hplan.io import check_out_dir, check_out_file
 
-    from hplan.errors import HplanError
-
-    if path.exists() and path.is_dir() == is_file:
-        raise HplanError(f"{path}: {option}: is a {'directory' if is_file else 'file'}, "
-                         f"expected a {'file' if is_file else 'folder'}")
-    ancestor = path.parent if is_file else path
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise HplanError(f"{path}: {option}: {ancestor} is not a directory")
-    if not os.access(ancestor, os.W_OK):
-        raise HplanError(f"{path}: {option}: {ancestor} is not writable")
+    if is_file:
+        check_out_file(path, option=option)
+    else:
+        check_out_dir(path, option=option)
 
 
 def register(app: typer.Typer) -> None:

@@ -42,6 +42,7 @@ from hplan.data.sources import BatchSource, open_source
 from hplan.data.stats import aggregate, shard_counts
 from hplan.data.validate import check_collect_fits
 from hplan.errors import ConfigError
+from hplan.io import check_out_dir
 from hplan.provenance import package_versions
 from hplan.seeding import COLLECT_SPLITS, collect_stream, derive_seed
 
@@ -106,6 +107,7 @@ def collect(scenario: ScenarioConfig, out_dir: str | Path, *, episodes: int | No
     root = Path(out_dir)
     if split not in COLLECT_SPLITS:
         raise ConfigError("--split", "", f"must be one of {', '.join(COLLECT_SPLITS)}, got {split!r}")
+    check_out_dir(root, option="--out")  # a file in the way or an unwritable place: refused before any episode
     settings = settings_fingerprint(scenario, split)
     existing = open_existing(root, settings)
     remove_temporaries(root)

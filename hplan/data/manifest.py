@@ -94,7 +94,7 @@ def open_existing(root: Path, settings: dict[str, Any]) -> dict[str, Any] | None
         if shard_dir.is_dir():
             leftovers += [p for p in shard_dir.iterdir() if not p.name.startswith(".")]
         if leftovers:
-            raise HplanError(f"{root}: not empty and not an hplan dataset (no {MANIFEST}); choose another --out")
+            raise HplanError(f"{root}: --out: not empty and not an hplan dataset (no {MANIFEST}); choose another --out")
         return None
     manifest = read_manifest(root)
     if manifest.get("format") != FORMAT:

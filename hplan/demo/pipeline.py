@@ -19,9 +19,11 @@ from rich.console import Console
 from hplan.config import ScenarioConfig, load_scenario
 from hplan.configio import meta
 from hplan.errors import HplanError
-from hplan.io import write_dataframe, write_json
+from hplan.io import check_out_dir, write_dataframe, write_json
 
 DEFAULT_SCENARIO = "point_four_rooms"
+DEMO_OUTPUTS = ("data", "model", "eval", "stress", "report.html", "summary.csv", "timings.json")
+"""What a demo folder holds: a non-empty ``--out`` with none of them is someone else's folder."""
 
 # (label, planner kind, guardrail mode): the comparison the demo makes. "on" = the scenario's mode.
 EVAL_MATRIX: tuple[tuple[str, str, str], ...] = (
@@ -76,6 +78,8 @@ def run_demo(*, scenario: str | Path = DEFAULT_SCENARIO, out_dir: str | Path | N
     profile = profile or PROFILES["quick" if quick else "full"]
     config = load_scenario(scenario)
     out = Path(out_dir) if out_dir is not None else Path("runs") / ("demo-quick" if quick else "demo")
+    # before any work, and before --fresh deletes anything: a folder that is not an earlier demo's is refused
+    check_out_dir(out, owns=DEMO_OUTPUTS, what="demo folder")
     if fresh and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
