@@ -209,6 +209,16 @@ def _check_bounds(metadata: Mapping[str, Any], value: Any, source: str, path: st
         bound = metadata.get(key)
         if bound is not None and not ok(bound):
             raise ConfigError(source, path, f"must be {symbol} {bound}, got {value}")
+    if metadata.get("le") is None and metadata.get("lt") is None and abs(value) > MAX_MAGNITUDE:
+        raise ConfigError(source, path, f"must be at most {MAX_MAGNITUDE:,.0f} in size (hplan's bound for a "
+                                        f"setting without its own), got {value:g}")
+
+
+MAX_MAGNITUDE = 1_000_000
+"""Largest size of a number whose field declares no upper bound of its own. Why: a finite but absurd
+value (``train.pred_weight = 1e300``, a guardrail weight of 1e30) passed ``scenario check`` and
+broke training or planning later with a traceback; no hplan setting means anything past a million
+(the largest default, the distance constraint weight, is 1,000)."""
 
 
 def _join(section: str, name: str) -> str:

@@ -240,6 +240,10 @@ def test_study_run_check_validates_and_runs_nothing(tiny_files: dict[str, Path],
     ("train.guardrail_weak_rows=1000000000", "train.guardrail_weak_rows: must be <= 10000000"),
     ("train.guardrail_weak_batch=1000000000", "train.guardrail_weak_batch: must be <= 65536"),
     ("train.window_stride=1000000000", "train.window_stride: must be <= 100000"),
+    # finite but absurd values of fields without a bound of their own: configio's generic size limit
+    ("train.pred_weight=1e300", "train.pred_weight: must be at most 1,000,000 in size"),
+    ("guardrails.weight=1e30", "guardrails.weight: must be at most 1,000,000 in size"),
+    ("planner.route.patience=10000000000", "planner.route.patience: must be at most 1,000,000 in size"),
 ])
 def test_absurd_sizes_are_refused_by_scenario_check(assignment: str, field: str, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
@@ -253,6 +257,26 @@ def test_collect_with_a_huge_episode_count_is_refused_before_any_work(tmp_path: 
                            "--out", str(tmp_path / "data"))
     assert code == 2 and "--episodes" in err and "1000000" in err
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("kind", ["suite file", "stress --episodes", "run --episodes", "study file", "study --episodes"])
+def test_huge_episode_counts_are_refused_before_any_work(tiny_files: dict[str, Path], tmp_path: Path, kind: str,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """10^12 episodes per cell passed ``stress --check`` and ended in a MemoryError traceback with
+    ``suite.json`` left behind; study seeds and ``run --episodes`` had no bound either."""
+    huge, out = "1000000000000", tmp_path / "out"
+    suite, study = tmp_path / "suite.toml", tmp_path / "study.toml"
+    suite.write_text(tiny_files["suite"].read_text().replace("episodes = 1\n", f"episodes = {huge}\n", 1))
+    study.write_text(SYNTHETIC_STUDY.replace("n_trials = 1\n", f"n_trials = 1\nseeds = {huge}\n"))
+    args = {"suite file": ["stress", str(suite), "--out", str(out), "--no-report"],
+            "stress --episodes": ["stress", str(tiny_files["suite"]), "--episodes", huge, "--out", str(out)],
+            "run --episodes": _command("run", tiny_files, out)[:-2] + ["--episodes", huge, "--out", str(out)],
+            "study file": ["study", "run", str(study), "--out", str(out)],
+            "study --episodes": ["study", "run", str(tiny_files["study"]), "--episodes", huge, "--out", str(out)]}[kind]
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 2 and ("1,000,000" in err or "1000000" in err), err
+    assert "Traceback" not in err and not out.exists()
 
 
 def test_study_parameter_with_a_huge_bound_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

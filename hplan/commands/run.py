@@ -18,12 +18,13 @@ from rich.console import Console
 
 from hplan.commands.options import SET_OPTION, SPLIT_OPTION, record_command
 from hplan.config import MAX_SEED
+from hplan.configio import MAX_MAGNITUDE
 
 
 def run_command(
     scenario: str = typer.Argument(..., help="built-in scenario name or path to a scenario TOML file"),
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="training run directory (holds model.pt)"),
-    episodes: int = typer.Option(10, "--episodes", "-n", min=1, help="seeded episodes to run"),
+    episodes: int = typer.Option(10, "--episodes", "-n", min=1, max=MAX_MAGNITUDE, help="seeded episodes to run"),
     planner: Optional[str] = typer.Option(None, "--planner", "-p",
                                           help="flat | hier (default: the scenario's \\[planner].kind)"),
     guardrails: Optional[str] = typer.Option(

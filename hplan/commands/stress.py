@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hplan.commands.options import SET_OPTION
+from hplan.configio import MAX_MAGNITUDE
 
 
 def _print_verdicts(console: Console, outcome) -> None:
@@ -38,7 +39,8 @@ def stress(
     workers: int = typer.Option(1, "--workers", min=1, help="parallel worker processes (cells run in parallel)"),
     check: bool = typer.Option(False, "--check", help="only validate the suite file and checkpoints, run nothing"),
     no_report: bool = typer.Option(False, "--no-report", help="skip report.html"),
-    episodes: Optional[int] = typer.Option(None, "--episodes", help="override episodes per scenario × shift × severity"),
+    episodes: Optional[int] = typer.Option(None, "--episodes", min=1, max=MAX_MAGNITUDE,
+                                           help="override episodes per scenario × shift × severity"),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="override every scenario's step budget"),
     set_: list[str] = SET_OPTION,
 ) -> None:

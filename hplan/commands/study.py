@@ -13,6 +13,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from hplan.configio import MAX_MAGNITUDE
+
 study_app = typer.Typer(help="Optuna studies: search and ablate the pipeline (SQLite by default, any RDB URL).",
                         no_args_is_help=True)
 
@@ -39,7 +41,7 @@ def run_command(
     workers: int = typer.Option(1, "--workers", min=1, help="local worker processes sharing the storage"),
     out: Optional[Path] = typer.Option(None, "--out", help="study output folder (default: runs/studies/<name>)"),
     seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="override the file's seeds per trial"),
-    episodes: Optional[int] = typer.Option(None, "--episodes", min=1, help="override episodes per seed"),
+    episodes: Optional[int] = typer.Option(None, "--episodes", min=1, max=MAX_MAGNITUDE, help="override episodes per seed"),
     max_epochs: Optional[int] = typer.Option(None, "--max-epochs", min=1, help="override training epochs"),
     collect_episodes: Optional[int] = typer.Option(None, "--collect-episodes", min=1,
                                                    help="override the collected dataset size"),

@@ -254,10 +254,25 @@ def file_label(label: str) -> str:
     """A scenario label as part of a file name, one to one: letters, digits, ``-``, ``_`` and ``.``
     stay, every other character becomes ``%XX`` (its UTF-8 bytes), so ``"t a"`` and ``"t-a"`` can
     never share a result file (they once did, and one cell's episodes silently replaced the other's).
-    ``+`` separates the parts of a cell id and is always escaped here."""
+    ``+`` separates the parts of a cell id and is always escaped here.
+
+    A label whose escaped form is longer than :data:`LABEL_CHARS` keeps its first characters and
+    ends in ``~`` and a hash of the whole label (``~`` is always escaped otherwise, so a shortened
+    name never equals a whole one): escaping makes a name up to 9x longer, and 60 "é" made a file
+    name past the file system's 255 bytes, an OSError after ``--check`` had passed."""
     keep = set("-_.")
-    return "".join(ch if (ch.isascii() and ch.isalnum()) or ch in keep else "".join(f"%{b:02X}" for b in ch.encode())
-                   for ch in label)
+    escaped = "".join(ch if (ch.isascii() and ch.isalnum()) or ch in keep else "".join(f"%{b:02X}" for b in ch.encode())
+                      for ch in label)
+    if len(escaped) <= LABEL_CHARS:
+        return escaped
+    head = escaped[:LABEL_CHARS - 17]
+    head = head[:head.rfind("%")] if "%" in head[-2:] else head  # never cut a %XX in two
+    return f"{head}~{hashlib.sha256(label.encode()).hexdigest()[:16]}"
+
+
+LABEL_CHARS = 96
+"""Longest scenario part of a cell id: with the shift, severity, block and ``.steps.parquet`` a
+result file's name stays well under 255 bytes."""
 
 
 def cell_log_path(log_dir: str | Path, cell: Cell, index: int) -> Path:

@@ -10,6 +10,8 @@ any trial starts, with one line naming the study file and the field.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,8 +32,11 @@ class ParamSpec:
     kind: ParamKind = field(default="categorical", metadata=meta(
         "distribution: categorical (choices), int/log_int or float/log_float (low..high)"))
     choices: tuple[Scalar, ...] = field(default=(), metadata=meta("values of a categorical parameter"))
-    low: float | None = field(default=None, metadata=meta("lower bound (inclusive) of a numeric parameter"))
-    high: float | None = field(default=None, metadata=meta("upper bound (inclusive) of a numeric parameter"))
+    # bounded by the target field's own bounds (checked at load), not by configio's generic size limit
+    low: float | None = field(default=None, metadata=meta("lower bound (inclusive) of a numeric parameter",
+                                                          ge=-math.inf, le=math.inf))
+    high: float | None = field(default=None, metadata=meta("upper bound (inclusive) of a numeric parameter",
+                                                           ge=-math.inf, le=math.inf))
     step: float | None = field(default=None, metadata=meta("grid step of a linear int/float parameter", gt=0))
 
     def __post_init__(self) -> None:
