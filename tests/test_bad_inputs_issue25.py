@@ -279,6 +279,70 @@ def test_huge_episode_counts_are_refused_before_any_work(tiny_files: dict[str, P
     assert "Traceback" not in err and not out.exists()
 
 
+def test_study_parameters_valid_alone_but_not_together_are_refused_by_check(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """population 32..64 with elites 4..48: each range is valid, the corner (32, 48) is not; the check
+    passed and the trial failed with a traceback."""
+    study = tmp_path / "study.toml"
+    study.write_text(SYNTHETIC_STUDY + '[[params]]\ntarget = "planner.search.population"\nkind = "int"\nlow = 32\n'
+                     'high = 64\n[[params]]\ntarget = "planner.search.elites"\nkind = "int"\nlow = 4\nhigh = 48\n')
+    code, _, err = run_cli(monkeypatch, capsys, "study", "run", str(study), "--check", "--out", str(tmp_path / "o"))
+    line = _one_line_error(code, err)
+    assert line.startswith(f"error: {study}: params: rejected together by the scenario (")
+    assert "planner.search.population = 32" in line and "planner.search.elites = 48" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_study_whose_every_trial_fails_exits_non_zero_without_a_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A failing trial printed Optuna's traceback; now one line per failed trial, and a study whose
+    trials all fail ends with one error line and a non-zero exit."""
+    from hplan.errors import HplanError
+    from hplan.studies import workers
+
+    def broken(ctx):  # noqa: ANN001, ANN202 - the pipeline seam
+        raise HplanError("simulated pipeline failure")
+
+    monkeypatch.setitem(workers.PIPELINES, "synthetic", broken)
+    study = tmp_path / "study.toml"
+    study.write_text(SYNTHETIC_STUDY)
+    code, _, err = run_cli(monkeypatch, capsys, "study", "run", str(study), "--out", str(tmp_path / "o"))
+    assert code == 2 and "Traceback" not in err, err
+    assert "trial 0 failed: HplanError: simulated pipeline failure" in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: study tiny_synthetic:") and last.endswith("simulated pipeline failure")
+
+
+def test_a_grid_study_whose_only_arm_fails_exits_non_zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A grid counts failed arms against its budget, so one failed arm ended the study, exit 0."""
+    from hplan.errors import HplanError
+    from hplan.studies import workers
+
+    def broken(ctx):  # noqa: ANN001, ANN202 - the pipeline seam
+        raise HplanError("simulated pipeline failure")
+
+    monkeypatch.setitem(workers.PIPELINES, "synthetic", broken)
+    study = tmp_path / "study.toml"
+    study.write_text(SYNTHETIC_STUDY + '[sampler]\nkind = "grid"\n[[params]]\ntarget = "planner.kind"\n'
+                                       'choices = ["flat"]\n')
+    code, _, err = run_cli(monkeypatch, capsys, "study", "run", str(study), "--out", str(tmp_path / "o"))
+    assert code == 2 and "Traceback" not in err, err
+    assert "every trial this worker ran failed (1); last: HplanError: simulated pipeline failure" in err
+
+
+def test_the_synthetic_pipeline_runs_a_scenario_shorter_than_twenty_steps(tiny_files: dict[str, Path], tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Successful episodes' lengths were drawn from [20, max_steps]: every trial of a 5-step scenario
+    failed with ``ValueError: low >= high``."""
+    study = tmp_path / "study.toml"
+    study.write_text(SYNTHETIC_STUDY.replace('scenario = "point_two_rooms"', f'scenario = "{tiny_files["scenario"]}"'))
+    code, _, err = run_cli(monkeypatch, capsys, "study", "run", str(study), "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    assert "failed" not in err
+
+
 def test_study_parameter_with_a_huge_bound_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     study = tmp_path / "study.toml"

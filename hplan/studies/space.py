@@ -10,7 +10,9 @@ first trial, naming the study file and the parameter.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+import random
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from hplan.config import deep_merge as merge
@@ -117,12 +119,46 @@ def validate_against_scenario(study: StudyConfig) -> ScenarioConfig:
             except HplanError as err:
                 raise ConfigError(study.source, f"params[{i}] ({spec.target})",
                                   f"value {value!r} rejected by the scenario: {err}") from None
+    _check_combinations(study)
     if study.sampler.kind == "grid":
         try:
             grid_space(study.params)
         except ValueError as err:
             raise ConfigError(study.source, "sampler.kind", str(err)) from None
     return base
+
+
+MAX_COMBINATIONS = 256
+"""Combinations of boundary values :func:`_check_combinations` loads at most (a seeded sample of
+them beyond that: eight two-valued parameters are checked exhaustively)."""
+
+
+def _check_combinations(study: StudyConfig) -> None:
+    """Every parameter's boundary values together: settings valid one by one can be invalid in
+    combination (``planner.search.population`` 8..64 with ``planner.search.elites`` 4..32), and
+    then trials failed with a traceback while the study exited 0."""
+    from hplan.config import load_scenario
+
+    if len(study.params) < 2:
+        return
+    values = [boundary_values(spec) for spec in study.params]
+    total = math.prod(len(v) for v in values)
+    if total <= MAX_COMBINATIONS:
+        picks: Iterable[tuple[Any, ...]] = itertools.product(*values)
+    else:
+        rng = random.Random(f"{study.name}-combinations")
+        picks = (tuple(rng.choice(v) for v in values) for _ in range(MAX_COMBINATIONS))
+    for combination in picks:
+        layers = [(f"{study.source}: params[{i}]", nested(spec.target, value))
+                  for i, (spec, value) in enumerate(zip(study.params, combination))]
+        try:
+            load_scenario(study.scenario, study.scenario_overrides(), sets=study.sets,
+                          overrides_source=study.source, layers=layers)
+        except HplanError as err:
+            named = ", ".join(f"{spec.target} = {value!r}" for spec, value in zip(study.params, combination))
+            message = err.message if isinstance(err, ConfigError) else str(err)
+            raise ConfigError(study.source, "params", f"rejected together by the scenario ({named}): {message}; "
+                                                      "narrow the ranges so that every combination is valid") from None
 
 
 def _check_stress_suite(study: StudyConfig) -> None:

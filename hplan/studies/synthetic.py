@@ -72,7 +72,8 @@ def synthetic_pipeline(ctx: SeedContext) -> SeedResult:
     p_s = float(np.clip(p_success + cfg.noise * rng.standard_normal(), 0.0, 1.0))
     success = rng.random(n) < p_s
     violated = rng.random(n) < p_violation
-    steps = np.where(success, rng.integers(20, ctx.scenario.env.max_steps + 1, n), ctx.scenario.env.max_steps)
+    budget = ctx.scenario.env.max_steps  # a scenario with fewer than 20 steps once made every trial a ValueError
+    steps = np.where(success, rng.integers(min(20, budget), budget + 1, n), budget)
     violation_steps = np.where(violated, rng.integers(1, 5, n), 0)
     episodes = pd.DataFrame({
         "episode": np.arange(n), "seed": [derive_seed(ctx.seed, "episode", i) for i in range(n)],

@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import os
 import socket
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -208,7 +209,8 @@ def run_worker(study: StudyConfig, storage_url: str, out_dir: str | Path, *, n_t
         trials = handle.get_trials(deepcopy=False)
         waiting = any(t.state == TrialState.WAITING for t in trials)
         if waiting or budget_used(trials, count_failures=study.sampler.kind == "grid") < target:
-            handle.optimize(_recording(objective), n_trials=1, catch=TRIAL_ERRORS, callbacks=[remember],
+            handle.optimize(_recording(objective, len(study.objectives)), n_trials=1, catch=TRIAL_ERRORS,
+                            callbacks=[remember],
                             gc_after_trial=True)
             if on_trial is not None:
                 on_trial(handle)
@@ -221,18 +223,26 @@ def run_worker(study: StudyConfig, storage_url: str, out_dir: str | Path, *, n_t
         if heartbeat and any(t.state == TrialState.RUNNING for t in trials):
             time.sleep(min(2.0, study.storage.heartbeat_interval))
             continue
+        if ran and all(handle.trials[number].state == TrialState.FAIL for number in ran):
+            # nothing this worker ran succeeded: a failure of the study, not of one configuration
+            raise HplanError(f"study {study.name}: every trial this worker ran failed ({len(ran)}); last: "
+                             f"{handle.trials[ran[-1]].user_attrs.get('error', 'see the log above')}")
         return ran
 
 
-def _recording(objective: StudyObjective) -> Callable[[Any], Any]:
-    """Wrap the objective so a failing trial keeps its error message as a user attribute."""
+def _recording(objective: StudyObjective, objectives: int) -> Callable[[Any], Any]:
+    """Wrap the objective so a failing trial keeps its error message as a user attribute, says
+    so in one line, and is recorded as failed (a NaN value: Optuna's FAIL, without the traceback
+    Optuna logs for a raised error)."""
 
     def wrapped(trial: Any) -> Any:
         try:
             return objective(trial)
         except TRIAL_ERRORS as err:
-            trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:500])
-            raise
+            message = f"{type(err).__name__}: {err}"[:500]
+            trial.set_user_attr("error", message)
+            print(f"trial {trial.number} failed: {message}", file=sys.stderr, flush=True)
+            return float("nan") if objectives == 1 else tuple(float("nan") for _ in range(objectives))
 
     return wrapped
 
