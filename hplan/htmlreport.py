@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from hplan.io import write_text
@@ -49,8 +50,11 @@ def figure_html(fig: Any, alt: str = "", dpi: int = 110) -> str:
 
 def readable(value: Any) -> str:
     """A number as a person reads it: 3,850 not 3.85e+03; three significant digits below 1,000;
-    scientific notation only for magnitudes under 0.001."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    scientific notation only for magnitudes under 0.001. NumPy scalars (what a DataFrame column
+    hands a formatter) read like Python's: an int64 3850 is 3,850, not "3850"."""
+    if isinstance(value, np.generic) and not isinstance(value, np.bool_):
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, float) and value != value:
         return "–"

@@ -456,6 +456,19 @@ def test_damaged_dataset_manifest_is_one_line(tmp_path: Path, content: bytes) ->
         read_manifest(tmp_path)
 
 
+@pytest.mark.parametrize("content", [b"\xff", b"[]", b"{"])
+def test_damaged_stress_marker_is_called_damaged_not_another_suite(tiny_files: dict[str, Path], tmp_path: Path,
+                                                                 content: bytes, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "stress"
+    out.mkdir()
+    (out / "suite.json").write_bytes(content)
+    code, _, err = run_cli(monkeypatch, capsys, "stress", str(tiny_files["suite"]), "--out", str(out), "--no-report")
+    line = _one_line_error(code, err)
+    assert f"{out / 'suite.json'}:" in line and "cannot be resumed" in line and "different suite" not in line
+    assert (out / "suite.json").read_bytes() == content
+
+
 SYNTHETIC_SCENARIO = """
 name = "synthetic"
 [env]

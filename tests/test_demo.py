@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from rich.console import Console
@@ -45,7 +46,9 @@ def test_demo_runs_every_stage_and_reuses_its_cache(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("value, text", [(3850.0, "3,850"), (3850, "3,850"), (12.345, "12.3"), (0.123456, "0.123"),
                                          (123.4, "123"), (1234.5, "1,234"), (1e-5, "1.00e-05"), (0.0, "0"),
-                                         (float("nan"), "–"), (7, "7"), (True, "True"), ("flat", "flat")])
+                                         (float("nan"), "–"), (7, "7"), (True, "True"), ("flat", "flat"),
+                                         (np.int64(3850), "3,850"), (np.float32(3850.0), "3,850"),
+                                         (np.float64(0.123456), "0.123"), (np.int32(7), "7"), (np.bool_(True), "True")])
 def test_report_numbers_read_as_a_person_writes_them(value, text) -> None:
     from hplan.htmlreport import readable
 

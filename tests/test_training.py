@@ -214,6 +214,11 @@ def test_bad_overrides_name_the_field(state_data: Path, tmp_path: Path) -> None:
         other = ScenarioConfig(name="x", env=EnvConfig(id="hplan/PointRooms-v0"))
         train_world_model(other, state_data, tmp_path / "c", **TINY)
     assert not (tmp_path / "c").exists()
+    # same environment, other observations: a model its own scenario would then refuse to run
+    images = ScenarioConfig(name="x", env=EnvConfig(id=ENV_ID, obs_mode="image"))
+    with pytest.raises(HplanError, match=r"manifest.json: obs_mode: the dataset holds 'state' observations"):
+        train_world_model(images, state_data, tmp_path / "d", **TINY)
+    assert not (tmp_path / "d").exists()
 
 
 def test_optuna_pruning_callback_reads_the_validation_metric(state_data: Path, tmp_path: Path) -> None:

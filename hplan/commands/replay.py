@@ -32,7 +32,13 @@ def replay_command(
     device: str = typer.Option("cpu", "--device", help="device for the agent replay (bit-exact on cpu)"),
     fps: float = typer.Option(10.0, "--fps", min=0.5, max=60.0, help="GIF frames per second"),
 ) -> None:
-    """Re-execute logged episodes step by step; verify them and render GIFs."""
+    """Re-execute logged episodes step by step; verify them and render GIFs.
+
+    --verify runs three checks: the actions replay (catches any edit the environment can see), the
+    hash chain over the log's lines (catches damage and edits that did not recompute it; anyone can
+    recompute it, it is not a signature) and the agent re-run from the logged checkpoint and seed
+    (the only check a forged plan with a recomputed chain cannot pass). A log is called reproduced
+    only when all three ran."""
     from hplan.errors import HplanError, ReplayDivergence
     from hplan.io import check_out_file
     from hplan.render import EpisodeRenderer

@@ -122,6 +122,24 @@ def _refuse_heldout(data_dir: Path) -> None:
                          "training never uses one — collect a training set without --split")
 
 
+def _refuse_other_observations(data_dir: Path, scenario: ScenarioConfig) -> None:
+    """A dataset of another environment, or of other observations (state vectors for an image
+    scenario), trained a model that its own scenario then refused to run; refuse it before loading it."""
+    from hplan.data.shards import MANIFEST, read_manifest
+
+    if not (data_dir / MANIFEST).exists():
+        return
+    manifest = read_manifest(data_dir)
+    env_id = manifest.get("env_id")
+    if env_id and env_id != scenario.env.id:
+        raise HplanError(f"{data_dir / MANIFEST}: env_id: dataset was collected on {env_id!r} but scenario "
+                         f"{scenario.name!r} uses {scenario.env.id!r}")
+    collected = manifest.get("obs_mode")
+    if collected is not None and collected != scenario.env.obs_mode:
+        raise HplanError(f"{data_dir / MANIFEST}: obs_mode: the dataset holds {collected!r} observations but "
+                         f"scenario {scenario.name!r} uses {scenario.env.obs_mode!r}")
+
+
 def _check_existing_run(out_dir: Path, config: dict[str, Any]) -> None:
     path = out_dir / "config.json"
     if not path.exists():
@@ -209,12 +227,10 @@ def train_world_model(scenario: ScenarioConfig | str | Path, data_dir: str | Pat
     if scenario.train.cpu_threads:
         torch.set_num_threads(scenario.train.cpu_threads)
     _refuse_heldout(Path(data_dir))
+    _refuse_other_observations(Path(data_dir), scenario)
     seed_everything(scenario.seed)
     data = EpisodeDataModule(data_dir, scenario.model, scenario.train, scenario.seed)
     data.setup("fit")
-    if data.info.env_id and data.info.env_id != scenario.env.id:
-        raise HplanError(f"{Path(data_dir) / 'manifest.json'}: env_id: dataset was collected on "
-                         f"{data.info.env_id!r} but scenario {scenario.name!r} uses {scenario.env.id!r}")
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "config.json", config)

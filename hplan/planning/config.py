@@ -64,7 +64,7 @@ class SearchConfig:
         "start each plan from the previous plan shifted by one step (receding horizon)"))
     max_batch: int = field(default=0, metadata=meta(
         "candidates evaluated per tensor op; larger populations are chunked so memory stays bounded. "
-        "0 = auto: 256 on CPU (cache-sized chunks ran ~1.7x faster at 4,096 candidates), 16384 on a GPU", ge=0))
+        "0 = auto: 256 on CPU (chunks that fit the cache), 16384 on a GPU", ge=0))
 
     def __post_init__(self) -> None:
         if self.elites > self.population:

@@ -57,8 +57,10 @@ def prepare_out_dir(out_dir: Path, suite: SuiteConfig, scenarios: Sequence[Resol
     if marker.exists():
         try:
             previous = read_json_object(marker).get("fingerprint")
-        except (OSError, HplanError):
-            previous = None
+        except OSError as err:
+            raise HplanError(f"{marker}: cannot read it ({err.strerror}); use a fresh --out directory") from None
+        except HplanError as err:  # damaged: say so, not "a different suite"
+            raise HplanError(f"{err}; the run in {out_dir} cannot be resumed: use a fresh --out directory") from None
         if previous != fingerprint:
             raise HplanError(f"{out_dir}: holds results of a different suite (fingerprint {previous} != {fingerprint}); "
                              "use a fresh --out directory")

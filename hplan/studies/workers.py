@@ -189,7 +189,8 @@ def run_worker(study: StudyConfig, storage_url: str, out_dir: str | Path, *, n_t
     import optuna
     from optuna.trial import TrialState
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # ERROR: a failed trial is reported by _recording in one line (Optuna's own warning repeated it)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):  # Trainer start-up chatter per trial
         logging.getLogger(name).setLevel(logging.WARNING)
