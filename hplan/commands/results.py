@@ -34,7 +34,7 @@ def results_command(
     import torch
 
     from hplan.device import resolve_device
-    from hplan.io import write_text
+    from hplan.io import check_out_dir, check_out_file, write_text
     from hplan.results.definition import DEFAULT_DEFINITION, load_definition
     from hplan.results.measure import Paths, measure_table, provenance
     from hplan.results.page import page, readme_block, replace_readme_block, table_section
@@ -49,8 +49,8 @@ def results_command(
 
         raise HplanError(f"{readme}: --readme: no results markers in it (add the two lines from README.md's Results section)")
     selected = spec.select(tuple(only))
-    _check_writable(out, "--out")
-    _check_writable(runs, "--runs", is_file=False)
+    check_out_file(out, option="--out")  # before anything is measured
+    check_out_dir(runs, option="--runs")
     console.print(f"[bold green]ok[/] {spec.source}: {len(spec.tables)} table(s)", highlight=False)
     if check:
         return
@@ -85,16 +85,6 @@ def _read(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise HplanError(f"{path}: --readme: cannot read it ({err.__class__.__name__})") from None
-
-
-def _check_writable(path: Path, option: str, is_file: bool = True) -> None:
-    """Refuse an output that cannot be written before anything is measured."""
-    from hplan.io import check_out_dir, check_out_file
-
-    if is_file:
-        check_out_file(path, option=option)
-    else:
-        check_out_dir(path, option=option)
 
 
 def register(app: typer.Typer) -> None:

@@ -172,17 +172,21 @@ class Refits:
             lambda: timed("distance", lambda: self.fit_distance(latents)),
             lambda: timed("waypoints", lambda: self.pick_waypoints(latents)),
             lambda: timed("subgoal", lambda: self.fit_subgoal(latents))]
-        weak_epoch = self.last_epoch and bool(self.train_cfg.guardrail_weak_labels)
         with _side_branch(side, self.parallel_branches()) as pending:
             if latents is not None:
                 timed("predictor", lambda: self.fit_predictor(latents))
-            if not weak_epoch:
+            if not self.weak_epoch:
                 agreement = timed("guardrails", self.fit_guardrails)
             for work in pending:  # run here, in order, when there was no second core for them
                 work()
-        if weak_epoch:  # after the join: this stage widens torch to every core
+        if self.weak_epoch:  # after the join: this stage widens torch to every core
             agreement = timed("guardrails", self.fit_guardrails)
         return {**agreement, **seconds}
+
+    @property
+    def weak_epoch(self) -> bool:
+        """This epoch's guardrail refit takes weak-labelled rows (the last epoch, weak labels on)."""
+        return self.last_epoch and bool(self.train_cfg.guardrail_weak_labels)
 
     def parallel_branches(self) -> bool:
         """Run the two refit branches at once: on a CPU, when torch leaves a core idle (training at
@@ -311,7 +315,7 @@ class Refits:
         # small batches run best on the configured threads. Only the epoch that runs it: the other
         # epochs' refit (1,000 full-batch steps on the labelled rows) took 120 s at every core on a
         # busy 2-core machine, 46 % of a demo epoch whose joint steps took 39 s.
-        many = bool(self.train_cfg.guardrail_weak_labels) and self.last_epoch and self.device.type == "cpu"
+        many = self.weak_epoch and self.device.type == "cpu"
         with torch_threads(os.cpu_count() if many else None):
             return self._refit_guardrails(z, action, labels, labelled, steps)
 
