@@ -42,7 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from hplan.device import resolve_device
 from hplan.planning.agent import make_agent
 from hplan.planning.budget import resolve_budget
-from hplan.planning.config import CodesConfig, GuardrailConfig, PlannerConfig
+from hplan.planning.config import CORRECTION_ACTION_WIDTH, CORRECTION_RADIUS, CodesConfig, GuardrailConfig, PlannerConfig
 from hplan.planning.correction import ResidualMemory
 from hplan.planning.energy import Energy
 from hplan.vocabulary.protocol import ActionSpec
@@ -220,7 +220,7 @@ def bench_correction(model, device, cfg: PlannerConfig, candidates: list[int], r
     for col in ("candidates", "ms / plan, off", "ms / plan, on", "on / off"):
         table.add_column(col, justify="right")
     energy = Energy(model, cfg, GuardrailConfig(mode="penalty"))
-    memory = ResidualMemory(CORRECTION_MEMORY, cfg.correction.radius, cfg.correction.action_width)
+    memory = ResidualMemory(CORRECTION_MEMORY, CORRECTION_RADIUS, CORRECTION_ACTION_WIDTH)
     gen = torch.Generator(device).manual_seed(0)
     for _ in range(CORRECTION_MEMORY):
         z = torch.randn(model.latent_dim, device=device, generator=gen)

@@ -33,8 +33,10 @@ from hplan.runner.settings import resolve_planner
 FIXTURES = Path(__file__).parent / "fixtures"
 RECORDS = json.loads((FIXTURES / "flat_planner_records.json").read_text())
 OLD_DEFAULTS: dict[str, Any] = RECORDS["defaults"]
-KEPT = ("kind", "low", "high", "horizon", "device", "subgoal_reached")
+KEPT = ("kind", "low", "high", "horizon", "device")
 """Flat keys that kept their name and place."""
+FLAT_REMOVED = {key for key in REMOVED if "." not in key}
+"""Flat keys that became constants (the dotted ones in ``REMOVED`` became constants after the nesting)."""
 
 
 def by_hand(flat: dict[str, Any]) -> PlannerConfig:
@@ -42,7 +44,6 @@ def by_hand(flat: dict[str, Any]) -> PlannerConfig:
     f = {**OLD_DEFAULTS, **flat}
     return PlannerConfig(
         kind=f["kind"], low=f["low"], high=f["high"], horizon=f["horizon"], device=f["device"],
-        subgoal_reached=f["subgoal_reached"],
         search=SearchConfig(population=f["population"], iterations=f["iterations"], elites=f["elites"],
                             init_std=f["init_std"], min_std=f["min_std"], momentum=f["momentum"],
                             temperature=f["temperature"], noise_beta=f["noise_beta"],
@@ -50,19 +51,17 @@ def by_hand(flat: dict[str, Any]) -> PlannerConfig:
         grad=GradConfig(lr=f["grad_lr"], restarts=f["grad_restarts"], steps=f["grad_steps"]),
         energy=EnergyConfig(task_cost=f["task_cost"], running_weight=f["running_weight"],
                             goal_ends_episode=f["goal_ends_episode"]),
-        correction=CorrectionConfig(memory=f["correction_memory"], radius=f["correction_radius"],
-                                    action_width=f["correction_action_width"], threshold=f["correction_threshold"]),
+        correction=CorrectionConfig(memory=f["correction_memory"], threshold=f["correction_threshold"]),
         codes=CodesConfig(optimizer=f["high_optimizer"], horizon=f["high_horizon"], population=f["high_population"],
                           iterations=f["high_iterations"], elites=f["high_elites"], bound=f["code_bound"],
                           running_weight=f["high_running_weight"], reach_weight=f["reach_weight"],
-                          replan_every=f["replan_every"], subgoal_lost=f["subgoal_lost"],
-                          direct_reach=f["direct_reach"]),
+                          replan_every=f["replan_every"], direct_reach=f["direct_reach"]),
         route=RouteConfig(edge=f["landmark_edge"], attach=f["landmark_attach"], patience=f["landmark_patience"],
-                          edge_samples=f["landmark_edge_samples"], slack=f["landmark_slack"]),
+                          edge_samples=f["landmark_edge_samples"]),
         imagined=ImaginedConfig(branches=f["imagine_branches"], frontier=f["imagine_frontier"],
-                                depth=f["imagine_depth"], nodes=f["imagine_nodes"], merge=f["imagine_merge"],
-                                reach=f["imagine_reach"], regrow_on_stall=f["imagine_regrow_on_stall"]),
-        budget=BudgetConfig(evals=f["eval_budget"], high_share=f["high_share"]))
+                                depth=f["imagine_depth"], nodes=f["imagine_nodes"],
+                                regrow_on_stall=f["imagine_regrow_on_stall"]),
+        budget=BudgetConfig(evals=f["eval_budget"]))
 
 
 def migrated(flat: dict[str, Any]) -> PlannerConfig:
@@ -78,12 +77,16 @@ def fingerprint(cfg: PlannerConfig) -> Any:
 
 
 def test_every_flat_key_has_exactly_one_place_and_every_field_one_flat_key() -> None:
-    assert set(MOVED) | set(REMOVED) | set(KEPT) == set(OLD_DEFAULTS)
-    assert not set(MOVED) & set(REMOVED) and not set(KEPT) & (set(MOVED) | set(REMOVED))
+    assert set(MOVED) | FLAT_REMOVED | set(KEPT) == set(OLD_DEFAULTS)
+    assert not set(MOVED) & FLAT_REMOVED and not set(KEPT) & (set(MOVED) | FLAT_REMOVED)
     leaves: set[str] = set()
     for name, value in to_mapping(PlannerConfig()).items():
         leaves |= {f"{name}.{key}" for key in value} if isinstance(value, dict) else {name}
-    assert set(MOVED.values()) | set(KEPT) == leaves and len(set(MOVED.values())) == len(MOVED)
+    assert (set(MOVED.values()) - set(REMOVED)) | set(KEPT) == leaves and len(set(MOVED.values())) == len(MOVED)
+    # a knob that became a constant after the nesting became the value every record held by default
+    for path, removed in REMOVED.items():
+        flat = next((old for old, new in MOVED.items() if new == path), path)
+        assert removed.value == OLD_DEFAULTS[flat], path
     # the defaults did not move: an old record at its defaults is today's default config
     assert migrated(OLD_DEFAULTS) == PlannerConfig() == by_hand({})
     assert REMOVED["high_init_std"].value == CODE_PRIOR_STD == OLD_DEFAULTS["high_init_std"]
@@ -130,7 +133,7 @@ def _flat_fields() -> dict[str, st.SearchStrategy[Any]]:
     strategies: dict[str, st.SearchStrategy[Any]] = {
         "kind": st.sampled_from(["flat", "hier"]), "low": st.sampled_from(["cem", "mppi", "grad"]),
         "high": st.sampled_from(["codes", "landmarks", "imagined"]), "device": st.sampled_from(["cpu", "auto"]),
-        "horizon": st.integers(1, 40), "subgoal_reached": st.floats(0.0, 10.0),
+        "horizon": st.integers(1, 40),
         "task_cost": st.sampled_from(["temporal", "l2"]), "high_optimizer": st.sampled_from(["cem", "mppi"]),
         "eval_budget": st.sampled_from([0, 0, 480, 960, 3850, 20000]),
         "population": st.integers(2, 600), "high_population": st.integers(2, 600),
@@ -138,14 +141,16 @@ def _flat_fields() -> dict[str, st.SearchStrategy[Any]]:
         "elites": st.integers(1, 16), "high_elites": st.integers(1, 16), "grad_restarts": st.integers(1, 16),
     }
     for flat, path in MOVED.items():
+        if path in REMOVED:
+            strategies[flat] = st.just(REMOVED[path].value)
         if flat in strategies:
             continue
         section, name = path.split(".")
         cls = typing.get_type_hints(PlannerConfig)[section]
         fld = {f.name: f for f in dataclasses.fields(cls)}[name]
         strategies[flat] = _value(typing.get_type_hints(cls)[name], dict(fld.metadata))
-    for flat, removed in REMOVED.items():
-        strategies[flat] = st.just(removed.value)
+    for flat in FLAT_REMOVED:
+        strategies[flat] = st.just(REMOVED[flat].value)
     assert set(strategies) == set(OLD_DEFAULTS)
     return strategies
 
@@ -235,6 +240,33 @@ def test_an_old_key_in_a_scenario_file_names_its_new_place(tmp_path: Path, old: 
 def test_a_removed_key_in_a_scenario_file_says_why(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^--set: planner.high_init_std: removed: the codes are whitened"):
         load_scenario("point_two_rooms", sets=["planner.high_init_std=1.0"])
+    for target in ("planner.correction.radius", "planner.route.slack", "planner.subgoal_reached",
+                   "planner.correction_radius"):
+        with pytest.raises(ConfigError, match=rf"^--set: {target}: removed: a constant now \(hplan.planning.config"):
+            load_scenario("point_two_rooms", sets=[f"{target}=1.0"])
+    path = tmp_path / "mine.toml"
+    text = (Path(__file__).parent.parent / "scenarios" / "point_two_rooms.toml").read_text()
+    path.write_text(text + "\n[planner.imagined]\nmerge = 0.5\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: planner.imagined.merge: removed: a constant now"):
+        load_scenario(path)
+    from hplan.studies.space import check_target
+
+    with pytest.raises(ValueError, match=r"^target 'planner.budget.high_share': removed: a constant now"):
+        check_target("planner.budget.high_share")
+
+
+@pytest.mark.parametrize("record", [{"route": {"edge": 16.0, "slack": 4.0}}, {"landmark_slack": 4.0},
+                                    {"subgoal_reached": 2.0, "correction": {"radius": 1.0, "memory": 8}}])
+def test_a_knob_made_a_constant_reads_at_its_value_and_is_refused_at_another(record: dict[str, Any]) -> None:
+    """Models, evaluations and logs recorded while these were settings (always at these values: no
+    shipped file set them) still read as today's settings; another value cannot be reproduced."""
+    kept = nest_planner(record, source="run.json")
+    assert "slack" not in json.dumps(kept) and "radius" not in json.dumps(kept) and "subgoal_reached" not in kept
+    assert from_mapping(PlannerConfig, kept, source="run.json").correction.memory == kept.get(
+        "correction", {}).get("memory", PlannerConfig().correction.memory)
+    doubled = json.loads(json.dumps(record).replace("4.0", "8.0").replace("2.0", "5.0").replace("1.0", "3.0"))
+    with pytest.raises(ConfigError, match=r"^run.json: planner.*recorded as .* cannot be reproduced"):
+        nest_planner(doubled, source="run.json", section="planner")
 
 
 def test_an_old_study_target_and_an_old_suite_key_name_their_new_place(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from hplan.errors import ConfigError, HplanError
 from hplan.planning.agent import make_agent
 from hplan.planning.analytic import PointMassModel, UnsafeDisc
 from hplan.planning.budget import plan_cost, resolve_budget
-from hplan.planning.config import (BudgetConfig, CodesConfig, EnergyConfig, GradConfig, GuardrailConfig, PlannerConfig,
+from hplan.planning.config import (SUBGOAL_REACHED, BudgetConfig, CodesConfig, EnergyConfig, GradConfig, GuardrailConfig, PlannerConfig,
                                    SearchConfig)
 from hplan.planning.energy import Energy
 from hplan.planning.lagrangian import LagrangeMultiplier
@@ -297,8 +297,8 @@ def test_going_for_the_goal_the_risk_after_arriving_is_not_counted():
     stopless = dataclasses.replace(cfg, energy=EnergyConfig(goal_ends_episode=False))
     everything = Energy(model, stopless, guard).low_objective(
         z0, goal, final=True)(candidates)
-    # arrival (distance 2 <= subgoal_reached) is after the second action: only actions 0 and 1 pay
-    assert cfg.subgoal_reached == 2.0
+    # arrival (distance 2 <= SUBGOAL_REACHED) is after the second action: only actions 0 and 1 pay
+    assert SUBGOAL_REACHED == 2.0
     torch.testing.assert_close(final.cost, task + torch.stack([probs[0, :2].sum(), probs[1].sum()]))
     torch.testing.assert_close(subgoal.cost, task + probs.sum(1))
     torch.testing.assert_close(everything.cost, subgoal.cost)

@@ -24,7 +24,8 @@ import torch
 
 from hplan.device import resolve_device
 from hplan.planning.budget import resolve_budget
-from hplan.planning.config import CODE_PRIOR_STD, GuardrailConfig, PlannerConfig
+from hplan.planning.config import (CODE_PRIOR_STD, CORRECTION_ACTION_WIDTH, CORRECTION_RADIUS, GuardrailConfig,
+                                   PlannerConfig)
 from hplan.planning.correction import ResidualMemory
 from hplan.planning.energy import Energy
 from hplan.vocabulary.frames import FrameHistory, repeat_frame
@@ -89,7 +90,7 @@ class LatentAgent:
         self.energy = Energy(model, planner, guardrails, multiplier=self.multiplier)
         fix = planner.correction
         if fix.memory:
-            self.energy.correction = ResidualMemory(fix.memory, fix.radius, fix.action_width, fix.threshold)
+            self.energy.correction = ResidualMemory(fix.memory, CORRECTION_RADIUS, CORRECTION_ACTION_WIDTH, fix.threshold)
         budget = resolve_budget(planner)
         low_space = SearchSpace(planner.horizon, spec.dim, spec.low, spec.high, discrete=self.discrete)
         low = RecedingHorizon(make_optimizer(planner.low, low_space, planner, budget.low), device,

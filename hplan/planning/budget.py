@@ -10,8 +10,8 @@ One plan costs (see :mod:`hplan.planning.energy` for what counts as an evaluatio
 
 With ``budget.evals = B > 0`` the populations are derived from B (iterations and the
 elite fraction are kept): a flat agent spends up to B on its low level every step; a hierarchical
-agent spends up to ``(1 − high_share)·B`` on its low level every step and, on the steps where it
-replans its subgoals, up to ``high_share·B`` on the high level. So a hierarchical agent never
+agent spends up to ``(1 − HIGH_SHARE)·B`` on its low level every step and, on the steps where it
+replans its subgoals, up to ``HIGH_SHARE·B`` on the high level. So a hierarchical agent never
 spends more per step than the flat one; on average it spends less. The ``landmarks`` high level
 spends no predictor evaluations (it searches a graph under the distance head), so its low level
 gets the whole B, exactly like the flat planner's.
@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hplan.errors import HplanError
-from hplan.planning.config import PlannerConfig
+from hplan.planning.config import HIGH_SHARE, PlannerConfig
 from hplan.planning.registry import Sizes, default_sizes
 
 
@@ -79,7 +79,7 @@ def resolve_budget(cfg: PlannerConfig) -> Budget:
     low_field = "the flat low level" if cfg.kind == "flat" else "the hierarchical low level"
     if not codes:
         return Budget(fit_sizes(cfg.low, low, cfg.horizon, evals, low_field, outside_search(cfg, "low")), None)
-    high_budget = int(evals * cfg.budget.high_share)
+    high_budget = int(evals * HIGH_SHARE)
     return Budget(
         fit_sizes(cfg.low, low, cfg.horizon, evals - high_budget, low_field, outside_search(cfg, "low")),
         fit_sizes(cfg.codes.optimizer, high, cfg.codes.horizon, high_budget, "the high level",

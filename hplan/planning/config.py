@@ -11,8 +11,7 @@ optimiser), ``energy`` (what a plan costs), ``correction`` (the episode's own pr
 ``codes`` / ``route`` / ``imagined`` (one section per high level, named as ``high`` names it;
 ``imagined`` routes with the ``route`` settings too) and ``budget`` (equal-compute comparisons).
 Why a few fields stay on top: they are what nearly every scenario file and command line sets
-(``kind``, ``low``, ``high``, ``horizon``), where a run executes (``device``), and the one
-threshold every hierarchical high level and the energy share (``subgoal_reached``). The search
+(``kind``, ``low``, ``high``, ``horizon``) and where a run executes (``device``). The search
 sizes live in ``search`` beside ``codes``' own sizes so that the two levels read alike.
 
 Records written before the nesting are flat; :mod:`hplan.planning.migration` reads them.
@@ -37,11 +36,45 @@ CODE_PRIOR_STD = 1.0
 under the prior, so 1 is their prior's own spread; it was a knob (``high_init_std``) that nothing
 ever set to anything else."""
 
+# hplan's own thresholds and kernel widths. Why constants and not settings: a setting stays a
+# setting when it sizes the compute (populations, iterations, graph sizes, batches), chooses a
+# method or an ablation arm (optimiser, cost, switches), or is a published method's hyperparameter
+# (CEM / iCEM / MPPI / Adam / PID-Lagrangian). These are none of those; no scenario, suite, study
+# or results table ever set them, and a setting no one sets invites tuning one layout on the
+# episodes it reports. Records that hold them at these values still read (planning.migration).
+SUBGOAL_REACHED = 2.0
+"""Temporal distance (steps) below which a subgoal or waypoint counts as reached: the ``codes``
+level replans, routes hand the next waypoint, and going for the goal, risk predicted after arriving
+is not counted. Two steps: the learned distance's own resolution (it is trained on integer gaps)."""
+SUBGOAL_LOST = 3.0
+"""``codes`` level: replan when the distance to the subgoal grew by more than this in one step
+(a step moves the distance by one at most, so three is a jump no real step makes)."""
+CORRECTION_RADIUS = 1.0
+"""Kernel width of the dynamics correction in latent space, in median one-step moves of the episode
+(an error corrects rollouts about one step from where it was seen)."""
+CORRECTION_ACTION_WIDTH = 0.5
+"""Kernel width of the dynamics correction over continuous actions, in their own units (half the
+normalised action range's half-width: two actions that far apart move the agent differently)."""
+ROUTE_SLACK = 4.0
+"""Experience graph: an edge whose temporal distance exceeds the steps the data took by more than
+this is dropped (a visit counted across a wall, not a way the data walked)."""
+IMAGINED_MERGE = 0.5
+"""Imagined graph: a subgoal within this many k-step jumps (learned distance, both ways) of a node
+is that node."""
+IMAGINED_REACH = 1.5
+"""Imagined graph: a subgoal the learned distance puts more than this many k-step jumps from its
+parent is dropped (P_hi was trained on one jump; half a jump more is what it can be trusted with)."""
+HIGH_SHARE = 0.25
+"""Equal-compute budgets: the share of the per-step budget a hierarchical agent may spend on its
+high level on the steps where it replans (the low level keeps the rest every step)."""
+
 
 @dataclass(frozen=True)
 class SearchConfig:
     """The low level's sampling search (CEM, MPPI, categorical CEM): its size, and the sampling
     shape both levels share (the ``codes`` high level has sizes of its own in ``[planner.codes]``)."""
+
+    retired_key = staticmethod(retired_key)  # names a knob that became a constant
 
     population: int = field(default=128, metadata=meta("candidates per iteration", ge=2, le=MAX_POPULATION))
     iterations: int = field(default=3, metadata=meta("optimiser iterations per plan", ge=1, le=MAX_ITERATIONS))
@@ -78,6 +111,8 @@ class GradConfig:
     """The gradient optimiser (``low = "grad"``): it replaces the search's population and
     iterations by restarts and Adam steps."""
 
+    retired_key = staticmethod(retired_key)  # names a knob that became a constant
+
     lr: float = field(default=0.1, metadata=meta("Adam step size on the action sequence", gt=0.0))
     restarts: int = field(default=8, metadata=meta(
         "action sequences optimised in parallel; the best is kept", ge=1, le=MAX_POPULATION))
@@ -88,12 +123,14 @@ class GradConfig:
 class EnergyConfig:
     """What a low-level plan costs besides its guardrail risk (``[guardrails]``)."""
 
+    retired_key = staticmethod(retired_key)  # names a knob that became a constant
+
     task_cost: Literal["temporal", "l2"] = field(default="temporal", metadata=meta(
         "distance to the goal/subgoal: learned temporal distance or latent L2"))
     running_weight: float = field(default=1.0, metadata=meta(
         "weight of the mean per-step distance added to the terminal distance (0 = terminal only)", ge=0.0))
     goal_ends_episode: bool = field(default=True, metadata=meta(
-        "going for the episode's goal, risk predicted after arriving (distance <= subgoal_reached) is not "
+        "going for the episode's goal, risk predicted after arriving (distance <= SUBGOAL_REACHED) is not "
         "counted: the episode ends there"))
 
 
@@ -102,14 +139,12 @@ class CorrectionConfig:
     """Correcting the low level's rollouts with the episode's own prediction errors
     (:mod:`hplan.planning.correction`)."""
 
+    retired_key = staticmethod(retired_key)  # names a knob that became a constant
+
     memory: int = field(default=32, metadata=meta(
         "transitions of the episode whose prediction error (observed minus predicted next latent) corrects "
         "the low level's rollouts near where they were seen (0 = off). "
         "32 was chosen on val in two and four rooms (benchmarks/results.toml, recipe tables)", ge=0, le=1024))
-    radius: float = field(default=1.0, metadata=meta(
-        "kernel width of that correction in latent space, in median one-step moves of the episode", gt=0.0))
-    action_width: float = field(default=0.5, metadata=meta(
-        "kernel width of that correction over actions (continuous actions in their own units)", gt=0.0))
     threshold: float = field(default=0.25, metadata=meta(
         "errors smaller than this many median one-step moves are not remembered (the model's noise)", ge=0.0))
 
@@ -117,6 +152,8 @@ class CorrectionConfig:
 @dataclass(frozen=True)
 class CodesConfig:
     """The ``codes`` high level: MPC over subgoal codes rolled out with P_hi, and when it replans."""
+
+    retired_key = staticmethod(retired_key)  # names a knob that became a constant
 
     optimizer: Literal["cem", "mppi"] = field(default="cem", metadata=meta("optimiser over subgoal codes"))
     horizon: int = field(default=4, metadata=meta(
@@ -133,9 +170,6 @@ class CodesConfig:
         "weight of the per-step reachability cost relu(d(z_l, z_l+1) - k) in the high-level energy", ge=0.0))
     replan_every: int = field(default=8, metadata=meta(
         "replan the high level at least every this many low-level steps", ge=1))
-    subgoal_lost: float = field(default=3.0, metadata=meta(
-        "replan the high level when the distance to the subgoal grew by more than this since the last step",
-        gt=0.0))
     direct_reach: float = field(default=8.0, metadata=meta(
         "when the goal's temporal distance is below this, the low level goes straight for the goal", ge=0.0))
 
@@ -149,6 +183,8 @@ class RouteConfig:
     """Routes over a waypoint graph under the temporal distance: the ``landmarks`` high level
     (the model's waypoints) and the ``imagined`` one (a graph grown from P_hi, ``[planner.imagined]``)."""
 
+    retired_key = staticmethod(retired_key)  # names a knob that became a constant
+
     edge: float = field(default=16.0, metadata=meta(
         "steps along the route to the waypoint handed to the low level (and, for a graph without "
         "experience edges, longest temporal distance of an edge)", gt=0.0))
@@ -161,14 +197,13 @@ class RouteConfig:
     edge_samples: int = field(default=0, metadata=meta(
         "with guardrails: points on the latent segment between two joined waypoints at which the heads price "
         "the edge (0 = price the waypoints only)", ge=0, le=64))
-    slack: float = field(default=4.0, metadata=meta(
-        "with an experience graph: drop an edge whose temporal distance exceeds the steps the data took by "
-        "more than this (a visit counted across a wall)", gt=0.0))
 
 
 @dataclass(frozen=True)
 class ImaginedConfig:
     """How the ``imagined`` high level grows its graph of P_hi subgoals (:mod:`hplan.planning.imagination`)."""
+
+    retired_key = staticmethod(retired_key)  # names a knob that became a constant
 
     branches: int = field(default=16, metadata=meta(
         "subgoals sampled from the prior at each frontier node per round", ge=1, le=1024))
@@ -176,11 +211,6 @@ class ImaginedConfig:
         "nodes expanded, and most new nodes taken, per round (best first)", ge=1, le=1024))
     depth: int = field(default=32, metadata=meta("most rounds of growth", ge=1, le=256))
     nodes: int = field(default=512, metadata=meta("most nodes in the graph", ge=2, le=4096))
-    merge: float = field(default=0.5, metadata=meta(
-        "a subgoal within this many k-step jumps (learned distance, both ways) of a node is that node", gt=0.0))
-    reach: float = field(default=1.5, metadata=meta(
-        "a subgoal the learned distance puts more than this many k-step jumps from its parent is dropped",
-        gt=0.0))
     regrow_on_stall: bool = field(default=True, metadata=meta(
         "regrow the graph from the agent's latent when the progress watch gives waypoints up (fresh subgoals "
         "sampled where the agent is, instead of the rest of a graph imagined from afar)"))
@@ -190,13 +220,13 @@ class ImaginedConfig:
 class BudgetConfig:
     """Equal-compute comparisons: search sizes derived from predictor evaluations per step."""
 
+    retired_key = staticmethod(retired_key)  # names a knob that became a constant
+
     evals: int = field(default=0, metadata=meta(
         "predictor evaluations per agent step (0 = use the populations as given); sets the populations of "
         "flat and hierarchical planners so both spend at most this many. Not together with "
         "search.population/codes.population in one file; a later layer (suite, study, --set) that sets a "
         "population turns it off (`hplan scenario check` prints the resulting search)", ge=0, le=10_000_000))
-    high_share: float = field(default=0.25, metadata=meta(
-        "hierarchical planner: fraction of the budget spent on the high level when it replans", gt=0.0, lt=1.0))
 
 
 @dataclass(frozen=True)
@@ -214,9 +244,6 @@ class PlannerConfig:
         "grown from the agent's own latent: no memory of training data; [planner.imagined])"))
     horizon: int = field(default=10, metadata=meta("low-level planning horizon (steps)", ge=1, le=512))
     device: str = field(default="auto", metadata=meta("torch device: auto, cpu, cuda, ..."))
-    subgoal_reached: float = field(default=2.0, metadata=meta(
-        "temporal distance below which a subgoal or waypoint counts as reached (the `codes` level replans; "
-        "going for the goal, risk predicted after arriving is not counted)", ge=0.0))
     search: SearchConfig = field(default_factory=SearchConfig, metadata=meta("[planner.search] section"))
     grad: GradConfig = field(default_factory=GradConfig, metadata=meta("[planner.grad] section"))
     energy: EnergyConfig = field(default_factory=EnergyConfig, metadata=meta("[planner.energy] section"))
@@ -227,11 +254,7 @@ class PlannerConfig:
     imagined: ImaginedConfig = field(default_factory=ImaginedConfig, metadata=meta("[planner.imagined] section"))
     budget: BudgetConfig = field(default_factory=BudgetConfig, metadata=meta("[planner.budget] section"))
 
-    @staticmethod
-    def retired_key(name: str, section: str) -> str | None:
-        """Why ``name`` is no key of ``[planner]`` any more (it was one before the nesting), for
-        ``from_mapping``'s error; None when it never was."""
-        return retired_key(name, section)
+    retired_key = staticmethod(retired_key)  # a key moved by the nesting, or a knob made a constant
 
 
 @dataclass(frozen=True)

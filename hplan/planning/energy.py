@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from hplan.errors import HplanError
-from hplan.planning.config import GuardrailConfig, PlannerConfig
+from hplan.planning.config import SUBGOAL_REACHED, GuardrailConfig, PlannerConfig
 from hplan.planning.correction import ResidualMemory
 from hplan.planning.meter import ComputeMeter
 from hplan.planning.types import Evaluation, Objective
@@ -237,7 +237,7 @@ class Energy:
         """Objective over action sequences ``(N, H, A)`` from latent ``z0 (D,)`` towards ``goal (D,)``.
 
         ``final``: ``goal`` is the episode's goal, and with ``planner.energy.goal_ends_episode`` the risk of
-        the steps after a candidate's predicted arrival (distance ≤ ``subgoal_reached``) is not
+        the steps after a candidate's predicted arrival (distance ≤ ``SUBGOAL_REACHED``) is not
         counted. Why: the episode ends there, and summing the risk of a horizon spent sitting at
         a goal by a wall made the guarded agent circle such goals instead of reaching them (two
         rooms, penalty mode, 50 episodes: 11 of the 15 failures ended within 3 cells of the goal).
@@ -257,7 +257,7 @@ class Energy:
             before = torch.cat([start[:, None], z[:, :-1]], dim=1)
             probs = self.heads(before, actions)
             if stop:  # step t counts while no earlier step has arrived
-                arrived = per_step <= self.planner.subgoal_reached
+                arrived = per_step <= SUBGOAL_REACHED
                 going = torch.cat([arrived.new_zeros(n, 1), arrived[:, :-1]], dim=1).cummax(1).values.logical_not()
                 probs = probs * going[..., None].to(probs.dtype)
             return self.guardrail(probs, task, n * horizon)

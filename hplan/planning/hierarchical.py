@@ -5,12 +5,12 @@ aimed straight at the goal latent. The **hierarchical** planner is the same idea
 a high-level MPC over sequences of subgoal codes ``m`` rolled out with ``model.predict_high``
 (each code jumps ``subgoal_interval`` low-level steps; energy in
 :meth:`~hplan.planning.energy.Energy.high_objective`), whose first predicted latent becomes the
-target of the low-level MPC (the first one not already within ``subgoal_reached``). The high
+target of the low-level MPC (the first one not already within ``SUBGOAL_REACHED``). The high
 level is replanned
 
 * at the start, and every ``codes.replan_every`` low-level steps (schedule);
-* when the low level *reached* its subgoal (distance ≤ ``subgoal_reached``);
-* when it *lost* it (distance grew by more than ``codes.subgoal_lost`` in one step);
+* when the low level *reached* its subgoal (distance ≤ ``SUBGOAL_REACHED``);
+* when it *lost* it (distance grew by more than ``SUBGOAL_LOST`` in one step);
 
 and while the goal itself is within ``codes.direct_reach`` the low level goes straight for the goal.
 With ``planner.high = "landmarks"`` the subgoal is instead the next waypoint of the shortest
@@ -33,7 +33,8 @@ from dataclasses import dataclass
 
 import torch
 
-from hplan.planning.config import PlannerConfig
+from hplan.planning.config import (IMAGINED_MERGE, IMAGINED_REACH, ROUTE_SLACK, SUBGOAL_LOST,
+                                   SUBGOAL_REACHED, PlannerConfig)
 from hplan.planning.energy import Energy
 from hplan.planning.imagination import GrowthLimits, imagine_graph
 from hplan.planning.landmarks import Hand, LandmarkGraph
@@ -94,7 +95,7 @@ class HierarchicalPlanner:
             edges = edges() if callable(edges) and len(points) else None
             route = cfg.route
             self.graph = LandmarkGraph(energy.distance, points, route.edge, edges,
-                                       route.attach if edges is not None else None, route.slack,
+                                       route.attach if edges is not None else None, ROUTE_SLACK,
                                        energy.waypoint_cost(points), energy.edge_cost, meter=energy.meter)
         elif cfg.high == "codes" and high is None:
             raise ValueError("the `codes` high level needs a high-level optimiser")
@@ -133,9 +134,9 @@ class HierarchicalPlanner:
         if self.steps_since_high >= self.cfg.codes.replan_every:
             return "schedule"
         distance = self._distance(z, self.subgoal)
-        if distance <= self.cfg.subgoal_reached:
+        if distance <= SUBGOAL_REACHED:
             return "reached"
-        if distance > self.last_subgoal_distance + self.cfg.codes.subgoal_lost:
+        if distance > self.last_subgoal_distance + SUBGOAL_LOST:
             return "lost"
         return None
 
@@ -169,7 +170,7 @@ class HierarchicalPlanner:
         self.stall_direct = None
         if self.cfg.high == "imagined" and self.cfg.imagined.regrow_on_stall and self.stall_hands:
             self.regrow = True
-        return self.graph.hand(z, goal, self.cfg.subgoal_reached)
+        return self.graph.hand(z, goal, SUBGOAL_REACHED)
 
     def _grow(self, z: torch.Tensor, goal: torch.Tensor, generator: torch.Generator) -> int:
         """``imagined``: (re)grow the graph from ``z`` when there is none, the agent has left it, or
@@ -181,11 +182,11 @@ class HierarchicalPlanner:
                 return 0
         k = max(1, self.model.subgoal_interval)
         limits = GrowthLimits(branches=grow.branches, frontier=grow.frontier, depth=grow.depth,
-                              nodes=grow.nodes, merge=grow.merge * k, reach=grow.reach * k)
+                              nodes=grow.nodes, merge=IMAGINED_MERGE * k, reach=IMAGINED_REACH * k)
         grown = imagine_graph(self.model, self.energy.distance, z, goal, limits, generator)
         points = grown.points
         self.graph = LandmarkGraph(self.energy.distance, points, route.edge, grown.edges, route.attach,
-                                   route.slack, self.energy.waypoint_cost(points), self.energy.edge_cost,
+                                   ROUTE_SLACK, self.energy.waypoint_cost(points), self.energy.edge_cost,
                                    meter=self.energy.meter)
         self.regrow = False
         self.stall_direct = None
@@ -194,7 +195,7 @@ class HierarchicalPlanner:
     def _plan_high(self, z: torch.Tensor, goal: torch.Tensor, generator: torch.Generator, reason: str) -> int:
         grown = self._grow(z, goal, generator) if self.cfg.high == "imagined" else 0
         if self.graph is not None:
-            hand = self._watch_progress(z, goal, self.graph.hand(z, goal, self.cfg.subgoal_reached))
+            hand = self._watch_progress(z, goal, self.graph.hand(z, goal, SUBGOAL_REACHED))
             self.subgoal = goal if hand is None else hand.latent
             self.route_done = hand is None
             self.subgoal_index += 1
@@ -212,7 +213,7 @@ class HierarchicalPlanner:
         # the first predicted subgoal that is not already reached (else a plan whose first jump
         # stays put would make "reached" fire on every step and the agent never move on)
         distances = self.energy.distance(z[None], latents)
-        ahead = torch.nonzero(distances > self.cfg.subgoal_reached)
+        ahead = torch.nonzero(distances > SUBGOAL_REACHED)
         self.subgoal = latents[int(ahead[0, 0])] if ahead.numel() else latents[-1]
         self.subgoal_index += 1
         self.steps_since_high = 0

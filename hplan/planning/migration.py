@@ -57,18 +57,36 @@ REMOVED: dict[str, Removed] = {
                                   "std (hplan.planning.config.CODE_PRIOR_STD)"),
     "imagine_rebuild": Removed(0, "the imagined graph is regrown when the agent leaves it or stalls, "
                                   "never on a timer"),
+    # hplan's own thresholds, constants since no shipped file set them (hplan.planning.config says why)
+    "subgoal_reached": Removed(2.0, "a constant now (hplan.planning.config.SUBGOAL_REACHED)"),
+    "codes.subgoal_lost": Removed(3.0, "a constant now (hplan.planning.config.SUBGOAL_LOST)"),
+    "correction.radius": Removed(1.0, "a constant now (hplan.planning.config.CORRECTION_RADIUS)"),
+    "correction.action_width": Removed(0.5, "a constant now (hplan.planning.config.CORRECTION_ACTION_WIDTH)"),
+    "route.slack": Removed(4.0, "a constant now (hplan.planning.config.ROUTE_SLACK)"),
+    "imagined.merge": Removed(0.5, "a constant now (hplan.planning.config.IMAGINED_MERGE)"),
+    "imagined.reach": Removed(1.5, "a constant now (hplan.planning.config.IMAGINED_REACH)"),
+    "budget.high_share": Removed(0.25, "a constant now (hplan.planning.config.HIGH_SHARE)"),
 }
-"""Flat keys that no longer exist. A record holding the constant's value means today's settings;
-one holding another value cannot be reproduced and is refused."""
+"""Keys that no longer exist: flat ones from before the nesting, dotted ones (under ``planner``)
+from after it. A record holding the constant's value means today's settings; one holding another
+value cannot be reproduced and is refused."""
 
 
 def retired_key(name: str, section: str = "planner") -> str | None:
-    """The one-line message for a pre-nesting key ``name`` written in a file under ``section``
-    (None when ``name`` was never a planner key)."""
+    """The one-line message for a key ``name`` that a planner table under ``section`` (``planner``,
+    ``planner.route``, or "" for a record's bare planner table) no longer has: a pre-nesting key
+    that moved, or a knob that became a constant. None when ``name`` was never a planner key."""
+    parts = [part for part in section.split(".") if part]
+    inner = parts[1:] if parts[:1] == ["planner"] else parts
+    path = ".".join([*inner, name])
+    if path in REMOVED:
+        return f"removed: {REMOVED[path].reason}"
+    if inner:  # a nested section: pre-nesting keys were never written there
+        return None
     if name in MOVED:
+        if MOVED[name] in REMOVED:
+            return f"removed: {REMOVED[MOVED[name]].reason}"
         return f"moved to {section}.{MOVED[name]}" if section else f"moved to {MOVED[name]}"
-    if name in REMOVED:
-        return f"removed: {REMOVED[name].reason}"
     return None
 
 
@@ -80,14 +98,19 @@ def nest_planner(recorded: Mapping[str, Any], *, source: str, section: str = "pl
     ``section`` name the record in that error). Validation is left to ``from_mapping``."""
     nested: dict[str, Any] = {}
     for key, value in recorded.items():
-        if key in REMOVED:
-            kept = REMOVED[key].value
-            if value != kept or isinstance(value, bool) != isinstance(kept, bool):
-                raise ConfigError(source, f"{section}.{key}" if section else key,
-                                  f"recorded as {value!r}, but the knob was removed ({REMOVED[key].reason}) "
-                                  f"and is always {kept!r} now; these settings cannot be reproduced")
-            continue
         _put(nested, MOVED.get(key, key).split("."), value)
+    for path, removed in REMOVED.items():
+        *parents, last = path.split(".")
+        table: Any = nested
+        for part in parents:
+            table = table.get(part) if isinstance(table, dict) else None
+        if not isinstance(table, dict) or last not in table:
+            continue
+        value = table.pop(last)
+        if value != removed.value or isinstance(value, bool) != isinstance(removed.value, bool):
+            raise ConfigError(source, ".".join(part for part in (section, path) if part),
+                              f"recorded as {value!r}, but the knob was removed ({removed.reason}) "
+                              f"and is always {removed.value!r} now; these settings cannot be reproduced")
     return nested
 
 
