@@ -55,8 +55,8 @@ class GrowthLimits:
     frontier: int
     depth: int
     nodes: int
-    merge: float  # latent steps (the planner passes imagined.merge · k)
-    reach: float  # latent steps (imagined.reach · k)
+    merge: float  # latent steps (the planner passes IMAGINED_MERGE · k)
+    reach: float  # latent steps (IMAGINED_REACH · k)
 
 
 def _spread_pick(order: torch.Tensor, d_new: torch.Tensor, d_old: torch.Tensor, limit: int, merge: float) -> list[int]:
