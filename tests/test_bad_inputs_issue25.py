@@ -659,6 +659,22 @@ def test_threshold_that_selects_no_rows_is_refused(tiny_files: dict[str, Path], 
     assert not out.exists()
 
 
+def test_a_perturbation_that_could_never_strike_is_refused_by_check(tiny_files: dict[str, Path], tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Onsets from step 10 in a 5-step scenario: ``--check`` passed and the run said only ``worst nan FAIL``.
+    A budget shortened on the command line (a quick run) is let through: its rows are undefined instead."""
+    suite = tmp_path / "suite.toml"
+    suite.write_text(tiny_files["suite"].read_text().replace('name = "none"', 'name = "kidnap"').replace(
+        "severities = [0]", "severities = [1]") + "[recovery]\nonset_min = 10\nonset_max = 12\n")
+    code, _, err = run_cli(monkeypatch, capsys, "stress", str(suite), "--check", "--out", str(tmp_path / "o"))
+    line = _one_line_error(code, err)
+    assert line.startswith(f"error: {suite}: recovery.onset_min: 10 is not before scenario") and "never strike" in line
+    code, _, err = run_cli(monkeypatch, capsys, "stress", str(suite), "--check", "--max-steps", "4",
+                           "--out", str(tmp_path / "o"))
+    assert code == 0, err
+
+
 def test_a_perturbation_that_never_fired_does_not_count_as_a_pass() -> None:
     """Kidnap onsets 8-20 with a 4-step budget: no episode is ever kidnapped. The kidnap row measured
     the nominal world, so a rule on it is undefined (its ``undefined`` setting decides), not a pass."""

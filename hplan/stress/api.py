@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from hplan.errors import HplanError
+from hplan.errors import ConfigError, HplanError
 from hplan.stress.suite import ResolvedScenario, SuiteConfig
 from hplan.stress.summary import SuiteOutcome
 
@@ -37,6 +37,8 @@ def validate_suite(suite_path: str | Path, checkpoint: str | Path | None = None,
 
     suite = with_overrides(load_suite(suite_path), episodes=episodes, max_steps=max_steps, sets=sets)
     scenarios = resolve_suite(suite, checkpoint)
+    if max_steps is None:
+        _refuse_perturbations_past_the_budget(suite, scenarios)
     for item in scenarios:
         model = load_world_model(item.checkpoint, device="cpu", expect_env_id=item.config.env.id)
         check_model_fits_scenario(model, item.config, item.checkpoint)
@@ -45,6 +47,22 @@ def validate_suite(suite_path: str | Path, checkpoint: str | Path | None = None,
             for severity in shift.severities:
                 make_env(item.config, **spec.env_overrides(item.config, severity)).close()
     return suite, scenarios
+
+
+def _refuse_perturbations_past_the_budget(suite: SuiteConfig, scenarios: tuple[ResolvedScenario, ...]) -> None:
+    """A perturbation whose earliest onset is not before a scenario's step budget never strikes:
+    its rows would measure the nominal world. Refused when the files set that budget; a quick run
+    that shortens every budget on the command line (``--max-steps``) is let through on purpose,
+    and its never-fired rows are undefined to the verdict (it says why)."""
+    from hplan.stress.shifts import get_shift
+
+    for item in scenarios:
+        budget = item.config.env.max_steps
+        for shift in suite.shifts:
+            if get_shift(shift.name).perturbs and any(shift.severities) and suite.recovery.onset_min >= budget:
+                raise ConfigError(suite.source, "recovery.onset_min",
+                                  f"{suite.recovery.onset_min} is not before scenario {item.label!r}'s step budget "
+                                  f"({budget}): the {shift.name!r} perturbation would never strike")
 
 
 def with_overrides(suite: SuiteConfig, *, episodes: int | None = None, max_steps: int | None = None,
