@@ -433,3 +433,16 @@ def test_refit_branches_on_two_threads_make_the_same_model_as_one_after_the_othe
     for key, value in state[True].items():
         if isinstance(value, torch.Tensor):
             assert torch.equal(value, state[False][key]), key
+
+
+@pytest.mark.parametrize(("every", "epochs", "refitted"), [(1, 3, [0, 1, 2]), (2, 3, [1, 2]), (2, 4, [1, 3]),
+                                                           (5, 3, [2])])
+def test_refit_stages_run_every_refit_every_epochs_and_always_in_the_last(
+        state_data: Path, tmp_path: Path, every: int, epochs: int, refitted: list[int]) -> None:
+    """``train.refit_every``: the refit stages (their times are logged) run only in the epochs due
+    and in the last, so the final model always leaves the refits; the joint steps run every epoch."""
+    run = train_world_model(SCENARIO, state_data, tmp_path / "run", max_epochs=epochs, refit_every=every, **TINY)
+    rows = pd.read_csv(run / "metrics.csv")
+    assert list(rows["epoch"]) == list(range(epochs))
+    assert rows["time/joint_steps_s"].notna().all()
+    assert list(rows.index[rows["time/refit_predictor_s"].notna()]) == refitted

@@ -47,6 +47,8 @@ class DemoProfile:
     head_fit_steps: int | None = field(default=None, metadata=meta(
         "override the per-epoch refit steps of the guardrail, distance, subgoal and predictor refits "
         "(they dominate short runs)", ge=1))
+    refit_every: int | None = field(default=None, metadata=meta(
+        "override train.refit_every: the refit stages run in every this many epochs and the last", ge=1))
 
 
 PROFILES: dict[str, DemoProfile] = {
@@ -122,7 +124,8 @@ def _train(config: ScenarioConfig, data_dir: Path, run_dir: Path, profile: DemoP
 
     heads = ({} if profile.head_fit_steps is None else
              {f"{part}_fit_steps": profile.head_fit_steps for part in ("guardrail", "distance", "subgoal", "predictor")})
-    settings = dict(max_epochs=profile.max_epochs, device=device, **heads)
+    refits = {} if profile.refit_every is None else {"refit_every": profile.refit_every}
+    settings = dict(max_epochs=profile.max_epochs, device=device, **heads, **refits)
     if finished_run_matches(config, run_dir, **settings):
         return run_dir  # finished earlier with the same settings: reuse (--fresh retrains)
     # Otherwise train or resume; a run dir with other settings is refused with one line (use --fresh).

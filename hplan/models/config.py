@@ -115,6 +115,10 @@ class TrainConfig:
     subgoal_free_bits: float = field(default=0.5, metadata=meta(
         "subgoal VAE: nats per code dim below which the KL is free (keeps the code from collapsing "
         "onto the prior; 0 = plain ELBO)", ge=0.0))
+    refit_every: int = field(default=1, metadata=meta(
+        "run the refit stages (predictor, subgoal, distance, guardrail heads, waypoints) in every this many "
+        "epochs, and always in the last one; between them the joint steps alone train those parts. "
+        "Why: in a short run of a few dozen joint steps per epoch the refits are most of an epoch's time", ge=1))
     predictor_fit_steps: int = field(default=1500, metadata=meta(
         "Adam steps refitting the low-level predictor on frozen training latents before each validation "
         "(open-loop rollout_horizon-step loss; joint training alone left its rollouts drifting)", ge=0, le=MAX_FIT_STEPS))

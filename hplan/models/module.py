@@ -85,7 +85,8 @@ class WorldModelModule(pl.LightningModule):
         self._refit_metrics: dict[str, float] = {}  # weak labels' AUROC and the refit stages' times, logged per epoch
         self._epoch_start: float | None = None  # wall clock at the start of the training epoch (time/joint_steps_s)
         self._val_start = 0.0  # wall clock after the refits, when the validation batches start (time/validation_s)
-        self._high: dict[str, float] = {}  # high-level diagnostics of the epoch (on validation episodes)
+        self._high: dict[str, float] = {}
+        self._logged_before: set[str] = set()  # validation-epoch keys logged so far  # high-level diagnostics of the epoch (on validation episodes)
 
     # ------------------------------------------------------------------ losses
     def _generator(self, tag: str) -> torch.Generator:
@@ -145,8 +146,16 @@ class WorldModelModule(pl.LightningModule):
     def refits(self, data: RefitData) -> Refits:
         """The refit stages of this validation epoch (:mod:`hplan.models.refits`)."""
         return Refits(self.model, self.model_cfg, self.train_cfg, data, self.seed, self.device, self.pos_weight,
-                      epoch=self.current_epoch, step=self.global_step,
-                      last_epoch=self.current_epoch >= (self.trainer.max_epochs or 1) - 1)
+                      epoch=self.current_epoch, step=self.global_step, last_epoch=self.last_epoch)
+
+    @property
+    def last_epoch(self) -> bool:
+        return self.current_epoch >= (self.trainer.max_epochs or 1) - 1
+
+    @property
+    def refits_due(self) -> bool:
+        """Whether this epoch runs the refit stages (``train.refit_every``; always the last epoch)."""
+        return self.last_epoch or (self.current_epoch + 1) % self.train_cfg.refit_every == 0
 
     def high_level_diagnostics(self, data: RefitData) -> dict[str, float]:
         """:func:`~hplan.diagnostics.high_level.high_level_metrics` on validation episodes (``val/high_*``)."""
@@ -178,7 +187,7 @@ class WorldModelModule(pl.LightningModule):
         data = RefitData.of(getattr(self.trainer, "datamodule", None))
         if not self.trainer.sanity_checking and data is not None:
             joint = None if self._epoch_start is None else time.perf_counter() - self._epoch_start
-            self._refit_metrics = self.refits(data).run()
+            self._refit_metrics = self.refits(data).run() if self.refits_due else {}
             if joint is not None:  # the epoch's joint training steps (and data loading), before the refits
                 self._refit_metrics["time/joint_steps_s"] = joint
             start = time.perf_counter()
@@ -210,9 +219,15 @@ class WorldModelModule(pl.LightningModule):
             return
         metrics = self.validation_diagnostics({k: torch.cat(v) for k, v in self._val.items()})
         metrics["time/validation_s"] = time.perf_counter() - self._val_start  # val batches and their diagnostics
-        for key, value in {**metrics, **self._refit_metrics, **self._high}.items():
-            if np.isfinite(value):
-                self.log(key, value)
+        epoch = {key: value for key, value in {**metrics, **self._refit_metrics, **self._high}.items()
+                 if np.isfinite(value)}
+        # Lightning keeps a key's last value until it is logged again: a metric measured in an earlier
+        # epoch and not in this one (refits not due, a NaN score) is logged as NaN, not repeated
+        for key in self._logged_before - epoch.keys():
+            self.log(key, float("nan"))
+        for key, value in epoch.items():
+            self.log(key, value)
+        self._logged_before |= epoch.keys()
         self._val = {}
 
     def validation_diagnostics(self, v: dict[str, torch.Tensor]) -> dict[str, float]:
