@@ -43,6 +43,22 @@ def test_demo_runs_every_stage_and_reuses_its_cache(tmp_path: Path) -> None:
     same_seeds = ["run", "success_rate", "violation_rate", "mean_steps"]
     pd.testing.assert_frame_equal(first.evaluation[same_seeds], second.evaluation[same_seeds])
 
+    # a demo of another version (other training settings) trains its own model there, and its stress
+    # results (of the earlier model) are replaced, not refused
+    import dataclasses
+
+    import json
+
+    recorded = tmp_path / "demo" / "model" / "config.json"
+    config = json.loads(recorded.read_text())
+    del config["train"]["refit_every"]  # as recorded before the setting existed
+    recorded.write_text(json.dumps(config))
+    newer = dataclasses.replace(TINY, refit_every=2)
+    third = run_demo(scenario=scenario, out_dir=tmp_path / "demo", profile=newer, device="cpu", console=console)
+    text = console.export_text()
+    assert "train.refit_every is 1 (its default" in text and "training the model again" in text
+    assert model.stat().st_mtime_ns != stamp and third.stress_summary is not None and len(third.stress_summary) > 0
+
 
 @pytest.mark.parametrize("value, text", [(3850.0, "3,850"), (3850, "3,850"), (12.345, "12.3"), (0.123456, "0.123"),
                                          (123.4, "123"), (1234.5, "1,234"), (1e-5, "1.00e-05"), (0.0, "0"),

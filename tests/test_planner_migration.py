@@ -202,6 +202,19 @@ def test_a_cached_evaluation_recorded_flat_is_reused_and_one_with_other_settings
         assert cached_evaluation(out, expected) is None
 
 
+def test_every_knob_made_a_constant_reads_as_the_constant_the_code_uses() -> None:
+    """A record holding a removed knob at ``REMOVED[...].value`` is read as today's settings, so that
+    value must be the constant the planner now reads: were the constant changed, old records would
+    silently mean settings they were not made with."""
+    import hplan.planning.config as planner_config
+
+    dotted = {key: removed for key, removed in REMOVED.items() if "." in key or key == "subgoal_reached"}
+    assert dotted, "no knob became a constant after the nesting"
+    for key, removed in dotted.items():
+        constant = removed.reason.rsplit("hplan.planning.config.", 1)[-1]
+        assert getattr(planner_config, constant) == removed.value, key
+
+
 def test_a_removed_knob_recorded_at_another_value_cannot_be_reproduced() -> None:
     with pytest.raises(ConfigError, match=r"run.json: planner.high_init_std: recorded as 2.0, .* always 1.0 now"):
         nest_planner({"high_init_std": 2.0}, source="run.json")
@@ -242,7 +255,7 @@ def test_a_removed_key_in_a_scenario_file_says_why(tmp_path: Path) -> None:
         load_scenario("point_two_rooms", sets=["planner.high_init_std=1.0"])
     for target in ("planner.correction.radius", "planner.route.slack", "planner.subgoal_reached",
                    "planner.correction_radius"):
-        with pytest.raises(ConfigError, match=rf"^--set: {target}: removed: a constant now \(hplan.planning.config"):
+        with pytest.raises(ConfigError, match=rf"^--set: {target}: removed: a constant now, hplan.planning.config"):
             load_scenario("point_two_rooms", sets=[f"{target}=1.0"])
     path = tmp_path / "mine.toml"
     text = (Path(__file__).parent.parent / "scenarios" / "point_two_rooms.toml").read_text()

@@ -98,7 +98,7 @@ def run_demo(*, scenario: str | Path = DEFAULT_SCENARIO, out_dir: str | Path | N
         return value
 
     data_dir = stage("collect", lambda: _collect(config, out / "data", profile, console))
-    run_dir = stage("train", lambda: _train(config, data_dir, out / "model", profile, device))
+    run_dir = stage("train", lambda: _train(config, data_dir, out / "model", profile, device, console))
     evaluation = stage("evaluate", lambda: _evaluate(config, run_dir, out / "eval", profile, device))
     stress_summary = stage("stress", lambda: _stress(run_dir, out / "stress", profile, console))
 
@@ -121,8 +121,9 @@ def _collect(config: ScenarioConfig, data_dir: Path, profile: DemoProfile, conso
     return data_dir
 
 
-def _train(config: ScenarioConfig, data_dir: Path, run_dir: Path, profile: DemoProfile, device: str) -> Path:
-    from hplan.models.training import finished_run_matches, train_world_model
+def _train(config: ScenarioConfig, data_dir: Path, run_dir: Path, profile: DemoProfile, device: str,
+           console: Console) -> Path:
+    from hplan.models.training import finished_run_matches, refusal_of_existing_run, train_world_model
 
     heads = ({} if profile.head_fit_steps is None else
              {f"{part}_fit_steps": profile.head_fit_steps for part in ("guardrail", "distance", "subgoal", "predictor")})
@@ -130,7 +131,10 @@ def _train(config: ScenarioConfig, data_dir: Path, run_dir: Path, profile: DemoP
     settings = dict(max_epochs=profile.max_epochs, device=device, **heads, **refits)
     if finished_run_matches(config, run_dir, **settings):
         return run_dir  # finished earlier with the same settings: reuse (--fresh retrains)
-    # Otherwise train or resume; a run dir with other settings is refused with one line (use --fresh).
+    refusal = refusal_of_existing_run(config, run_dir, **settings)
+    if refusal:  # the demo's own model, made by another version of the demo: train this one's
+        console.print(f"[yellow]{refusal.split(';')[0]}: training the model again[/]")
+        shutil.rmtree(run_dir)
     return train_world_model(config, data_dir, run_dir, progress=True, **settings)
 
 
@@ -223,6 +227,8 @@ def _stress(run_dir: Path, stress_dir: Path, profile: DemoProfile, console: Cons
     suite_path = Path(profile.stress_suite)
     if not suite_path.exists():
         raise HplanError(f"{suite_path}: stress suite not found (run the demo from the repository root)")
+    # seconds of work, run again every time: results of an earlier model (or suite) would be refused
+    shutil.rmtree(stress_dir, ignore_errors=True)
     result = run_suite(suite_path, out_dir=stress_dir, checkpoint=run_dir, seeds=profile.stress_seeds,
                        max_steps=profile.stress_max_steps, console=console)
     return result.summary

@@ -117,13 +117,14 @@ class TrainConfig:
         "onto the prior; 0 = plain ELBO)", ge=0.0))
     refit_every: int = field(default=1, metadata=meta(
         "run the refit stages (predictor, subgoal, distance, guardrail heads, waypoints) in every this many "
-        "epochs, and always in the last one; between them the joint steps alone train those parts. "
+        "epochs, and always in the last one (by max_epochs: a run stopped early keeps what the last due epoch "
+        "left); between them the joint steps alone train those parts and the waypoints stay as picked. "
         "Why: in a short run of a few dozen joint steps per epoch the refits are most of an epoch's time", ge=1))
     predictor_fit_steps: int = field(default=1500, metadata=meta(
-        "Adam steps refitting the low-level predictor on frozen training latents before each validation "
+        "Adam steps refitting the low-level predictor on frozen training latents in each refit epoch "
         "(open-loop rollout_horizon-step loss; joint training alone left its rollouts drifting)", ge=0, le=MAX_FIT_STEPS))
     subgoal_fit_steps: int = field(default=1000, metadata=meta(
-        "Adam steps refitting the subgoal level on frozen training latents before each validation "
+        "Adam steps refitting the subgoal level on frozen training latents in each refit epoch "
         "(it reads detached latents; a VAE needs more updates than a short run gives it)", ge=0, le=MAX_FIT_STEPS))
     distance_max_gap: int = field(default=64, metadata=meta(
         "temporal-distance head: largest within-episode step gap used as a training pair", ge=1, le=MAX_STEP_GAP))
@@ -146,12 +147,12 @@ class TrainConfig:
         "Adam learning rate of the temporal-distance head (0 = lr); it reads detached latents, so a "
         "larger rate speeds it up without touching the representation", ge=0.0, le=1.0))
     distance_fit_steps: int = field(default=600, metadata=meta(
-        "Adam steps refitting the temporal-distance head on frozen training latents before each validation "
+        "Adam steps refitting the temporal-distance head on frozen training latents in each refit epoch "
         "(its per-batch updates are few on small datasets; the qrl push needs many)", ge=0, le=MAX_FIT_STEPS))
     distance_fit_batch: int = field(default=256, metadata=meta(
         "windows (each with a far frame) per refit step of the temporal-distance head", ge=2, le=MAX_BATCH))
     guardrail_fit_steps: int = field(default=1000, metadata=meta(
-        "full-batch steps refitting the guardrail heads on the labelled subset before each validation", ge=0,
+        "full-batch steps refitting the guardrail heads on the labelled subset in each refit epoch", ge=0,
         le=MAX_FIT_STEPS))
     guardrail_lr: float = field(default=3e-3, metadata=meta("Adam learning rate of that refit", gt=0.0, le=1.0))
     guardrail_balance: bool = field(default=True, metadata=meta(

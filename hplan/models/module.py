@@ -85,8 +85,8 @@ class WorldModelModule(pl.LightningModule):
         self._refit_metrics: dict[str, float] = {}  # weak labels' AUROC and the refit stages' times, logged per epoch
         self._epoch_start: float | None = None  # wall clock at the start of the training epoch (time/joint_steps_s)
         self._val_start = 0.0  # wall clock after the refits, when the validation batches start (time/validation_s)
-        self._high: dict[str, float] = {}
-        self._logged_before: set[str] = set()  # validation-epoch keys logged so far  # high-level diagnostics of the epoch (on validation episodes)
+        self._high: dict[str, float] = {}  # high-level diagnostics of the epoch (on validation episodes)
+        self._logged_before: set[str] = set()  # validation-epoch keys logged so far
 
     # ------------------------------------------------------------------ losses
     def _generator(self, tag: str) -> torch.Generator:

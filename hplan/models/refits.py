@@ -1,4 +1,5 @@
-"""The refit stages that run before each validation epoch, on the latent the epoch ends with.
+"""The refit stages that run before the validation of each refit epoch (every ``train.refit_every``-th and the
+last), on the latent the epoch ends with.
 
 The joint training step (:mod:`hplan.models.module`) updates every part of the model at once; the
 parts that read detached latents (P_lo, the temporal distance, the subgoal level, the guardrail

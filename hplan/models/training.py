@@ -140,6 +140,18 @@ def _refuse_other_observations(data_dir: Path, scenario: ScenarioConfig) -> None
                          f"scenario {scenario.name!r} uses {scenario.env.obs_mode!r}")
 
 
+def refusal_of_existing_run(scenario: ScenarioConfig, out_dir: str | Path, **overrides: Any) -> str | None:
+    """Why :func:`train_world_model` with these settings would refuse ``out_dir`` (a run of other
+    settings, a damaged checkpoint), or None when it would train or resume there."""
+    out_dir = Path(out_dir)
+    try:
+        _check_existing_run(out_dir, to_mapping(apply_overrides(scenario, overrides)))
+        _check_resume_checkpoint(out_dir / LAST_CKPT)
+    except HplanError as err:
+        return str(err)
+    return None
+
+
 def _check_existing_run(out_dir: Path, config: dict[str, Any]) -> None:
     path = out_dir / "config.json"
     if not path.exists():
@@ -151,9 +163,12 @@ def _check_existing_run(out_dir: Path, config: dict[str, Any]) -> None:
                 continue
             now = config.get(section, {}).get(key)
             if old.get(section, {}).get(key) != now:
+                was = repr(old.get(section, {}).get(key))
+                if key not in old.get(section, {}) and key in _FIELD_DEFAULTS.get(section, {}):
+                    was = f"{_FIELD_DEFAULTS[section][key]!r} (its default: the run predates the setting)"
                 raise CheckpointError(
-                    f"{path}: {section}.{key} is {old.get(section, {}).get(key)!r} in this run directory but "
-                    f"{config.get(section, {}).get(key)!r} now; use a new --out or the same settings to resume")
+                    f"{path}: {section}.{key} is {was} in this run directory but "
+                    f"{now!r} now; use a new --out or the same settings to resume")
 
 
 def _check_resume_checkpoint(path: Path) -> None:

@@ -41,7 +41,7 @@ MOVED: dict[str, str] = {
     "eval_budget": "budget.evals", "high_share": "budget.high_share",
 }
 """Flat key → its dotted place under ``planner``. Keys not listed kept their name and place
-(``kind``, ``low``, ``high``, ``horizon``, ``device``, ``subgoal_reached``)."""
+(``kind``, ``low``, ``high``, ``horizon``, ``device``; ``subgoal_reached`` did too, and is a constant now)."""
 
 
 @dataclass(frozen=True)
@@ -58,14 +58,14 @@ REMOVED: dict[str, Removed] = {
     "imagine_rebuild": Removed(0, "the imagined graph is regrown when the agent leaves it or stalls, "
                                   "never on a timer"),
     # hplan's own thresholds, constants since no shipped file set them (hplan.planning.config says why)
-    "subgoal_reached": Removed(2.0, "a constant now (hplan.planning.config.SUBGOAL_REACHED)"),
-    "codes.subgoal_lost": Removed(3.0, "a constant now (hplan.planning.config.SUBGOAL_LOST)"),
-    "correction.radius": Removed(1.0, "a constant now (hplan.planning.config.CORRECTION_RADIUS)"),
-    "correction.action_width": Removed(0.5, "a constant now (hplan.planning.config.CORRECTION_ACTION_WIDTH)"),
-    "route.slack": Removed(4.0, "a constant now (hplan.planning.config.ROUTE_SLACK)"),
-    "imagined.merge": Removed(0.5, "a constant now (hplan.planning.config.IMAGINED_MERGE)"),
-    "imagined.reach": Removed(1.5, "a constant now (hplan.planning.config.IMAGINED_REACH)"),
-    "budget.high_share": Removed(0.25, "a constant now (hplan.planning.config.HIGH_SHARE)"),
+    "subgoal_reached": Removed(2.0, "a constant now, hplan.planning.config.SUBGOAL_REACHED"),
+    "codes.subgoal_lost": Removed(3.0, "a constant now, hplan.planning.config.SUBGOAL_LOST"),
+    "correction.radius": Removed(1.0, "a constant now, hplan.planning.config.CORRECTION_RADIUS"),
+    "correction.action_width": Removed(0.5, "a constant now, hplan.planning.config.CORRECTION_ACTION_WIDTH"),
+    "route.slack": Removed(4.0, "a constant now, hplan.planning.config.ROUTE_SLACK"),
+    "imagined.merge": Removed(0.5, "a constant now, hplan.planning.config.IMAGINED_MERGE"),
+    "imagined.reach": Removed(1.5, "a constant now, hplan.planning.config.IMAGINED_REACH"),
+    "budget.high_share": Removed(0.25, "a constant now, hplan.planning.config.HIGH_SHARE"),
 }
 """Keys that no longer exist: flat ones from before the nesting, dotted ones (under ``planner``)
 from after it. A record holding the constant's value means today's settings; one holding another
