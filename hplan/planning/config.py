@@ -69,12 +69,18 @@ HIGH_SHARE = 0.25
 high level on the steps where it replans (the low level keeps the rest every step)."""
 
 
+class PlannerSection:
+    """What every ``[planner]`` table shares: an unknown key that the table had before (moved by the
+    nesting, or a knob made a constant) is explained by ``from_mapping`` and study targets, not just
+    listed as unknown."""
+
+    retired_key = staticmethod(retired_key)
+
+
 @dataclass(frozen=True)
-class SearchConfig:
+class SearchConfig(PlannerSection):
     """The low level's sampling search (CEM, MPPI, categorical CEM): its size, and the sampling
     shape both levels share (the ``codes`` high level has sizes of its own in ``[planner.codes]``)."""
-
-    retired_key = staticmethod(retired_key)  # names a knob that became a constant
 
     population: int = field(default=128, metadata=meta("candidates per iteration", ge=2, le=MAX_POPULATION))
     iterations: int = field(default=3, metadata=meta("optimiser iterations per plan", ge=1, le=MAX_ITERATIONS))
@@ -107,11 +113,9 @@ class SearchConfig:
 
 
 @dataclass(frozen=True)
-class GradConfig:
+class GradConfig(PlannerSection):
     """The gradient optimiser (``low = "grad"``): it replaces the search's population and
     iterations by restarts and Adam steps."""
-
-    retired_key = staticmethod(retired_key)  # names a knob that became a constant
 
     lr: float = field(default=0.1, metadata=meta("Adam step size on the action sequence", gt=0.0))
     restarts: int = field(default=8, metadata=meta(
@@ -120,10 +124,8 @@ class GradConfig:
 
 
 @dataclass(frozen=True)
-class EnergyConfig:
+class EnergyConfig(PlannerSection):
     """What a low-level plan costs besides its guardrail risk (``[guardrails]``)."""
-
-    retired_key = staticmethod(retired_key)  # names a knob that became a constant
 
     task_cost: Literal["temporal", "l2"] = field(default="temporal", metadata=meta(
         "distance to the goal/subgoal: learned temporal distance or latent L2"))
@@ -135,11 +137,9 @@ class EnergyConfig:
 
 
 @dataclass(frozen=True)
-class CorrectionConfig:
+class CorrectionConfig(PlannerSection):
     """Correcting the low level's rollouts with the episode's own prediction errors
     (:mod:`hplan.planning.correction`)."""
-
-    retired_key = staticmethod(retired_key)  # names a knob that became a constant
 
     memory: int = field(default=32, metadata=meta(
         "transitions of the episode whose prediction error (observed minus predicted next latent) corrects "
@@ -150,10 +150,8 @@ class CorrectionConfig:
 
 
 @dataclass(frozen=True)
-class CodesConfig:
+class CodesConfig(PlannerSection):
     """The ``codes`` high level: MPC over subgoal codes rolled out with P_hi, and when it replans."""
-
-    retired_key = staticmethod(retired_key)  # names a knob that became a constant
 
     optimizer: Literal["cem", "mppi"] = field(default="cem", metadata=meta("optimiser over subgoal codes"))
     horizon: int = field(default=4, metadata=meta(
@@ -179,11 +177,9 @@ class CodesConfig:
 
 
 @dataclass(frozen=True)
-class RouteConfig:
+class RouteConfig(PlannerSection):
     """Routes over a waypoint graph under the temporal distance: the ``landmarks`` high level
     (the model's waypoints) and the ``imagined`` one (a graph grown from P_hi, ``[planner.imagined]``)."""
-
-    retired_key = staticmethod(retired_key)  # names a knob that became a constant
 
     edge: float = field(default=16.0, metadata=meta(
         "steps along the route to the waypoint handed to the low level (and, for a graph without "
@@ -200,10 +196,8 @@ class RouteConfig:
 
 
 @dataclass(frozen=True)
-class ImaginedConfig:
+class ImaginedConfig(PlannerSection):
     """How the ``imagined`` high level grows its graph of P_hi subgoals (:mod:`hplan.planning.imagination`)."""
-
-    retired_key = staticmethod(retired_key)  # names a knob that became a constant
 
     branches: int = field(default=16, metadata=meta(
         "subgoals sampled from the prior at each frontier node per round", ge=1, le=1024))
@@ -217,10 +211,8 @@ class ImaginedConfig:
 
 
 @dataclass(frozen=True)
-class BudgetConfig:
+class BudgetConfig(PlannerSection):
     """Equal-compute comparisons: search sizes derived from predictor evaluations per step."""
-
-    retired_key = staticmethod(retired_key)  # names a knob that became a constant
 
     evals: int = field(default=0, metadata=meta(
         "predictor evaluations per agent step (0 = use the populations as given); sets the populations of "
@@ -230,7 +222,7 @@ class BudgetConfig:
 
 
 @dataclass(frozen=True)
-class PlannerConfig:
+class PlannerConfig(PlannerSection):
     """How the agent plans: flat (low level straight at the goal) or hierarchical."""
 
     kind: Literal["flat", "hier"] = field(default="hier", metadata=meta("flat baseline or hierarchical planner"))
@@ -254,7 +246,6 @@ class PlannerConfig:
     imagined: ImaginedConfig = field(default_factory=ImaginedConfig, metadata=meta("[planner.imagined] section"))
     budget: BudgetConfig = field(default_factory=BudgetConfig, metadata=meta("[planner.budget] section"))
 
-    retired_key = staticmethod(retired_key)  # a key moved by the nesting, or a knob made a constant
 
 
 @dataclass(frozen=True)
