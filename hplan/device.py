@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Iterator
 
 import torch
@@ -47,3 +48,13 @@ def torch_threads(count: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def every_core(device: torch.device) -> contextlib.AbstractContextManager[None]:
+    """:func:`torch_threads` at every CPU core for a block of no-grad work on ``device`` (unchanged off the CPU).
+
+    Why: training runs at ``train.cpu_threads`` (1 on a 2-core CPU), which leaves a core idle in the
+    stages that only encode (the refits' frozen latents, the high-level diagnostics); there nothing
+    else runs, and the encoder's no-grad outputs are the same bits at any thread count (checked on
+    the four-rooms keypoint model: 2.3x faster at 2 threads)."""
+    return torch_threads(os.cpu_count() if device.type == "cpu" else None)

@@ -357,6 +357,35 @@ def test_keypoint_encoder_reads_sub_pixel_positions_of_the_rendered_point() -> N
     assert KeypointEncoder((2, 64, 64, 3), cfg)(moving).shape == (5, 8)
 
 
+@settings(max_examples=10, deadline=None)
+@given(log_temperature=st.floats(-1.5, 1.5), downsample=st.sampled_from([1, 2]), seed=st.integers(0, 2**16))
+def test_keypoints_are_the_expected_pixel_coordinates_under_a_tempered_softmax(
+        log_temperature: float, downsample: int, seed: int) -> None:
+    """The encoder folds the temperature into its last convolution; what it computes must stay the
+    definition: per map, the softmax over pixels of score / T, and the expected (x, y) under it,
+    with the temperature's gradient intact."""
+    from hplan.models.encoders import KeypointEncoder
+
+    torch.manual_seed(seed)
+    cfg = ModelConfig(latent_dim=8, hidden_dim=16, image_encoder="keypoints", keypoints=3, encoder_channels=4,
+                      image_downsample=downsample)
+    encoder = KeypointEncoder((16, 16, 3), cfg)
+    with torch.no_grad():
+        encoder.log_temperature.fill_(log_temperature)
+    frames = torch.randint(0, 256, (5, 16, 16, 3), dtype=torch.uint8)
+    x = encoder.features[0](frames.permute(0, 3, 1, 2).float()).div(255.0).sub(0.5)
+    scores = encoder.features[1:](x)
+    n, k, h, w = scores.shape
+    p = torch.softmax(scores.reshape(n, k, h * w) / encoder.log_temperature.exp(), dim=-1).view(n, k, h, w)
+    expected = torch.cat([(p.sum(2) * torch.linspace(-1, 1, w)).sum(-1), (p.sum(3) * torch.linspace(-1, 1, h)).sum(-1)],
+                         dim=-1)
+    got = encoder.keypoints(frames)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    grad_got, = torch.autograd.grad(got.square().sum(), encoder.log_temperature)
+    grad_expected, = torch.autograd.grad(expected.square().sum(), encoder.log_temperature)
+    torch.testing.assert_close(grad_got, grad_expected, rtol=1e-4, atol=1e-6)
+
+
 @settings(max_examples=20, deadline=None)
 @given(scale=st.floats(1e-3, 1e3), shift=st.floats(-10.0, 10.0), seed=st.integers(0, 2**16))
 def test_guardrail_heads_do_not_depend_on_the_latent_scale(scale: float, shift: float, seed: int) -> None:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from hplan.data.shards import load_episodes
+from hplan.errors import HplanError
 from hplan.models.config import ModelConfig, TrainConfig
 from hplan.models.data import EpisodeDataModule
 
@@ -59,3 +61,33 @@ def test_only_the_reconstruction_baseline_keeps_prediction_out_of_the_encoder(tm
     else:
         assert moved > 0.0
     assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in module.model.predictor.parameters())
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_a_deferred_value_is_the_work_s_result_and_its_error_reaches_the_reader(background: bool) -> None:
+    """``Deferred`` (the weak labels' residuals, computed beside the first epoch): the reader gets
+    what the work returned, at the caller's torch thread count, and the work's error when it failed."""
+    import threading
+
+    from hplan.models.data import Deferred
+
+    seen: dict[str, object] = {}
+
+    def work() -> int:
+        seen["threads"], seen["thread"] = torch.get_num_threads(), threading.current_thread().name
+        return 41 + 1
+
+    value = Deferred(work, background=background)
+    assert value.result() == 42 and value.result() == 42
+    assert seen["threads"] == torch.get_num_threads()
+    assert (seen["thread"] != threading.main_thread().name) == background
+
+    def failing() -> int:
+        raise HplanError("bad residuals")
+
+    if background:
+        with pytest.raises(HplanError, match="bad residuals"):
+            Deferred(failing, background=True).result()
+    else:
+        with pytest.raises(HplanError, match="bad residuals"):
+            Deferred(failing, background=False)

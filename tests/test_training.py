@@ -16,6 +16,7 @@ import torch
 from typer.testing import CliRunner
 
 from hplan.config import EnvConfig, ScenarioConfig
+from hplan.device import torch_threads
 from hplan.diagnostics.collapse import CollapseRule
 from hplan.diagnostics.heldout import evaluate_heldout
 from hplan.diagnostics.high_level import high_level_verdict
@@ -66,10 +67,12 @@ def test_run_directory_layout_and_loadable_image_model(image_data: Path, tmp_pat
     for column in ("val/loss", "train/jepa_loss", "val/effective_rank", "val/std_min", "val/offdiag_corr",
                    "val/nn_diversity", "val/probe_r2", "val/probe_r2_pred", "val/auroc_wall_contact"):
         assert metrics[column].notna().all(), column
-    stages = ("joint_steps", "refit_latents", "refit_predictor", "refit_distance", "refit_subgoal", "refit_waypoints",
+    stages = ("joint_steps", "refit_latents", "refit_predictor", "refit_distance", "refit_subgoal",
               "refit_guardrails", "high_level_diagnostics", "validation")
     for stage in stages:  # where each epoch's wall time went, so training speed can be worked on from the log
         assert (metrics[f"time/{stage}_s"] >= 0).all(), stage
+    # the waypoints feed planning only: drawn in the last epoch, not in every one
+    assert metrics["time/refit_waypoints_s"].isna().tolist() == [True, False]
     model = load_world_model(run, device="cpu", expect_env_id=ENV_ID)
     frames = torch.randint(0, 256, (3, 16, 16, 3), dtype=torch.uint8)
     assert model.encode(frames).shape == (3, 8)
@@ -386,22 +389,49 @@ def test_a_finished_run_is_reused_only_with_the_same_settings(state_data: Path, 
 
 def test_only_the_weak_label_epoch_refits_guardrails_on_every_core(state_data: Path, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """With weak labels configured, only the last epoch (the one with weak rows) widens the guardrail
-    refit to every core; earlier epochs' small full-batch refit stays on the training's threads (on
-    a busy 2-core machine every core made it take 120 s, 46 % of a demo epoch)."""
+    """With weak labels configured, only the last epoch (the one with weak rows) refits the guardrail
+    heads, on every core: the earlier epochs' refits would be drawn afresh there. Without weak labels
+    every epoch refits them, on the training's threads (on a busy 2-core machine every core made that
+    small full-batch refit take 120 s, 46 % of a demo epoch)."""
     import hplan.models.refits as refits
 
-    asked: list[int | None] = []
-    real = refits.torch_threads
+    threads: list[int] = []
+    real = refits.Refits._refit_guardrails
 
-    def recording(count: int | None):
-        asked.append(count)
-        return real(count)
+    def recording(self: refits.Refits, *args: object) -> dict[str, float]:
+        threads.append(torch.get_num_threads())
+        return real(self, *args)
 
-    monkeypatch.setattr(refits, "torch_threads", recording)
-    train_world_model(SCENARIO, state_data, tmp_path / "run", max_epochs=2, guardrail_weak_labels=("wall_contact",),
-                      guardrail_weak_steps=20, **TINY)
-    assert asked == [None, os.cpu_count()]
+    monkeypatch.setattr(refits.Refits, "_refit_guardrails", recording)
+    with torch_threads(1):
+        train_world_model(SCENARIO, state_data, tmp_path / "weak", max_epochs=2,
+                          guardrail_weak_labels=("wall_contact",), guardrail_weak_steps=20, **TINY)
+        assert threads == [os.cpu_count()]
+        threads.clear()
+        train_world_model(SCENARIO, state_data, tmp_path / "labels", max_epochs=2, **TINY)
+        assert threads == [1, 1]
+
+
+def test_skipped_intermediate_refits_leave_the_saved_model_unchanged(state_data: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guardrail refits before a weak-label epoch and the waypoint picks before the last epoch are
+    skipped because nothing that is saved depends on them: running them anyway (as before) must give
+    the same model, bit for bit."""
+    import hplan.models.refits as refits
+
+    models = {}
+    for skip in (True, False):
+        if not skip:
+            monkeypatch.setattr(refits.Refits, "guardrails_kept", property(lambda self: True))
+            monkeypatch.setattr(refits.Refits, "waypoints_due", property(lambda self: True))
+        run = train_world_model(SCENARIO, state_data, tmp_path / f"skip-{skip}", max_epochs=3,
+                                guardrail_weak_labels=("wall_contact",), guardrail_weak_steps=20, landmarks=12, **TINY)
+        models[skip] = torch.load(run / "model.pt", map_location="cpu", weights_only=False)["state_dict"]
+    assert models[True].keys() == models[False].keys()
+    assert any("landmark" in key for key in models[True])
+    for key, value in models[True].items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, models[False][key]), key
 
 
 def test_refit_branches_on_two_threads_make_the_same_model_as_one_after_the_other(

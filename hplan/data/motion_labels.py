@@ -69,14 +69,20 @@ def agent_centroids(frames: np.ndarray, chunk: int = 256) -> np.ndarray:
     return out.reshape(episodes, steps, 2)
 
 
+def tracked_signal_dim(obs_shape: tuple[int, ...]) -> int:
+    """Width of :func:`tracked_signal` for observations of ``obs_shape`` (a ValueError for shapes it cannot track)."""
+    if len(obs_shape) == 5:
+        return 2
+    if len(obs_shape) == 3:
+        return int(obs_shape[-1])
+    raise ValueError(f"weak motion labels need image (E, T, H, W, C) or state (E, T, D) observations, got shape {obs_shape}")
+
+
 def tracked_signal(obs: np.ndarray) -> np.ndarray:
     """What the free-motion model follows: the agent's centroid for images ``(E, T, H, W, C)``,
     the state vector itself for ``(E, T, D)`` state observations."""
-    if obs.ndim == 5:
-        return agent_centroids(obs)
-    if obs.ndim == 3:
-        return obs.astype(np.float64)
-    raise ValueError(f"weak motion labels need image (E, T, H, W, C) or state (E, T, D) observations, got shape {obs.shape}")
+    tracked_signal_dim(obs.shape)
+    return agent_centroids(obs) if obs.ndim == 5 else obs.astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -88,14 +94,28 @@ class FreeMotionFit:
     lr: float = 1e-3
 
 
+def free_motion_net(signal_dim: int, action_dim: int, seed: int) -> nn.Module:
+    """The free-motion MLP, initialised from ``seed`` without touching the caller's RNG.
+
+    Separate from the fit so a caller that runs the fit on another thread can draw the initial
+    weights on its own: the global RNG is shared by every thread, and forking it there would rewind
+    whatever the other threads drew meanwhile."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(signal_dim + action_dim, FREE_MOTION_HIDDEN), nn.ReLU(),
+                             nn.Linear(FREE_MOTION_HIDDEN, FREE_MOTION_HIDDEN), nn.ReLU(),
+                             nn.Linear(FREE_MOTION_HIDDEN, signal_dim))
+
+
 def free_motion_residuals(signal: np.ndarray, action: np.ndarray, valid: np.ndarray, seed: int,
-                          fit: FreeMotionFit = FreeMotionFit()) -> np.ndarray:
+                          fit: FreeMotionFit = FreeMotionFit(), net: nn.Module | None = None) -> np.ndarray:
     """``(E, T)`` residual of each transition under a position-free motion model (NaN where invalid).
 
     ``signal (E, T + 1, S)`` is :func:`tracked_signal`, ``action (E, T, A)``, ``valid (E, T)``. The
     model sees the previous displacement (zero at an episode's first step: episodes start at rest)
     and the action, never the position itself, and is fitted with a Cauchy loss so the obstructed
-    minority does not bend it.
+    minority does not bend it. ``net``: the :func:`free_motion_net` of ``seed``, drawn by the caller
+    (default: drawn here).
     """
     signal = np.asarray(signal, dtype=np.float64)
     move = signal[:, 1:] - signal[:, :-1]
@@ -111,11 +131,7 @@ def free_motion_residuals(signal: np.ndarray, action: np.ndarray, valid: np.ndar
     rows = torch.from_numpy(np.flatnonzero(mask.reshape(-1)))
     flat_in, flat_target = inputs.reshape(-1, inputs.shape[-1]), target.reshape(-1, target.shape[-1])
     gen = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG
-        torch.manual_seed(seed)
-        net = nn.Sequential(nn.Linear(flat_in.shape[1], FREE_MOTION_HIDDEN), nn.ReLU(),
-                            nn.Linear(FREE_MOTION_HIDDEN, FREE_MOTION_HIDDEN), nn.ReLU(),
-                            nn.Linear(FREE_MOTION_HIDDEN, flat_target.shape[1]))
+    net = net if net is not None else free_motion_net(flat_target.shape[1], action.shape[-1], seed)
     optim = torch.optim.Adam(net.parameters(), lr=fit.lr)
     with torch.enable_grad():
         for _ in range(fit.steps):

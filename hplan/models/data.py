@@ -13,16 +13,18 @@ batches the uninterrupted run would have seen.
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from hplan.data.motion_labels import free_motion_residuals, tracked_signal
+from hplan.data.motion_labels import free_motion_net, free_motion_residuals, tracked_signal, tracked_signal_dim
 from hplan.data.shards import load_episodes
 from hplan.errors import HplanError
 from hplan.models.config import ModelConfig, TrainConfig
@@ -30,6 +32,47 @@ from hplan.models.encoders import obs_kind_of
 from hplan.seeding import derive_seed
 from hplan.vocabulary.frames import sequence_frames
 from hplan.vocabulary.protocol import ActionSpec
+
+
+T = TypeVar("T")
+
+
+class Deferred(Generic[T]):
+    """A value computed on a daemon thread while the caller goes on; :meth:`result` waits for it
+    (and re-raises its error). With ``background`` false it is computed at once, in the caller.
+
+    Why: the weak labels' free-motion residuals cost ~45 s on one core (four rooms, 200k frames) and
+    are read only in the last epoch; computed beside the first epoch's joint steps they take no
+    wall time of their own where those leave a core idle, and little where they do not (the joint
+    steps' small kernels do not keep two cores busy). The thread runs at the caller's torch thread
+    count, so the floats are those the caller would have computed."""
+
+    def __init__(self, work: Callable[[], T], background: bool) -> None:
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if not background:
+            self._value = work()
+            return
+        threads = torch.get_num_threads()
+
+        def run() -> None:
+            torch.set_num_threads(threads)
+            try:
+                self._value = work()
+            except BaseException as err:  # handed to the reader
+                self._error = err
+
+        self._thread = threading.Thread(target=run, name="hplan-deferred", daemon=True)
+        self._thread.start()
+
+    def result(self) -> T:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -72,7 +115,12 @@ class WindowData(Dataset):
         self.window = window
         self.labelled = labelled  # (episode, t) rows of the labelled subset
         self.history = history
-        self.motion_residual: np.ndarray | None = None  # (E, T) free-motion residuals, for weak labels
+        self.motion_residuals: Deferred[np.ndarray] | None = None  # (E, T) free-motion residuals, for weak labels
+
+    @property
+    def motion_residual(self) -> np.ndarray | None:
+        """The free-motion residuals (waits for them when they are still being computed)."""
+        return None if self.motion_residuals is None else self.motion_residuals.result()
 
     def sequence(self, episode: np.ndarray, first: np.ndarray, length: int) -> np.ndarray:
         """Frames of ``length`` steps from ``first`` plus the ``history - 1`` before (see ``sequence_frames``)."""
@@ -211,7 +259,7 @@ class EpisodeDataModule(pl.LightningDataModule):
         self.num_obs = num_obs
         self.dataset = WindowData(obs, action, violations, pos, self.window, labelled, self.model_cfg.frame_history)
         if self.train_cfg.guardrail_weak_labels:
-            self.dataset.motion_residual = self._motion_residuals(obs, action, valid, names, source)
+            self.dataset.motion_residuals = self._motion_residuals(obs, action, valid, names, source)
         self.info = DatasetInfo(
             env_id=str(manifest.get("env_id", "")), obs_kind=kind, obs_shape=tuple(obs.shape[2:]),
             action_spec=spec, guardrail_names=names, state_mean=mean, state_std=std,
@@ -220,20 +268,27 @@ class EpisodeDataModule(pl.LightningDataModule):
         self._loaded = True
 
     def _motion_residuals(self, obs: np.ndarray, action: np.ndarray, valid: np.ndarray, names: tuple[str, ...],
-                          source: str) -> np.ndarray:
+                          source: str) -> Deferred[np.ndarray]:
         """Free-motion residuals of the training episodes' valid transitions (NaN elsewhere: validation
-        episodes are neither fitted nor weakly labelled)."""
+        episodes are neither fitted nor weakly labelled). Checked here; computed on a second thread
+        on a CPU of two cores or more (:class:`Deferred`), else here."""
         unknown = [name for name in self.train_cfg.guardrail_weak_labels if name not in names]
         if unknown:
             raise HplanError(f"train.guardrail_weak_labels: {unknown[0]!r} is not a violation of {source} "
                              f"(it records {', '.join(names) or 'none'})")
-        in_train = np.zeros(len(valid), dtype=bool)
-        in_train[self.train_episodes] = True
         try:
-            signal = tracked_signal(obs)
+            signal_dim = tracked_signal_dim(obs.shape)
         except ValueError as err:
             raise HplanError(f"train.guardrail_weak_labels: {source}: {err}") from None
-        return free_motion_residuals(signal, action, valid & in_train[:, None], derive_seed(self.seed, "free-motion"))
+        in_train = np.zeros(len(valid), dtype=bool)
+        in_train[self.train_episodes] = True
+        seed = derive_seed(self.seed, "free-motion")
+        net = free_motion_net(signal_dim, action.shape[-1], seed)  # drawn here: the global RNG is every thread's
+
+        def work() -> np.ndarray:
+            return free_motion_residuals(tracked_signal(obs), action, valid & in_train[:, None], seed, net=net)
+
+        return Deferred(work, background=(os.cpu_count() or 1) >= 2)
 
     def _loader(self, episodes: np.ndarray, train: bool) -> DataLoader:
         cfg = self.train_cfg

@@ -113,10 +113,19 @@ class KeypointEncoder(nn.Module):
         # Pool before scaling (both linear, so the result is the same): the elementwise work then
         # runs on a quarter of the pixels; it was a third of a training step at full resolution.
         x = self.features[0](frames.permute(0, 3, 1, 2).float()).mul(1.0 / 255.0).sub(0.5)
-        f = self.features[1:](x)
+        # The softmax temperature divides the last (1x1) convolution's weights, not its output: the
+        # same logits, without a division (and its backward) over every pixel of every map, which
+        # was a third of the keypoint stage's time in training.
+        score = self.features[3]
+        temperature = self.log_temperature.exp()
+        f = torch.nn.functional.conv2d(self.features[2](self.features[1](x)), score.weight / temperature,
+                                       score.bias / temperature)
         n, k, h, w = f.shape
-        p = torch.softmax(f.flatten(2) / self.log_temperature.exp(), dim=-1).view(n, k, h, w)
-        return torch.cat([(p.sum(2) * self.xs).sum(-1), (p.sum(3) * self.ys).sum(-1)], dim=-1)
+        p = torch.softmax(f.reshape(n, k, h * w), dim=-1)
+        # Expected (x, y) as one product with the pixel grid (x varies along a row).
+        grid = torch.stack([self.xs.repeat(h), self.ys.repeat_interleave(w)], dim=1)
+        points = p @ grid
+        return torch.cat([points[..., 0], points[..., 1]], dim=-1)
 
     def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
         """The per-frame stage: keypoints of ``(N, H, W, C)`` frames (standardised with ``keypoint_norm``)."""

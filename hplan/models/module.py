@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hplan.device import every_core
 from hplan.diagnostics.collapse import collapse_metrics
 from hplan.diagnostics.high_level import EpisodeLatents, high_level_metrics
 from hplan.diagnostics.probes import fit_linear_probe, r2_score
@@ -191,7 +192,8 @@ class WorldModelModule(pl.LightningModule):
             if joint is not None:  # the epoch's joint training steps (and data loading), before the refits
                 self._refit_metrics["time/joint_steps_s"] = joint
             start = time.perf_counter()
-            self._high = self.high_level_diagnostics(data)
+            with every_core(self.device):
+                self._high = self.high_level_diagnostics(data)
             self._refit_metrics["time/high_level_diagnostics_s"] = time.perf_counter() - start
         self._val_start = time.perf_counter()
 

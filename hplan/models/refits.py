@@ -4,7 +4,7 @@ last), on the latent the epoch ends with.
 The joint training step (:mod:`hplan.models.module`) updates every part of the model at once; the
 parts that read detached latents (P_lo, the temporal distance, the subgoal level, the guardrail
 heads) are then refitted on the frozen latent, and the waypoints are drawn from it, in two
-branches that share nothing (run at once when a core is idle, see :meth:`Refits.parallel_branches`):
+branches that share nothing (run at once on two cores or more, see :meth:`Refits.parallel_branches`):
 
 * :meth:`Refits.fit_predictor`, then :meth:`Refits.fit_guardrails` (the heads read P_lo's
   predicted next latent) — on the labelled subset (and, in the last epoch, weakly labelled rows:
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from hplan.data.motion_labels import balanced_threshold
-from hplan.device import torch_threads
+from hplan.device import every_core, torch_threads
 from hplan.metrics.scores import auroc
 from hplan.models.config import ModelConfig, TrainConfig
 from hplan.models.data import WindowData
@@ -166,17 +166,21 @@ class Refits:
             seconds[f"time/refit_{stage}_s"] = time.perf_counter() - start
             return result
 
-        latents = timed("latents", self.frozen_training_latents) if refits or self.model_cfg.landmarks else None
+        latents = None
+        if refits or self.model_cfg.landmarks:
+            with every_core(self.device):
+                latents = timed("latents", self.frozen_training_latents)
         # two branches that share nothing: P_lo then the guardrail heads (which read its next latent),
         # and the distance head, the waypoints (drawn with it) and the subgoal level
         side = [] if latents is None else [
             lambda: timed("distance", lambda: self.fit_distance(latents)),
-            lambda: timed("waypoints", lambda: self.pick_waypoints(latents)),
+            *([lambda: timed("waypoints", lambda: self.pick_waypoints(latents))] if self.waypoints_due else []),
             lambda: timed("subgoal", lambda: self.fit_subgoal(latents))]
-        with _side_branch(side, self.parallel_branches()) as pending:
+        agreement: dict[str, float] = {}
+        with torch_threads(self.branch_threads()), _side_branch(side, self.parallel_branches()) as pending:
             if latents is not None:
                 timed("predictor", lambda: self.fit_predictor(latents))
-            if not self.weak_epoch:
+            if self.guardrails_kept and not self.weak_epoch:
                 agreement = timed("guardrails", self.fit_guardrails)
             for work in pending:  # run here, in order, when there was no second core for them
                 work()
@@ -185,16 +189,38 @@ class Refits:
         return {**agreement, **seconds}
 
     @property
+    def waypoints_due(self) -> bool:
+        """The waypoints are picked in the last epoch only: planning is all that reads them."""
+        return self.last_epoch
+
+    @property
+    def guardrails_kept(self) -> bool:
+        """Whether this epoch's guardrail refit can reach the saved model: not when the last epoch's
+        weak-label refit will draw the heads afresh (and nothing in training reads them: their
+        inputs are detached). With :attr:`waypoints_due`, a third of an intermediate epoch's refit
+        time (four rooms); the saved model is the same (tested), and the intermediate epochs'
+        ``val/auroc_*`` then score the jointly trained heads."""
+        return self.last_epoch or not self.train_cfg.guardrail_weak_labels
+
+    @property
     def weak_epoch(self) -> bool:
         """This epoch's guardrail refit takes weak-labelled rows (the last epoch, weak labels on)."""
         return self.last_epoch and bool(self.train_cfg.guardrail_weak_labels)
 
     def parallel_branches(self) -> bool:
-        """Run the two refit branches at once: on a CPU, when torch leaves a core idle (training at
-        ``cpu_threads = 1`` on a machine with more). Each stage draws from its own generator and
-        touches its own parameters, at the same thread count, so the model is bit for bit the one
-        the stages make one after the other (tested); the demo's refits on 2 cores: see CHANGELOG."""
-        return self.device.type == "cpu" and torch.get_num_threads() < (os.cpu_count() or 1)
+        """Run the two refit branches at once: on a CPU with two cores or more, each branch at
+        :meth:`branch_threads`. Each stage draws from its own generator and touches its own
+        parameters, at the same thread count, so the model is bit for bit the one the stages make one
+        after the other (tested); the demo's refits on 2 cores: see CHANGELOG."""
+        return self.device.type == "cpu" and (os.cpu_count() or 1) >= 2
+
+    def branch_threads(self) -> int | None:
+        """Torch threads of each refit branch (``None``: the training's): half the cores at most, so
+        two branches never ask for more threads than there are cores. The refits are small-batch MLP
+        steps, which two threads speed up far less than a second branch does."""
+        if not self.parallel_branches():
+            return None
+        return max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // 2))
 
     def frozen_training_latents(self) -> FrozenLatents | None:
         """Latents (no grad) of up to FROZEN_EPISODES training episodes with a full window, for the head refits."""
