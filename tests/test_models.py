@@ -357,6 +357,33 @@ def test_keypoint_encoder_reads_sub_pixel_positions_of_the_rendered_point() -> N
     assert KeypointEncoder((2, 64, 64, 3), cfg)(moving).shape == (5, 8)
 
 
+@settings(max_examples=15, deadline=None)
+@given(downsample=st.sampled_from([2, 3, 4]), height=st.integers(8, 20), width=st.integers(8, 20),
+       history=st.sampled_from([1, 2]), seed=st.integers(0, 2**16))
+def test_pooled_frame_sums_feed_the_keypoint_encoder_the_same_bits_as_its_frames(
+        downsample: int, height: int, width: int, history: int, seed: int) -> None:
+    """Training pools its dataset once (``pooled_frame_sums``) instead of in every step; the latents
+    must be bit for bit those of the frames themselves, for any pooling and frame size."""
+    from hplan.models.encoders import encode_sequences, pooled_frame_sums
+
+    torch.manual_seed(seed)
+    cfg = ModelConfig(latent_dim=8, hidden_dim=16, image_encoder="keypoints", keypoints=3, encoder_channels=4,
+                      image_downsample=downsample, frame_history=history)
+    model = LatentWorldModel(cfg, obs_kind="image", obs_shape=(height, width, 3), action_spec=ActionSpec(2),
+                             guardrail_names=(), env_id="hplan/Test-v0").eval()
+    frames = np.random.default_rng(seed).integers(0, 256, (4, 3 + history, height, width, 3), dtype=np.uint8)
+    sums = pooled_frame_sums(frames.reshape(-1, height, width, 3), downsample)
+    assert sums.dtype == np.uint16
+    expected = torch.nn.functional.avg_pool2d(torch.from_numpy(frames.reshape(-1, height, width, 3)).permute(0, 3, 1, 2)
+                                              .float(), downsample)
+    assert torch.equal(torch.from_numpy(sums).permute(0, 3, 1, 2).float() / downsample ** 2, expected)
+    with torch.no_grad():
+        direct = encode_sequences(model.encoder, [torch.from_numpy(frames)], history)[0]
+        pooled = encode_sequences(model.encoder, [torch.from_numpy(sums.reshape(4, 3 + history, *sums.shape[1:]))],
+                                  history, pooled=True)[0]
+    assert torch.equal(direct, pooled)
+
+
 @settings(max_examples=10, deadline=None)
 @given(log_temperature=st.floats(-1.5, 1.5), downsample=st.sampled_from([1, 2]), seed=st.integers(0, 2**16))
 def test_keypoints_are_the_expected_pixel_coordinates_under_a_tempered_softmax(

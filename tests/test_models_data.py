@@ -91,3 +91,29 @@ def test_a_deferred_value_is_the_work_s_result_and_its_error_reaches_the_reader(
     else:
         with pytest.raises(HplanError, match="bad residuals"):
             Deferred(failing, background=False)
+
+
+@pytest.mark.parametrize(("encoder", "regularizer", "pooled"), [("keypoints", "vicreg", True), ("keypoints", "recon", False),
+                                                                ("cnn", "vicreg", False)])
+def test_batches_carry_pooled_frames_only_for_a_pooling_keypoint_encoder(tmp_path: Path, encoder: str, regularizer: str,
+                                                                         pooled: bool) -> None:
+    """A keypoint encoder's batches hold the pooled sums of the very frames the window covers; every
+    other encoder (and the reconstruction baseline, whose decoder targets the frames) gets the frames."""
+    from hplan.models.encoders import pooled_frame_sums
+
+    root = make_dataset(tmp_path / "data", episodes=6, steps=12, obs="image", image_size=16)
+    cfg = ModelConfig(subgoal_interval=3, image_encoder=encoder, image_downsample=2, frame_history=2,
+                      regularizer=regularizer)
+    data = EpisodeDataModule(root, cfg, TrainConfig(rollout_horizon=3, window_stride=1, batch_size=4, val_fraction=0.25,
+                                                    label_budget=10), seed=0)
+    data.setup()
+    loader = data._loader(data.train_episodes, True)
+    plan = next(iter(loader.batch_sampler))
+    batch = data.dataset.__getitems__(plan)
+    frames = data.dataset.sequence(plan.episode, plan.start, data.window)
+    seq = batch["obs_seq"].numpy()
+    if pooled:
+        expected = pooled_frame_sums(frames.reshape(-1, *frames.shape[2:]), 2).reshape(*frames.shape[:2], 8, 8, 3)
+        assert seq.dtype == np.uint16 and np.array_equal(seq, expected)
+    else:
+        assert seq.dtype == np.uint8 and np.array_equal(seq, frames)

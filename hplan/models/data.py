@@ -28,7 +28,7 @@ from hplan.data.motion_labels import free_motion_net, free_motion_residuals, tra
 from hplan.data.shards import load_episodes
 from hplan.errors import HplanError
 from hplan.models.config import ModelConfig, TrainConfig
-from hplan.models.encoders import obs_kind_of
+from hplan.models.encoders import obs_kind_of, pooled_frame_sums, takes_pooled_frames
 from hplan.seeding import derive_seed
 from hplan.vocabulary.frames import sequence_frames
 from hplan.vocabulary.protocol import ActionSpec
@@ -110,8 +110,12 @@ class WindowData(Dataset):
     """
 
     def __init__(self, obs: np.ndarray, action: np.ndarray, violations: np.ndarray, pos: np.ndarray,
-                 window: int, labelled: tuple[np.ndarray, np.ndarray] | None, history: int = 1) -> None:
+                 window: int, labelled: tuple[np.ndarray, np.ndarray] | None, history: int = 1,
+                 encoder_frames: np.ndarray | None = None) -> None:
         self.obs, self.action, self.violations, self.pos = obs, action, violations, pos
+        # What the batches' frame sequences hold: the observations, or the encoder's pooled sums of
+        # them (``encoders.takes_pooled_frames``); ``sequence`` always gives the observations.
+        self.encoder_frames = obs if encoder_frames is None else encoder_frames
         self.window = window
         self.labelled = labelled  # (episode, t) rows of the labelled subset
         self.history = history
@@ -126,6 +130,10 @@ class WindowData(Dataset):
         """Frames of ``length`` steps from ``first`` plus the ``history - 1`` before (see ``sequence_frames``)."""
         return sequence_frames(self.obs, episode, first, length, self.history)
 
+    def encoder_sequence(self, episode: np.ndarray, first: np.ndarray, length: int) -> np.ndarray:
+        """:meth:`sequence` of the encoder's input frames (the batches' ``*_seq``)."""
+        return sequence_frames(self.encoder_frames, episode, first, length, self.history)
+
     def __len__(self) -> int:
         return int(self.action.shape[0])
 
@@ -133,18 +141,18 @@ class WindowData(Dataset):
         steps = plan.start[:, None] + np.arange(self.window)[None, :]
         ep = plan.episode[:, None]
         batch = {
-            "obs_seq": torch.from_numpy(self.sequence(plan.episode, plan.start, self.window)),
+            "obs_seq": torch.from_numpy(self.encoder_sequence(plan.episode, plan.start, self.window)),
             "action": torch.from_numpy(self.action[ep, steps[:, :-1]]),
             "violations": torch.from_numpy(self.violations[ep, steps[:, :-1]].astype(np.float32)),
             "pos": torch.from_numpy(self.pos[ep, steps]),
-            "far_seq": torch.from_numpy(self.sequence(plan.episode, plan.start + plan.gap, 1)),
+            "far_seq": torch.from_numpy(self.encoder_sequence(plan.episode, plan.start + plan.gap, 1)),
             "far_pos": torch.from_numpy(self.pos[plan.episode, plan.start + plan.gap]),
             "gap": torch.from_numpy(plan.gap.astype(np.float32)),
             "episode": torch.from_numpy(plan.episode.astype(np.int64)),
         }
         if self.labelled is not None and len(plan.labels):
             le, lt = self.labelled[0][plan.labels], self.labelled[1][plan.labels]
-            batch["lab_seq"] = torch.from_numpy(self.sequence(le, lt, 1))
+            batch["lab_seq"] = torch.from_numpy(self.encoder_sequence(le, lt, 1))
             batch["lab_action"] = torch.from_numpy(self.action[le, lt])
             batch["lab_violations"] = torch.from_numpy(self.violations[le, lt].astype(np.float32))
         return batch
@@ -257,7 +265,13 @@ class EpisodeDataModule(pl.LightningDataModule):
             flat = obs[self.train_episodes].reshape(-1, obs.shape[-1]).astype(np.float64)
             mean, std = flat.mean(0).astype(np.float32), flat.std(0).astype(np.float32)
         self.num_obs = num_obs
-        self.dataset = WindowData(obs, action, violations, pos, self.window, labelled, self.model_cfg.frame_history)
+        encoder_frames = None
+        if takes_pooled_frames(self.model_cfg, kind):  # pooled once here, not in every training step
+            d = self.model_cfg.image_downsample
+            sums = pooled_frame_sums(obs.reshape(-1, *obs.shape[2:]), d)
+            encoder_frames = sums.reshape(*obs.shape[:2], *sums.shape[1:])
+        self.dataset = WindowData(obs, action, violations, pos, self.window, labelled, self.model_cfg.frame_history,
+                                  encoder_frames)
         if self.train_cfg.guardrail_weak_labels:
             self.dataset.motion_residuals = self._motion_residuals(obs, action, valid, names, source)
         self.info = DatasetInfo(

@@ -42,7 +42,7 @@ from hplan.diagnostics.probes import fit_linear_probe, r2_score
 from hplan.metrics.scores import auroc, spearman
 from hplan.models.config import ModelConfig, TrainConfig
 from hplan.models.data import DatasetInfo
-from hplan.models.encoders import encode_sequences
+from hplan.models.encoders import encode_sequences, takes_pooled_frames
 from hplan.models.heads import positive_weight
 from hplan.models.losses import distance_loss, guardrail_loss
 from hplan.models.predictor import mlp
@@ -102,14 +102,15 @@ class WorldModelModule(pl.LightningModule):
         hist = model.frame_history
         horizon, k = cfg.rollout_horizon, mcfg.subgoal_interval
         sequences = [obs_seq, batch["far_seq"]] + ([batch["lab_seq"]] if "lab_seq" in batch else [])
-        z_seq, z_far, *z_lab = encode_sequences(model.encoder, sequences, hist)
+        pooled = takes_pooled_frames(mcfg, model.obs_kind)  # the datamodule pooled the frames (same rule)
+        z_seq, z_far, *z_lab = encode_sequences(model.encoder, sequences, hist, pooled)
         z_far = z_far[:, 0]
         z_lab = z_lab[0][:, 0] if z_lab else z_far[:0]
         b, w = z_seq.shape[:2]
 
         if self.reg.targets == "ema":
             with torch.no_grad():
-                targets = encode_sequences(self.target_encoder, [obs_seq[:, 1:horizon + hist]], hist)[0]
+                targets = encode_sequences(self.target_encoder, [obs_seq[:, 1:horizon + hist]], hist, pooled)[0]
         elif self.reg.targets == "stopgrad":
             targets = z_seq[:, 1:horizon + 1].detach()
         else:

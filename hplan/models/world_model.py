@@ -52,6 +52,9 @@ class NormalizedEncoder(nn.Module):
     def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
         return self.inner.frame_features(frames)
 
+    def pooled_frame_features(self, sums: torch.Tensor) -> torch.Tensor:
+        return self.inner.pooled_frame_features(sums)
+
     def from_features(self, features: torch.Tensor) -> torch.Tensor:
         return self.norm(self.inner.from_features(features))
 
