@@ -281,6 +281,13 @@ def test_a_group_row_pools_its_arms_episodes_per_training_seed(data: st.DataObje
         assert names == [f"mean ({len(members) - 1} of {len(members)} measured)"]
     else:
         assert names == []
+    if seeds > 1 and len(members) > 1:  # a seed that lacks one arm leaves the group (as one still being measured)
+        last = seeds - 1
+        uneven, names = with_groups(pd.DataFrame(rows).query("not (arm == @members[0] and training_seed == @last)"),
+                                    Table(name="t", title="t", scenario="x", arms=tuple(arms)))
+        kept = list(range(last))
+        assert names == [f"mean (training seed{'s' if len(kept) > 1 else ''} {', '.join(map(str, kept))})"]
+        assert set(uneven[uneven["arm"] == names[0]]["training_seed"]) == set(kept)
 
 
 def test_a_group_named_like_an_arm_is_refused(tmp_path) -> None:

@@ -276,9 +276,20 @@ def with_groups(frame: pd.DataFrame, table: Table) -> tuple[pd.DataFrame, list[s
         present = [m for m in members if (frame["arm"] == m).any()]
         if not present:
             continue
+        rows = frame[frame["arm"].isin(present)]
+        # a training seed counts only with every present arm measured: one seed's mean over one task
+        # must not pass for its mean over five
+        arms_per_seed = rows.groupby("training_seed")["arm"].nunique()
+        complete = sorted(int(seed) for seed, count in arms_per_seed.items() if count == len(present))
+        notes = []
         if len(present) < len(members):  # a mean over some of the arms must not pass for the whole group's
-            name = f"{name} ({len(present)} of {len(members)} measured)"
-        parts.append(frame[frame["arm"].isin(present)].assign(arm=name))
+            notes.append(f"{len(present)} of {len(members)} measured")
+        if len(complete) < len(arms_per_seed):
+            if not complete:
+                continue
+            notes.append(f"training seed{'s' if len(complete) > 1 else ''} {', '.join(map(str, complete))}")
+        name = f"{name} ({'; '.join(notes)})" if notes else name
+        parts.append(rows[rows["training_seed"].astype(int).isin(complete)].assign(arm=name))
         names.append(name)
     return pd.concat(parts, ignore_index=True), names
 
