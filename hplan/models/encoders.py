@@ -164,7 +164,8 @@ def pooled_frame_sums(frames: np.ndarray, downsample: int, chunk: int = 4096) ->
 
     Divided by d² in float32 they are bit for bit what ``AvgPool2d(d)`` makes of the frames
     (tested), so a keypoint encoder trained on a fixed dataset pools it here once: pooling a
-    batch's 1,700 frames in every step was ~100 ms of a ~360 ms four-rooms step."""
+    four-rooms batch's ~1,700 frames in every step cost ~100 ms at one thread, and at two threads
+    a step went from 0.293 to 0.260 s without it."""
     n, height, width, channels = frames.shape
     h, w = height // downsample, width // downsample
     out = np.empty((n, h, w, channels), dtype=np.uint16)
