@@ -115,16 +115,20 @@ def end_to_end(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from hplan.config import load_scenario
+    from hplan.errors import HplanError
     from hplan.models.training import train_world_model
 
     if args.data is None:
-        sys.exit("--end-to-end needs --data (a collected dataset)")
-    scenario = load_scenario(args.scenario, sets=args.sets)
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        run = train_world_model(scenario, args.data, Path(tmp) / "run")
-        seconds = time.perf_counter() - start
-        metrics = pd.read_csv(run / "metrics.csv")
+        sys.exit("error: --end-to-end needs --data (a collected dataset)")
+    try:
+        scenario = load_scenario(args.scenario, sets=args.sets)
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            run = train_world_model(scenario, args.data, Path(tmp) / "run")
+            seconds = time.perf_counter() - start
+            metrics = pd.read_csv(run / "metrics.csv")
+    except HplanError as err:  # a bad scenario, setting or dataset: one line, as the CLI says it
+        sys.exit(f"error: {err}")
     stages = metrics[[c for c in metrics.columns if c.startswith("time/")]].sum()
     print(f"{args.scenario} on {args.data}: {len(metrics)} epochs, {torch.get_num_threads()} threads, "
           f"sets {args.sets or 'none'}")
