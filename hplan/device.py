@@ -53,8 +53,9 @@ def torch_threads(count: int | None) -> Iterator[None]:
 def every_core(device: torch.device) -> contextlib.AbstractContextManager[None]:
     """:func:`torch_threads` at every CPU core for a block of no-grad work on ``device`` (unchanged off the CPU).
 
-    Why: training runs at ``train.cpu_threads`` (1 on a 2-core CPU), which leaves a core idle in the
-    stages that only encode (the refits' frozen latents, the high-level diagnostics); there nothing
-    else runs, and the encoder's no-grad outputs are the same bits at any thread count (checked on
-    the four-rooms keypoint model: 2.3x faster at 2 threads)."""
+    Why: where training runs at fewer threads (``train.cpu_threads``), a core would sit idle in the
+    stages that only encode (the refits' frozen latents, the high-level diagnostics); nothing else
+    runs there, and the encoder's no-grad outputs are the same bits at any thread count (checked on
+    the four-rooms keypoint model: 2.3x faster at 2 threads than at 1). At the default (every core)
+    it changes nothing."""
     return torch_threads(os.cpu_count() if device.type == "cpu" else None)

@@ -119,12 +119,12 @@ class WindowData(Dataset):
         self.window = window
         self.labelled = labelled  # (episode, t) rows of the labelled subset
         self.history = history
-        self.motion_residuals: Deferred[np.ndarray] | None = None  # (E, T) free-motion residuals, for weak labels
+        self.motion_residual_deferred: Deferred[np.ndarray] | None = None  # (E, T) free-motion residuals, for weak labels
 
     @property
     def motion_residual(self) -> np.ndarray | None:
         """The free-motion residuals (waits for them when they are still being computed)."""
-        return None if self.motion_residuals is None else self.motion_residuals.result()
+        return None if self.motion_residual_deferred is None else self.motion_residual_deferred.result()
 
     def sequence(self, episode: np.ndarray, first: np.ndarray, length: int) -> np.ndarray:
         """Frames of ``length`` steps from ``first`` plus the ``history - 1`` before (see ``sequence_frames``)."""
@@ -273,7 +273,7 @@ class EpisodeDataModule(pl.LightningDataModule):
         self.dataset = WindowData(obs, action, violations, pos, self.window, labelled, self.model_cfg.frame_history,
                                   encoder_frames)
         if self.train_cfg.guardrail_weak_labels:
-            self.dataset.motion_residuals = self._motion_residuals(obs, action, valid, names, source)
+            self.dataset.motion_residual_deferred = self._motion_residuals(obs, action, valid, names, source)
         self.info = DatasetInfo(
             env_id=str(manifest.get("env_id", "")), obs_kind=kind, obs_shape=tuple(obs.shape[2:]),
             action_spec=spec, guardrail_names=names, state_mean=mean, state_std=std,
