@@ -24,6 +24,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+@app.callback()
+def _every_command() -> None:
+    """Process-wide settings every command runs under (not ``--help`` of the app itself)."""
+    from hplan.device import flush_denormals  # imports torch: here, so `hplan --help` stays fast
+
+    flush_denormals()
+
+
 # Order is the order of `hplan --help`.
 COMMAND_MODULES = ("envs", "scenario", "collect", "train", "inspect", "calibrate", "run", "replay", "stress", "study",
                    "results", "demo")

@@ -202,8 +202,10 @@ def _evaluate_in_workers(config: ScenarioConfig, run_dir: Path, arms: list[tuple
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from hplan.device import flush_denormals
+
     context = multiprocessing.get_context("spawn")  # a forked child would inherit torch's thread pools
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool, \
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=flush_denormals) as pool, \
             Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         futures = [pool.submit(_evaluate_arm, config, run_dir, log_dir, kind, guard, episodes, device,
                                threads=1, progress=False) for _, kind, guard, log_dir in arms]

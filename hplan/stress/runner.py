@@ -47,6 +47,9 @@ EPISODE_LOGS = "episodes"
 def _init_worker() -> None:
     import torch
 
+    from hplan.device import flush_denormals
+
+    flush_denormals()
     torch.set_num_threads(1)
 
 

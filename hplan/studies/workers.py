@@ -256,6 +256,9 @@ def _heartbeat_enabled(study: optuna.Study) -> bool:
 
 
 def _worker_main(study: StudyConfig, storage_url: str, out_dir: str, n_trials: int | None, index: int) -> None:
+    from hplan.device import flush_denormals
+
+    flush_denormals()
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     run_worker(study, storage_url, out_dir, n_trials=n_trials, worker_index=index)
 
