@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from hplan.envs.cartpole import CartPoleEnv
 from hplan.envs.minigrid_adapters import MiniGridDoorKey, MiniGridFourRooms, MiniGridLavaCrossing
-from hplan.envs.pusher import PusherEnv
+from hplan.envs.pusher import BLOCK_HALF, PUSHER_RADIUS, WORKSPACE, PusherEnv, push_goal_pusher
 from hplan.errors import HplanError
 
 LEFT, RIGHT, FORWARD, PICKUP, TOGGLE = range(5)
@@ -141,14 +141,48 @@ def test_pusher_forbidden_zone_flags_the_block_inside():
 
 def test_pusher_goal_obs_shows_block_at_target():
     env = PusherEnv(obs_mode="both")
-    _, info = env.reset(seed=2)
+    obs, info = env.reset(seed=2)
     np.testing.assert_allclose(info["goal_obs"]["state"][2:4], info["goal"])
+    # the state a straight push leaves: block at rest at its present yaw, the pusher behind it
+    np.testing.assert_allclose(info["goal_obs"]["state"][4:6], obs["state"][4:6], atol=1e-6)
+    np.testing.assert_array_equal(info["goal_obs"]["state"][6:8], [0.0, 0.0])
+    np.testing.assert_allclose(info["goal_obs"]["state"][0:2],
+                               push_goal_pusher(obs["state"][2:4], info["goal"]), atol=1e-6)
     env.set_goal([0.3, 0.3])
     _, _, _, _, moved = env.step(np.zeros(2))
     assert not np.array_equal(moved["goal_obs"]["image"], info["goal_obs"]["image"])
     np.testing.assert_allclose(moved["goal"], [0.3, 0.3])
     with pytest.raises(HplanError):
         env.set_goal([2.0, 0.0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.tuples(st.floats(-0.25, 0.25), st.floats(-0.25, 0.25)), st.tuples(st.floats(-0.3, 0.3), st.floats(-0.3, 0.3)))
+def test_push_goal_pusher_sits_behind_the_block_on_the_push_line(block, goal):
+    block, goal = np.array(block), np.array(goal)
+    pusher = push_goal_pusher(block, goal)
+    assert np.all(np.abs(pusher) <= WORKSPACE)
+    back = goal - pusher
+    gap = np.hypot(*back)
+    assert gap > BLOCK_HALF * np.sqrt(2) + PUSHER_RADIUS  # clear of the block's corners
+    push = goal - block
+    if np.hypot(*push) > 1e-6:  # on the line from the block to the target, on the block's side
+        assert abs(back[0] * push[1] - back[1] * push[0]) <= 1e-9 + 1e-6 * gap
+        assert back @ push > 0
+
+
+@pytest.mark.parametrize("turns", [1, 2, -1])
+def test_pusher_observes_the_square_block_modulo_a_quarter_turn(turns):
+    """Two poses of the square block a quarter turn apart are one physical state: one observation."""
+    states = []
+    for yaw in (0.3, 0.3 + turns * np.pi / 2):
+        env = PusherEnv(obs_mode="state")
+        env.reset(seed=4)
+        env._bodies = env._build(env._p, (0.3, 0.3), (0.0, 0.0), yaw)
+        states.append(env._true_state())
+        env.close()
+    np.testing.assert_allclose(states[0], states[1], atol=1e-5)
+    assert not np.allclose(states[0][4:6], [1.0, 0.0], atol=1e-2)  # yaw is still observed
 
 
 def test_cartpole_pole_angle_violation_and_factors():

@@ -12,11 +12,18 @@ Why these choices:
 * Goal observations are rendered in a second, render-only Bullet client, so drawing the goal never
   touches the simulated world (moving bodies there and back would change contact caches).
 
-Observations: ``state`` float32 ``[pusher_x, pusher_y, block_x, block_y, cos yaw, sin yaw,
+Observations: ``state`` float32 ``[pusher_x, pusher_y, block_x, block_y, cos 4·yaw, sin 4·yaw,
 block_vx, block_vy]`` (metres, m/s); ``image`` a 64×64 top-down TINY-renderer view (the forbidden
-zone is drawn on the floor in red; the target is not drawn). The task is the block's *position*
-(yaw is free); ``goal_obs`` shows the block at the target (yaw 0) with the pusher where it
-started. Violations: ``contact_force`` (pusher–block normal force above ``force_limit`` N in any
+zone is drawn on the floor in red; the target is not drawn). The block is a square, so its yaw is
+observed modulo 90° (``4·yaw``): two observations of the same physical pose are the same vector,
+and a model never has to learn that they are one state.
+
+The task is the block's *position* (yaw is free); ``goal_obs`` is the state a straight push leaves
+behind: the block at the target, at rest, with the yaw it had when the goal was set, and the pusher
+just behind it on the line from the block's place to the target (:func:`push_goal_pusher`). Why: a
+goal-conditioned planner reaches the goal *observation*, and one that puts the pusher back where it
+started (as this environment once did) asks it to walk away from the block after the push, or
+costs every plan that does not; the pusher behind the block is where the shortest solution ends. Violations: ``contact_force`` (pusher–block normal force above ``force_limit`` N in any
 substep; steady pushing at nominal settings needs ~2 N, ramming the block at full speed ~4-5 N,
 so the nominal 3 N limit asks for gentle contact) and ``forbidden_zone`` (block centre inside the forbidden rectangle after the step).
 """
@@ -45,8 +52,20 @@ CAMERA_HEIGHT = 1.2
 ZONE_COLOR = (0.85, 0.15, 0.15, 1.0)
 BLOCK_COLOR = (0.2, 0.4, 0.9, 1.0)
 PUSHER_COLOR = (0.15, 0.15, 0.15, 1.0)
+GOAL_PUSHER_GAP = 0.01
+"""Gap (m) between the goal observation's pusher and the block's corner circle."""
 STATE_HIGH = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 5.0, 5.0], dtype=np.float32)
 """Bounds of the state observation (m, m/s); the pusher is confined to ±WORKSPACE."""
+
+
+def push_goal_pusher(block_xy: np.ndarray, goal_xy: np.ndarray) -> np.ndarray:
+    """Where a straight push of the block from ``block_xy`` to ``goal_xy`` leaves the pusher: behind
+    the block on that line, clear of any corner (the block's half-diagonal), inside the workspace."""
+    direction = np.asarray(goal_xy, dtype=np.float64) - np.asarray(block_xy, dtype=np.float64)
+    norm = float(np.hypot(*direction))
+    unit = direction / norm if norm > 1e-9 else np.array([1.0, 0.0])
+    back = BLOCK_HALF * np.sqrt(2.0) + PUSHER_RADIUS + GOAL_PUSHER_GAP
+    return np.clip(np.asarray(goal_xy, dtype=np.float64) - back * unit, -WORKSPACE, WORKSPACE)
 
 
 @contextlib.contextmanager
@@ -70,7 +89,7 @@ class PusherEnv(gym.Env):
     """Planar pushing with a contact-force limit and a forbidden zone (see module docstring)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
-    state_names = ("pusher_x", "pusher_y", "block_x", "block_y", "block_cos", "block_sin", "block_vx", "block_vy")
+    state_names = ("pusher_x", "pusher_y", "block_x", "block_y", "block_cos4yaw", "block_sin4yaw", "block_vx", "block_vy")
     violation_names = ("contact_force", "forbidden_zone")
 
     def __init__(self, obs_mode: str = "state", image_size: int = 64, block_mass: float = 0.2,
@@ -105,7 +124,6 @@ class PusherEnv(gym.Env):
                                   "both": gym.spaces.Dict({"state": state, "image": image})}[obs_mode]
         self._bodies: tuple[int, int] = (-1, -1)
         self._goal = np.zeros(2)
-        self._pusher_start = np.zeros(2)
         self._goal_obs: Any = None
 
     # ------------------------------------------------------------------ world
@@ -148,7 +166,6 @@ class PusherEnv(gym.Env):
         if "goal" in options:
             goal = self._check_xy(options["goal"], "reset option goal")
         self._bodies = self._build(self._p, pusher, block, yaw)
-        self._pusher_start = pusher
         self._set_goal(goal)
         return self._obs(), self._info(contact_force=0.0)
 
@@ -211,11 +228,17 @@ class PusherEnv(gym.Env):
         return bool(x0 <= xy[0] <= x1 and y0 <= xy[1] <= y1)
 
     def _set_goal(self, goal: np.ndarray) -> None:
+        """The target and its observation: the block there, at rest, at its present yaw, the pusher
+        behind it (:func:`push_goal_pusher`, from the block's present place)."""
         self._goal = np.asarray(goal, dtype=np.float64).copy()
+        now = self._true_state()
+        pusher_xy = push_goal_pusher(now[2:4], self._goal)
+        yaw = float(np.arctan2(now[5], now[4])) / 4.0
         client, (pusher, block) = self._goal_client, self._goal_bodies
-        client.resetBasePositionAndOrientation(pusher, [*self._pusher_start, 0.041], [0, 0, 0, 1])
-        client.resetBasePositionAndOrientation(block, [*self._goal, BLOCK_HALF], [0, 0, 0, 1])
-        state = np.array([*self._pusher_start, *self._goal, 1.0, 0.0, 0.0, 0.0], dtype=np.float32)
+        client.resetBasePositionAndOrientation(pusher, [*pusher_xy, 0.041], [0, 0, 0, 1])
+        client.resetBasePositionAndOrientation(block, [*self._goal, BLOCK_HALF],
+                                               client.getQuaternionFromEuler([0, 0, yaw]))
+        state = np.array([*pusher_xy, *self._goal, now[4], now[5], 0.0, 0.0], dtype=np.float32)
         self._goal_obs = self._compose(state, lambda: self._camera(client, self.image_size))
 
     def _true_state(self) -> np.ndarray:
@@ -223,8 +246,8 @@ class PusherEnv(gym.Env):
         (px, py, _), _ = p.getBasePositionAndOrientation(pusher)
         (bx, by, _), quat = p.getBasePositionAndOrientation(block)
         (bvx, bvy, _), _ = p.getBaseVelocity(block)
-        yaw = p.getEulerFromQuaternion(quat)[2]
-        return np.array([px, py, bx, by, np.cos(yaw), np.sin(yaw), bvx, bvy], dtype=np.float32)
+        yaw = p.getEulerFromQuaternion(quat)[2]  # the square's pose repeats every 90°: observed as 4·yaw
+        return np.array([px, py, bx, by, np.cos(4 * yaw), np.sin(4 * yaw), bvx, bvy], dtype=np.float32)
 
     def _compose(self, state: np.ndarray, image: Any) -> Any:
         if self.obs_mode == "state":
