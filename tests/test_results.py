@@ -72,6 +72,22 @@ def test_results_command_measures_every_table_then_reuses_the_cache(tmp_path, mo
     assert code == 0 and "tiny_planning flat, training seed 0" in stdout and "held-out diagnostics" not in stdout
     assert "## Tiny world model on held-out data" in out.read_text()
 
+    # a fresh clone (no cache at all): the page keeps every section it had, the README its rows
+    from hplan.results.page import README_BEGIN, README_END
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{README_BEGIN}\nold\n{README_END}\n")
+    code, _, stderr = run_cli(monkeypatch, capsys, *args, "--page-only", "--readme", str(readme))
+    assert code == 0, stderr
+    page_before, readme_before = out.read_text(), readme.read_text()
+    assert "| [Tiny four rooms](" in readme_before and "not measured yet" not in readme_before
+    fresh = ("results", "--definition", str(TINY), "--out", str(out), "--runs", str(tmp_path / "fresh"))
+    code, _, stderr = run_cli(monkeypatch, capsys, *fresh, "--page-only", "--readme", str(readme))
+    assert code == 0, stderr
+    sections = lambda text: text[text.index("\n## "):]  # noqa: E731 - the header carries the date
+    assert sections(out.read_text()) == sections(page_before) and "Not measured yet" not in out.read_text()
+    assert readme.read_text() == readme_before
+
 
 def test_the_readme_headline_table_is_rewritten_between_its_markers(tmp_path, monkeypatch, capsys) -> None:
     from hplan.results.page import README_BEGIN, README_END

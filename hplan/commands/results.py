@@ -2,7 +2,8 @@
 
 Datasets, models and evaluations are cached under ``--runs`` and reused when their settings match,
 so a second run only rewrites the page, and a killed run resumes. ``--only NAME`` re-measures one
-table; the page keeps every other table as last measured (with its own date and commit).
+table; the page keeps every other table as last measured (with its own date and commit): from the
+cache, or, for a table the cache has no rows of (a fresh clone), its section of the page as it was.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def results_command(
     from hplan.io import check_out_dir, check_out_file, write_text
     from hplan.results.definition import DEFAULT_DEFINITION, load_definition
     from hplan.results.measure import Paths, measure_table, provenance
-    from hplan.results.page import page, readme_block, replace_readme_block, table_section
+    from hplan.results.page import page, previous_sections, readme_block, replace_readme_block, table_section
 
     console = Console()
     spec = load_definition(definition or DEFAULT_DEFINITION)
@@ -62,10 +63,14 @@ def results_command(
         measure_table(spec, table, paths, lambda text: console.print(text, highlight=False), device=torch_device,
                       cached_only=page_only)
     sections, frames, metas = [], {}, {}
+    earlier = previous_sections(out.read_text(encoding="utf-8", errors="replace")) if out.is_file() else {}
     for table in spec.tables:
         rows_path = paths.table(table)
         frames[table.name] = pd.read_parquet(rows_path) if rows_path.exists() else None
         metas[table.name] = json.loads(rows_path.with_suffix(".json").read_text()) if rows_path.exists() else None
+        if frames[table.name] is None and table.name in earlier:  # measured elsewhere: keep it as it was
+            sections.append(earlier[table.name])
+            continue
         sections.append(table_section(spec, table, frames[table.name], metas[table.name], out.parent / "results"))
     write_text(out, page(spec, sections, provenance(torch_device)))
     console.print(f"wrote {out}", highlight=False)
@@ -73,7 +78,8 @@ def results_command(
         import os
 
         link = os.path.relpath(out.resolve(), readme.resolve().parent)
-        updated = replace_readme_block(_read(readme), readme_block(spec, frames, metas, link))
+        before = _read(readme)
+        updated = replace_readme_block(before, readme_block(spec, frames, metas, link, before))
         write_text(readme, updated or "")
         console.print(f"rewrote the headline table of {readme}", highlight=False)
 

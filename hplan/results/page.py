@@ -377,19 +377,61 @@ README_BEGIN = "<!-- results:begin (written by `hplan results`; edit benchmarks/
 README_END = "<!-- results:end -->"
 
 
+def previous_sections(page_text: str) -> dict[str, list[str]]:
+    """The sections of a page written before, by table name (its ``<a id>``), each as its lines.
+
+    Why: the cache under ``runs/results`` lives on one machine; the page is what is committed. A
+    table this machine has no rows for (a fresh clone, a table measured elsewhere) keeps the section
+    the page already had, with its own date and commit, instead of turning into "not measured"."""
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in page_text.splitlines():
+        if line.startswith("## "):
+            current = [line]
+            continue
+        if current is None:
+            continue
+        current.append(line)
+        if line.startswith('<a id="') and len(current) <= 3:
+            sections[line[len('<a id="'):line.index('"', len('<a id="'))]] = current
+    return {name: lines if lines[-1] == "" else lines + [""] for name, lines in sections.items()}
+
+
+def previous_readme_rows(readme_text: str, header: str, page_name: str) -> dict[str, str]:
+    """The headline rows an earlier run wrote, by table name, when its columns were the ones
+    ``header`` has now (a row under other columns would be misread); see :func:`previous_sections`."""
+    start, end = readme_text.find(README_BEGIN), readme_text.find(README_END)
+    if start < 0 or end < start:
+        return {}
+    lines = readme_text[start + len(README_BEGIN):end].strip().splitlines()
+    if not lines or lines[0] != header:
+        return {}
+    rows = {}
+    for line in lines[2:]:
+        first = line.split("|")[1] if line.count("|") > 1 else ""
+        if f"]({page_name}#" in first:
+            rows[first[first.index(f"]({page_name}#") + len(f"]({page_name}#"):first.rindex(")")]] = line
+    return rows
+
+
 def readme_block(definition: ResultsDefinition, frames: dict[str, pd.DataFrame | None],
-                 metas: dict[str, dict[str, Any] | None], page_name: str) -> str:
+                 metas: dict[str, dict[str, Any] | None], page_name: str, previous: str = "") -> str:
     """The README's headline table: one row per ``readme = true`` table, one column per arm label,
-    success as the mean of training seeds with its 95 % interval."""
+    success as the mean of training seeds with its 95 % interval. A table without rows keeps its
+    row from ``previous`` (the README as it was), when the columns have not changed."""
     tables = [t for t in definition.tables if t.readme and t.kind == "planning"]
     columns: list[str] = []
     for table in tables:
         columns += [arm.label for arm in table.arms if arm.label not in columns]
     lines = ["| table | " + " | ".join(columns) + " | seeds × episodes | measured |",
              "| --- | " + " | ".join("---" for _ in columns) + " | --- | --- |"]
+    kept = previous_readme_rows(previous, lines[0], page_name)
     for table in tables:
         frame, meta = frames.get(table.name), metas.get(table.name)
         link = f"[{table.title.split(':')[0]}]({page_name}#{table.name})"
+        if (frame is None or meta is None) and table.name in kept:
+            lines.append(kept[table.name])
+            continue
         if frame is None or meta is None:
             lines.append(f"| {link} | " + " | ".join("not measured yet" if c in [a.label for a in table.arms] else ""
                                                      for c in columns) + f" | | `hplan results --only {table.name}` |")
