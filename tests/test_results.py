@@ -387,3 +387,89 @@ def test_provenance_names_the_commit_the_process_started_at(monkeypatch: pytest.
     first, later = measure.provenance("cpu"), measure.provenance("cpu")
     assert (first["commit"], first["dirty"]) == ("aaaaaaa", False)
     assert (later["commit"], later["dirty"]) == ("aaaaaaa", False)
+
+
+TINY_SUITE = f"""name = "tiny"
+description = "two shifts of the tiny scenario"
+seed = 0
+episodes = 1
+episodes_per_cell = 1
+
+[[scenarios]]
+scenario = "{FIXTURES}/tiny_four_rooms.toml"
+max_steps = 4
+
+[planner.search]
+population = 8
+iterations = 1
+elites = 2
+
+[[shifts]]
+name = "none"
+severities = [0]
+
+[[shifts]]
+name = "obs_noise"
+severities = [1, 2]
+
+[[thresholds]]
+metric = "success_rate"
+min = 2.0
+"""
+
+
+def _stress_definition(tmp_path: Path, suite_text: str = TINY_SUITE) -> Path:
+    (tmp_path / "tiny_suite.toml").write_text(suite_text)
+    definition = tmp_path / "stress_results.toml"
+    definition.write_text(f"""[defaults]
+training_seeds = [0, 1]
+episodes = 2
+
+[[tables]]
+name = "tiny_stress"
+title = "Tiny stress suite"
+kind = "stress"
+scenario = "{FIXTURES}/tiny_four_rooms.toml"
+suite = "tiny_suite.toml"
+""")
+    return definition
+
+
+def test_a_stress_table_runs_its_suite_on_each_training_seeds_model(tmp_path, monkeypatch, capsys) -> None:
+    definition = _stress_definition(tmp_path)
+    out, runs = tmp_path / "r.md", tmp_path / "runs"
+    args = ("results", "--definition", str(definition), "--out", str(out), "--runs", str(runs))
+    code, stdout, stderr = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, stderr
+    text = out.read_text()
+    assert "stress suite `" in text and "Not measured yet" not in text
+    # the one threshold (success ≥ 2, impossible) fails for each training seed, and the page says where
+    assert text.count("FAIL (worst") == 2 and "| training seed 0 | training seed 1 |" in text
+    assert "fails at tiny_four_rooms/none/s0" in text
+    for shift, severity in (("none", 0), ("obs_noise", 1), ("obs_noise", 2)):
+        assert f"| {shift} | {severity} | 1 |" in text
+    for seed in (0, 1):
+        assert (runs / "stress" / "tiny_stress" / f"seed{seed}" / "suite" / "summary.csv").exists()
+    stamps = {p: p.stat().st_mtime_ns for p in (runs / "stress").rglob("*.parquet")}
+    code, stdout, _ = run_cli(monkeypatch, capsys, *args)
+    assert code == 0 and "stress suite" not in stdout  # reused, not run again
+    assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
+
+
+@pytest.mark.parametrize("edit, replacement", [
+    ('suite = "tiny_suite.toml"', ""),                  # a stress table without its suite
+    ('kind = "stress"', 'kind = "heldout"'),            # a suite on another kind of table
+])
+def test_a_stress_table_is_checked_with_its_suite(tmp_path, edit, replacement) -> None:
+    definition = _stress_definition(tmp_path)
+    definition.write_text(definition.read_text().replace(edit, replacement))
+    with pytest.raises(ConfigError) as err:
+        load_definition(definition)
+    assert err.value.field == "tables[0].suite" and "only a stress table" in str(err.value)
+
+
+def test_a_stress_table_refuses_a_suite_of_another_scenario(tmp_path) -> None:
+    definition = _stress_definition(tmp_path, TINY_SUITE.replace(f"{FIXTURES}/tiny_four_rooms.toml", "point_two_rooms"))
+    with pytest.raises(ConfigError) as err:
+        load_definition(definition)
+    assert err.value.field == "tables[0].suite" and "point_two_rooms" in str(err.value)

@@ -45,8 +45,12 @@ class Table:
     name: str = field(metadata=meta("identifier, for `--only` (letters, digits, _ and -)"))
     title: str = field(metadata=meta("heading on the results page"))
     scenario: str = field(metadata=meta("built-in scenario name or path"))
-    kind: Literal["planning", "heldout"] = field(default="planning", metadata=meta(
-        "`planning`: seeded episodes per arm; `heldout`: world-model diagnostics on a held-out dataset"))
+    kind: Literal["planning", "heldout", "stress"] = field(default="planning", metadata=meta(
+        "`planning`: seeded episodes per arm; `heldout`: world-model diagnostics on a held-out dataset; "
+        "`stress`: a stress suite run on each training seed's model"))
+    suite: str = field(default="", metadata=meta(
+        "stress tables: the suite (built-in name under stress/ or a path); every scenario it runs must be "
+        "the table's scenario, whose model it is run with"))
     description: str = field(default="", metadata=meta("a paragraph under the heading: what the table asks"))
     sets: tuple[str, ...] = field(default=(), metadata=meta("overrides of every arm (data size, settings)"))
     arms: tuple[Arm, ...] = field(default=(), metadata=meta("[[tables.arms]] rows (planning tables)"))
@@ -112,14 +116,15 @@ def load_definition(path: str | Path = DEFAULT_DEFINITION) -> ResultsDefinition:
     definition = from_mapping(ResultsDefinition, data, source=source)
     base = Path(path).resolve().parent
     definition = dataclasses.replace(definition, tables=tuple(
-        dataclasses.replace(t, scenario=_relative_to(base, t.scenario)) for t in definition.tables))
+        dataclasses.replace(t, scenario=_relative_to(base, t.scenario),
+                            suite=_relative_to(base, t.suite) if t.suite else "") for t in definition.tables))
     _check(definition)
     return definition
 
 
 def _relative_to(base: Path, scenario: str) -> str:
-    """A scenario file named by a relative path is looked for beside the definition first (so a
-    definition and its scenarios travel together), then from the working directory."""
+    """A scenario (or suite) file named by a relative path is looked for beside the definition first
+    (so a definition and its files travel together), then from the working directory."""
     path = Path(scenario)
     if path.suffix == ".toml" and not path.is_absolute() and (base / path).exists():
         return str(base / path)
@@ -145,6 +150,12 @@ def _check(definition: ResultsDefinition) -> None:
             raise ConfigError(src, f"{where}.training_seeds", f"must be distinct non-negative integers, got {list(seeds)}")
         if table.kind == "planning" and not table.arms:
             raise ConfigError(src, f"{where}.arms", "a planning table needs at least one arm")
+        if table.kind != "planning" and table.arms:
+            raise ConfigError(src, f"{where}.arms", f"a {table.kind} table has no arms")
+        if (table.kind == "stress") != bool(table.suite):
+            raise ConfigError(src, f"{where}.suite", "a stress table names its suite; only a stress table does")
+        if table.kind == "stress":
+            _check_stress_suite(src, f"{where}.suite", table)
         labels = [arm.label for arm in table.arms]
         slugs = [slug(label) for label in labels]  # the arms' folder names: two labels must not share one
         for j, label in enumerate(labels):
@@ -164,3 +175,24 @@ def _check(definition: ResultsDefinition) -> None:
                 load_scenario(table.scenario, sets=table.sets + arm.sets)
             except HplanError as err:
                 raise ConfigError(src, field_name, str(err)) from None
+
+
+def _check_stress_suite(src: str, where: str, table: Table) -> None:
+    """The suite of a stress table parses, and every scenario it runs is the table's (the suite is
+    run with the model the table trains; another scenario would get a model of the wrong world)."""
+    from hplan.stress.suite import load_suite
+
+    try:
+        suite = load_suite(table.suite)
+    except HplanError as err:
+        raise ConfigError(src, where, str(err)) from None
+    from hplan.config import load_scenario
+
+    own = load_scenario(table.scenario).name
+    try:
+        others = sorted({item.scenario for item in suite.scenarios if load_scenario(item.scenario).name != own})
+    except HplanError as err:
+        raise ConfigError(src, where, f"suite {table.suite!r}: {err}") from None
+    if others:
+        raise ConfigError(src, where, f"suite {table.suite!r} runs scenario(s) {', '.join(others)}; a stress "
+                                      f"table runs only its own scenario ({table.scenario!r})")

@@ -11,6 +11,7 @@ Layout::
     runs/results/data/<scenario>-<N>ep[-<hash>]-heldout<M>       heldout tables: M episodes from the heldout stream
     runs/results/models/<dataset>[-<hash>]/seed<k>               one model per training seed (hash: model/train overrides)
     runs/results/evals/<table>/<arm>/seed<k>-<split>-<E>ep       one evaluation per arm and training seed
+    runs/results/stress/<table>/seed<k>/suite                    stress tables: the suite's output per training seed
     runs/results/tables/<table>.parquet (+ .json)                the table's episode rows and provenance
 """
 
@@ -83,6 +84,8 @@ def measure_table(definition: ResultsDefinition, table: Table, paths: Paths, say
     ran: list[str] = []  # what this call measured; a table served wholly from the cache keeps its old date
     if table.kind == "heldout":
         frame = _heldout_rows(definition, table, paths, say, device, ran, cached_only)
+    elif table.kind == "stress":
+        frame = _stress_rows(definition, table, paths, say, ran, cached_only)
     else:
         frame = _planning_rows(definition, table, paths, say, progress, device, ran, cached_only)
     out = paths.table(table)
@@ -178,6 +181,44 @@ def _heldout_rows(definition: ResultsDefinition, table: Table, paths: Paths, say
             ran.append(str(out))
         rows.append({"training_seed": seed, **cached["metrics"]})
     return pd.DataFrame(rows) if rows else None
+
+
+def _stress_rows(definition: ResultsDefinition, table: Table, paths: Paths, say: Say, ran: list[str],
+                 cached_only: bool = False) -> pd.DataFrame | None:
+    """The suite's summary (one row per scenario × shift × severity) for each training seed's model.
+
+    The suite runs into ``runs/results/stress/<table>/seed<k>`` and resumes there cell by cell (the
+    stress runner's own resume); a folder made with another model is started afresh. Its cells run
+    one after another at this process's threads, like every other evaluation of the results command."""
+    from hplan.stress.api import run_suite
+
+    scenario = load_scenario(table.scenario, sets=table.sets)
+    frames = []
+    for seed in definition.seeds(table):
+        model_dir = cached_model(scenario, table.sets, seed, paths) if cached_only else \
+            ensure_model(scenario, table.sets, seed, paths, say)
+        if model_dir is None:
+            continue
+        out = paths.root / "stress" / table.name / f"seed{seed}"
+        key = {"suite": table.suite, "checkpoint_sha256": checkpoint_sha256(model_dir)}
+        marker = _read_meta(out / DONE_MARKER) or {}
+        if marker.get("key") != key:
+            if cached_only:
+                continue
+            with file_lock(paths.lock(out)):
+                if (_read_meta(out / "suite-key.json") or {}) != key and out.exists():
+                    shutil.rmtree(out)  # begun with another model: its cells would not resume
+                out.mkdir(parents=True, exist_ok=True)
+                write_json(out / "suite-key.json", key)
+                say(f"[bold]{table.name}[/] training seed {seed}: stress suite {table.suite} → {out}")
+                run_suite(table.suite, out_dir=out / "suite", checkpoint=model_dir, report=True)
+                marker = {"key": key, "measured": _stamp(provenance("cpu"))}
+                write_json(out / DONE_MARKER, marker)
+                ran.append(str(out))
+        summary = pd.read_csv(out / "suite" / "summary.csv")
+        stamp = marker.get("measured") or {}
+        frames.append(summary.assign(training_seed=seed, **{f"measured_{k}": stamp.get(k) for k in STAMP_KEYS}))
+    return pd.concat(frames, ignore_index=True) if frames else None
 
 
 def cached_model(scenario: ScenarioConfig, sets: tuple[str, ...], seed: int, paths: Paths) -> Path | None:

@@ -189,6 +189,43 @@ def heldout_markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+STRESS_COLUMNS = (("success_rate", "success", _pct), ("violation_rate", "episodes violating", _pct),
+                  ("violations_per_1000", "violating steps / 1k", _num), ("guardrail_auroc", "guardrail AUROC", _num),
+                  ("guardrail_fnr", "guardrail FNR", _num), ("h50", "H50 (steps)", _num),
+                  ("recovery_rate", "recovered after a perturbation", _pct))
+"""The stress summary's columns a stress table shows (a column no row measured is left out)."""
+
+
+def stress_markdown(frame: pd.DataFrame, suite_name: str) -> str:
+    """A stress table: each threshold's verdict per training seed, then every shift × severity with
+    its metrics as the mean of training seeds (per-cell rows are in the suite's own report)."""
+    from hplan.stress.suite import load_suite
+    from hplan.stress.summary import evaluate_thresholds, verdict_table
+
+    suite = load_suite(suite_name)
+    seeds = sorted(int(s) for s in frame["training_seed"].unique())
+    lines = ["| threshold | " + " | ".join(f"training seed {s}" for s in seeds) + " |",
+             "| --- | " + " | ".join("---" for _ in seeds) + " |"]
+    verdicts = {s: verdict_table(evaluate_thresholds(frame[frame["training_seed"] == s].reset_index(drop=True),
+                                                     suite.thresholds)).set_index("threshold") for s in seeds}
+    for rule in dict.fromkeys(t for s in seeds for t in verdicts[s].index):
+        cells = []
+        for s in seeds:
+            row = verdicts[s].loc[rule] if rule in verdicts[s].index else None
+            cells.append("–" if row is None else f"{row['status']} (worst {_num(row['worst'])}"
+                         + (f"; fails at {row['failures']}" if row["failures"] else "") + ")")
+        lines.append(f"| {rule} | " + " | ".join(cells) + " |")
+    columns = [(c, h, f) for c, h, f in STRESS_COLUMNS if c in frame.columns and frame[c].notna().any()]
+    keys = ["scenario", "shift", "severity"]
+    means = frame.groupby(keys, sort=False)[[c for c, _, _ in columns] + ["episodes"]].mean().reset_index()
+    lines += ["", "| scenario | shift | severity | episodes per seed | " + " | ".join(h for _, h, _ in columns) + " |",
+              "| --- | --- | --- | --- | " + " | ".join("---" for _ in columns) + " |"]
+    for row in means.to_dict("records"):
+        lines.append(f"| {row['scenario']} | {row['shift']} | {int(row['severity'])} | {row['episodes']:.0f} | "
+                     + " | ".join(fmt(row[c]) for c, _, fmt in columns) + " |")
+    return "\n".join(lines)
+
+
 def _error_bars(summary: pd.DataFrame) -> list[Any]:
     """Below/above lengths of each arm's success interval, clipped to [0, 1] (none where it has none)."""
     low = (summary["success_mean"] - summary["success_low"].clip(lower=0.0)).fillna(0).clip(lower=0).to_numpy()
@@ -320,8 +357,9 @@ def table_section(definition: ResultsDefinition, table: Table, frame: pd.DataFra
         lines += ["", table.description]
     data = (f"{scenario.collect.episodes:,} episodes × {scenario.collect.steps_per_episode} steps = "
             f"{scenario.collect.episodes * scenario.collect.steps_per_episode:,} transitions")
-    what = (f"{definition.episodes(table)} `{split}` episodes per arm and training seed"
-            if table.kind == "planning" else f"{table.heldout_episodes} held-out episodes (`hplan collect --split heldout`)")
+    what = {"planning": f"{definition.episodes(table)} `{split}` episodes per arm and training seed",
+            "heldout": f"{table.heldout_episodes} held-out episodes (`hplan collect --split heldout`)",
+            "stress": f"stress suite `{table.suite}` (`hplan stress {table.suite}`) on each training seed's model"}[table.kind]
     lines += ["", f"Scenario `{table.scenario}` ({scenario.env.obs_mode} observations), training data {data}, "
                   f"training seeds {', '.join(map(str, seeds))}; {what}."
                   + (f" Overrides: `{'`, `'.join(table.sets)}`." if table.sets else ""),
@@ -329,10 +367,11 @@ def table_section(definition: ResultsDefinition, table: Table, frame: pd.DataFra
     if frame is None or meta is None:
         return lines + ["", f"**Not measured yet.** Run `hplan results --only {table.name}`.", ""]
     lines += [f"Measured {measured_text(frame, meta)} on {meta['machine']}, device `{meta['device']}`.", ""]
-    if table.kind == "heldout":
+    if table.kind in ("heldout", "stress"):
         missing = _missing(frame, seeds, [])
         note = [f"**Incomplete:** {missing}.", ""] if missing else []
-        return lines + note + [heldout_markdown(frame), ""]
+        body = heldout_markdown(frame) if table.kind == "heldout" else stress_markdown(frame, table.suite)
+        return lines + note + [body, ""]
     labels = [arm.label for arm in table.arms]
     frame, groups = with_groups(frame, table)
     summary = arm_summary(frame, labels + groups)
