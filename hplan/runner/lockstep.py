@@ -22,15 +22,15 @@ project's models (torch 2.13, AVX-512, 1 and 2 threads):
 So every call goes through the same batching code, whether one episode plays or fifty
 (:func:`play_episodes` routes ``lockstep = 1`` through it too). The rows of all episodes' calls
 of a kind are concatenated and every model call is padded (its last row repeated) to a multiple of
-:data:`ROW_MULTIPLE` = 32 rows: enough rows for the matrix products' usual kernels, and a whole
+:data:`ROW_MULTIPLE` = 32 rows (``encode``: calls of one fixed size, :data:`ENCODE_IMAGES`): enough rows for the matrix products' usual kernels, and a whole
 number of vectors in every element-wise op, so no episode's row ever lands in a scalar tail
 wherever it sits in the batch (vector lanes compute alike; measured: rows at any offset, in batches
 of any size, give the same bits). ``temporal_distance``, whose arguments broadcast (a goal against
 thousands of predicted latents), stacks the episodes on a new leading dimension instead, so a goal
 is embedded once per episode and not once per row; an argument with fewer than :data:`MIN_ROWS`
 rows is expanded along its broadcast dimensions (what the distance head then computes on the
-broadcast pairs, square root, ReLU and max, is exact in any lane). The encoder is padded to a
-multiple of 4 images (at least 8) only: padding each step's one frame to 32 would multiply its work, and the
+broadcast pairs, square root, ReLU and max, is exact in any lane). The encoder runs in calls of
+exactly 8 images (32 state vectors): padding each step's one frame to 32 would multiply its work, and the
 built-in encoders' transcendental ops run over rows of a multiple of 32 elements.
 ``tests/test_runner_lockstep.py`` checks that episodes played together and alone give the same
 actions, steps and summaries, at 1 and 2 torch threads. With more threads (or an odd row width at
@@ -64,10 +64,16 @@ float32, so no element of any tensor in the call falls in a vectorised kernel's 
 MIN_ROWS = 16
 """Fewest rows any argument of a stacked (``temporal_distance``) call has: matrix products over
 fewer take other kernels."""
-ENCODE_MULTIPLE, ENCODE_MIN = 4, 8
-"""``encode`` calls: images padded to a multiple of 4, at least 8 (measured on the four-rooms keypoint
-encoder, against the same frames in a batch of 64: other bits for 1–7 images at 1 thread, for 1–3,
-5–7 and 9–11 at 2 threads, for 1–3 at 4; the same for 8 and every multiple of 4 from 8 on)."""
+ENCODE_IMAGES = 8
+"""``encode`` calls run in model calls of exactly this many images (the last padded). Why a fixed
+size and not a multiple: convolution and matrix-product kernels are picked by batch size, and which
+sizes agree with which differs between CPUs — on an AMD EPYC (AVX2) every multiple of 4 from 8 on
+gave the bits of a batch of 64, on an AVX-512 Xeon 8 and 12 did not. A call of one fixed shape
+takes the same kernels every time, so an image's latent never depends on how many episodes share
+the step. Padding each step's one frame to 32 would multiply the encoder's work; 8 costs little."""
+ENCODE_VECTORS = ROW_MULTIPLE
+"""``encode`` calls of state vectors run in model calls of exactly this many rows (see :data:`ENCODE_IMAGES`;
+a state encoder is a small MLP, so 32 rows cost nothing)."""
 MAX_WAIT_ROUNDS = 4
 """Rounds a call may be held back while larger groups of other calls run (see ``Lockstep._run_if_ready``)."""
 MAX_ROWS = 4096
@@ -263,15 +269,20 @@ def run_calls(model: Any, calls: Sequence[_Call], grad: bool = False) -> None:
 def _run_rows(model: Any, calls: Sequence[_Call]) -> list[Any]:
     """Row-batched: every call's tensors broadcast to one lead shape and flattened to rows, all
     calls' rows concatenated, cut into model calls of at most ``MAX_ROWS`` rows, each padded to a
-    multiple of ``ROW_MULTIPLE`` rows (``encode``: ``ENCODE_MULTIPLE``, at least ``ENCODE_MIN``)."""
+    multiple of ``ROW_MULTIPLE`` rows (``encode``: calls of exactly ``ENCODE_IMAGES`` images or
+    ``ENCODE_VECTORS`` state vectors)."""
     method = calls[0].method
     blocks = [_flatten(call) for call in calls]
     columns = [None if blocks[0].flat[i] is None else _cat([block.flat[i] for block in blocks])
                for i in range(len(blocks[0].flat))]
     total = sum(block.rows for block in blocks)
-    multiple, minimum = (ENCODE_MULTIPLE, ENCODE_MIN) if method == "encode" else (ROW_MULTIPLE, ROW_MULTIPLE)
     per_row = max(1, sum(_row_elements(c) for c in columns if c is not None))
-    chunk = max(multiple, min(MAX_ROWS, MAX_INPUT_ELEMENTS // per_row) // multiple * multiple)
+    if method == "encode":  # one fixed call shape (see ENCODE_IMAGES)
+        fixed = ENCODE_VECTORS if _is_vector_rows(columns[0]) else ENCODE_IMAGES
+        multiple = minimum = chunk = fixed
+    else:
+        multiple = minimum = ROW_MULTIPLE
+        chunk = max(multiple, min(MAX_ROWS, MAX_INPUT_ELEMENTS // per_row) // multiple * multiple)
     static = dict(calls[0].static)
     outputs = []
     for start in range(0, total, chunk):
@@ -435,6 +446,12 @@ def _broadcast(shapes: Sequence[Sequence[int]]) -> tuple[int, ...]:
 
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
+
+
+def _is_vector_rows(column: Any) -> bool:
+    """Whether an ``encode`` input holds one flat vector per row (a state observation, possibly a
+    dict of them counts as not: it may hold an image)."""
+    return isinstance(column, torch.Tensor) and column.ndim == 2
 
 
 def _pad_rows(tensor: Any, rows: int) -> Any:
