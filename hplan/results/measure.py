@@ -23,7 +23,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 
@@ -157,11 +157,7 @@ def _heldout_rows(definition: ResultsDefinition, table: Table, paths: Paths, say
     env = make_env(scenario).unwrapped
     geodesic = layout_geodesic(env)
     rows = []
-    for seed in definition.seeds(table):
-        model_dir = cached_model(scenario, table.sets, seed, paths) if cached_only else \
-            ensure_model(scenario, table.sets, seed, paths, say)
-        if model_dir is None:
-            continue
+    for seed, model_dir in _seed_models(definition, table, scenario, paths, say, cached_only):
         out = paths.root / "evals" / table.name / f"seed{seed}-heldout.json"
         key = {"model_sha256": checkpoint_sha256(model_dir), "data": str(heldout_dir),
                "episodes": table.heldout_episodes}
@@ -194,11 +190,7 @@ def _stress_rows(definition: ResultsDefinition, table: Table, paths: Paths, say:
 
     scenario = load_scenario(table.scenario, sets=table.sets)
     frames = []
-    for seed in definition.seeds(table):
-        model_dir = cached_model(scenario, table.sets, seed, paths) if cached_only else \
-            ensure_model(scenario, table.sets, seed, paths, say)
-        if model_dir is None:
-            continue
+    for seed, model_dir in _seed_models(definition, table, scenario, paths, say, cached_only):
         out = paths.root / "stress" / table.name / f"seed{seed}"
         key = {"suite": table.suite, "checkpoint_sha256": checkpoint_sha256(model_dir)}
         marker = _read_meta(out / DONE_MARKER) or {}
@@ -219,6 +211,17 @@ def _stress_rows(definition: ResultsDefinition, table: Table, paths: Paths, say:
         stamp = marker.get("measured") or {}
         frames.append(summary.assign(training_seed=seed, **{f"measured_{k}": stamp.get(k) for k in STAMP_KEYS}))
     return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _seed_models(definition: ResultsDefinition, table: Table, scenario: ScenarioConfig, paths: Paths, say: Say,
+                 cached_only: bool) -> Iterator[tuple[int, Path]]:
+    """Each training seed of ``table`` with its model: trained when missing, or, ``cached_only``,
+    only the seeds whose model is cached."""
+    for seed in definition.seeds(table):
+        model_dir = cached_model(scenario, table.sets, seed, paths) if cached_only else \
+            ensure_model(scenario, table.sets, seed, paths, say)
+        if model_dir is not None:
+            yield seed, model_dir
 
 
 def cached_model(scenario: ScenarioConfig, sets: tuple[str, ...], seed: int, paths: Paths) -> Path | None:
