@@ -454,6 +454,12 @@ def test_a_stress_table_runs_its_suite_on_each_training_seeds_model(tmp_path, mo
     code, stdout, _ = run_cli(monkeypatch, capsys, *args)
     assert code == 0 and "stress suite" not in stdout  # reused, not run again
     assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
+    # an edited suite file runs again (from scratch: its cells would not resume)
+    suite = tmp_path / "tiny_suite.toml"
+    suite.write_text(suite.read_text().replace("severities = [1, 2]", "severities = [1]"))
+    code, stdout, stderr = run_cli(monkeypatch, capsys, *args, "--only", "tiny_stress")
+    assert code == 0, stderr
+    assert "stress suite" in stdout and "| obs_noise | 2 |" not in out.read_text()
 
 
 @pytest.mark.parametrize("edit, replacement", [

@@ -187,12 +187,17 @@ def _stress_rows(definition: ResultsDefinition, table: Table, paths: Paths, say:
     stress runner's own resume); a folder made with another model is started afresh. Its cells run
     one after another at this process's threads, like every other evaluation of the results command."""
     from hplan.stress.api import run_suite
+    from hplan.stress.suite import resolve_suite_path
 
     scenario = load_scenario(table.scenario, sets=table.sets)
+    # what else decides the suite's episodes: its file and the scenario's settings (its planner and
+    # guardrails are not part of the model), so an edit to either runs the suite again
+    settings = {"suite_sha256": hashlib.sha256(resolve_suite_path(table.suite).read_bytes()).hexdigest(),
+                "scenario": json.loads(json.dumps(to_mapping(scenario), default=str))}
     frames = []
     for seed, model_dir in _seed_models(definition, table, scenario, paths, say, cached_only):
         out = paths.root / "stress" / table.name / f"seed{seed}"
-        key = {"suite": table.suite, "checkpoint_sha256": checkpoint_sha256(model_dir)}
+        key = {"suite": table.suite, "checkpoint_sha256": checkpoint_sha256(model_dir), **settings}
         marker = _read_meta(out / DONE_MARKER) or {}
         if marker.get("key") != key:
             if cached_only:
