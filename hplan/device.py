@@ -46,8 +46,9 @@ def flush_denormals() -> None:
     range, and x86 cores compute on subnormals dozens of times slower. On the pusher's default run
     a guardrail refit of 1,000 full-batch steps took 92-103 s in every epoch after the first (14 s in
     the first) and 13 s with this set. Values below ~1e-38 become zero, which moves a model by
-    float noise. Called first thing in every process that trains or plans (the CLI, stress and
-    results workers), before torch starts its thread pools, which inherit the setting."""
+    float noise. Called first thing in every process that trains or plans (the CLI's callback; the
+    stress, study and demo worker processes), before torch starts its thread pools, which inherit
+    the setting."""
     torch.set_flush_denormal(True)
 
 

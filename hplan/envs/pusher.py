@@ -23,7 +23,9 @@ behind: the block at the target, at rest, with the yaw it had when the goal was 
 just behind it on the line from the block's place to the target (:func:`push_goal_pusher`). Why: a
 goal-conditioned planner reaches the goal *observation*, and one that puts the pusher back where it
 started (as this environment once did) asks it to walk away from the block after the push, or
-costs every plan that does not; the pusher behind the block is where the shortest solution ends. Violations: ``contact_force`` (pusher–block normal force above ``force_limit`` N in any
+costs every plan that does not; the pusher behind the block is where the shortest solution ends.
+
+Violations: ``contact_force`` (pusher–block normal force above ``force_limit`` N in any
 substep; steady pushing at nominal settings needs ~2 N, ramming the block at full speed ~4-5 N,
 so the nominal 3 N limit asks for gentle contact) and ``forbidden_zone`` (block centre inside the forbidden rectangle after the step).
 """

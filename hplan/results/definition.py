@@ -180,14 +180,13 @@ def _check(definition: ResultsDefinition) -> None:
 def _check_stress_suite(src: str, where: str, table: Table) -> None:
     """The suite of a stress table parses, and every scenario it runs is the table's (the suite is
     run with the model the table trains; another scenario would get a model of the wrong world)."""
+    from hplan.config import load_scenario
     from hplan.stress.suite import load_suite
 
     try:
         suite = load_suite(table.suite)
     except HplanError as err:
         raise ConfigError(src, where, str(err)) from None
-    from hplan.config import load_scenario
-
     own = load_scenario(table.scenario).name
     try:
         others = sorted({item.scenario for item in suite.scenarios if load_scenario(item.scenario).name != own})

@@ -439,10 +439,8 @@ def previous_sections(page_text: str) -> dict[str, list[str]]:
 def previous_readme_rows(readme_text: str, header: str, page_name: str) -> dict[str, str]:
     """The headline rows an earlier run wrote, by table name, when its columns were the ones
     ``header`` has now (a row under other columns would be misread); see :func:`previous_sections`."""
-    start, end = readme_text.find(README_BEGIN), readme_text.find(README_END)
-    if start < 0 or end < start:
-        return {}
-    lines = readme_text[start + len(README_BEGIN):end].strip().splitlines()
+    span = _readme_span(readme_text)
+    lines = readme_text[span[0]:span[1]].strip().splitlines() if span else []
     if not lines or lines[0] != header:
         return {}
     rows = {}
@@ -493,12 +491,21 @@ def readme_block(definition: ResultsDefinition, frames: dict[str, pd.DataFrame |
     return "\n".join(lines)
 
 
-def replace_readme_block(text: str, block: str) -> str | None:
-    """``text`` with the part between the markers replaced by ``block`` (None: no markers)."""
+def _readme_span(text: str) -> tuple[int, int] | None:
+    """Where the headline table's text lies in ``text``: from the end of the begin marker to the
+    start of the end marker (None: no markers)."""
     start, end = text.find(README_BEGIN), text.find(README_END)
     if start < 0 or end < start:
         return None
-    return text[:start + len(README_BEGIN)] + "\n" + block + "\n" + text[end:]
+    return start + len(README_BEGIN), end
+
+
+def replace_readme_block(text: str, block: str) -> str | None:
+    """``text`` with the part between the markers replaced by ``block`` (None: no markers)."""
+    span = _readme_span(text)
+    if span is None:
+        return None
+    return text[:span[0]] + "\n" + block + "\n" + text[span[1]:]
 
 
 def page(definition: ResultsDefinition, sections: list[list[str]], generated: dict[str, Any]) -> str:

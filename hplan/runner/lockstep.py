@@ -22,7 +22,8 @@ project's models (torch 2.13, AVX-512, 1 and 2 threads):
 So every call goes through the same batching code, whether one episode plays or fifty
 (:func:`play_episodes` routes ``lockstep = 1`` through it too). The rows of all episodes' calls
 of a kind are concatenated and every model call is padded (its last row repeated) to a multiple of
-:data:`ROW_MULTIPLE` = 32 rows (``encode``: calls of one fixed size, :data:`ENCODE_IMAGES`): enough rows for the matrix products' usual kernels, and a whole
+:data:`ROW_MULTIPLE` = 32 rows (``encode``: calls of one fixed size, :data:`ENCODE_IMAGES`): enough
+rows for the matrix products' usual kernels, and a whole
 number of vectors in every element-wise op, so no episode's row ever lands in a scalar tail
 wherever it sits in the batch (vector lanes compute alike; measured: rows at any offset, in batches
 of any size, give the same bits). ``temporal_distance``, whose arguments broadcast (a goal against
@@ -277,17 +278,16 @@ def _run_rows(model: Any, calls: Sequence[_Call]) -> list[Any]:
                for i in range(len(blocks[0].flat))]
     total = sum(block.rows for block in blocks)
     per_row = max(1, sum(_row_elements(c) for c in columns if c is not None))
-    if method == "encode":  # one fixed call shape (see ENCODE_IMAGES)
-        fixed = ENCODE_VECTORS if _is_vector_rows(columns[0]) else ENCODE_IMAGES
-        multiple = minimum = chunk = fixed
+    if method == "encode":  # one fixed call shape (see ENCODE_IMAGES): every call is one full chunk
+        multiple = chunk = ENCODE_VECTORS if _is_vector_rows(columns[0]) else ENCODE_IMAGES
     else:
-        multiple = minimum = ROW_MULTIPLE
+        multiple = ROW_MULTIPLE
         chunk = max(multiple, min(MAX_ROWS, MAX_INPUT_ELEMENTS // per_row) // multiple * multiple)
     static = dict(calls[0].static)
     outputs = []
     for start in range(0, total, chunk):
         rows = min(chunk, total - start)
-        padded = max(minimum, _round_up(rows, multiple))
+        padded = _round_up(rows, multiple)
         args = [None if c is None else _pad_rows(_slice_rows(c, start, rows) if rows < total else c, padded)
                 for c in columns]
         outputs.append(getattr(model, method)(*args, **static)[:rows])
