@@ -114,6 +114,7 @@ def test_a_table_never_measured_says_how_to_measure_it(tmp_path, monkeypatch, ca
                               "--runs", str(tmp_path / "runs"), "--page-only")
     assert code == 0, stderr
     assert out.read_text().count("**Not measured yet.**") == 2
+    assert f"from [`{TINY.name}`](" in out.read_text() and "benchmarks/results.toml" not in out.read_text()
 
 
 @pytest.mark.parametrize("edit, field", [

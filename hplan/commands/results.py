@@ -72,7 +72,7 @@ def results_command(
             sections.append(earlier[table.name])
             continue
         sections.append(table_section(spec, table, frames[table.name], metas[table.name], out.parent / "results"))
-    write_text(out, page(spec, sections, provenance(torch_device)))
+    write_text(out, page(spec, sections, provenance(torch_device), out.parent))
     console.print(f"wrote {out}", highlight=False)
     if readme is not None:
         import os

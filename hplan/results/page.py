@@ -8,12 +8,13 @@ a table never measured says so and names the command that measures it.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
 
-from hplan.results.definition import ResultsDefinition, Table
+from hplan.results.definition import DEFAULT_DEFINITION, ResultsDefinition, Table
 from hplan.results.stats import mean_interval, paired, wilson
 
 ARM_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -508,11 +509,21 @@ def replace_readme_block(text: str, block: str) -> str | None:
     return text[:span[0]] + "\n" + block + "\n" + text[span[1]:]
 
 
-def page(definition: ResultsDefinition, sections: list[list[str]], generated: dict[str, Any]) -> str:
+def definition_link(definition: ResultsDefinition, page_dir: Path) -> str:
+    """The definition a page was generated from, linked relative to the page's folder (the committed
+    one by its repository path; another file by its name; one not read from a file by its label)."""
+    source = Path(definition.source)
+    if not source.is_file():
+        return f"`{definition.source}`"
+    shown = "benchmarks/results.toml" if source.resolve() == DEFAULT_DEFINITION.resolve() else source.name
+    return f"[`{shown}`]({Path(os.path.relpath(source.resolve(), page_dir.resolve())).as_posix()})"
+
+
+def page(definition: ResultsDefinition, sections: list[list[str]], generated: dict[str, Any], page_dir: Path) -> str:
     versions = generated["versions"]
     head = [
         "# hplan results", "",
-        f"Generated {generated['date']} by `hplan results` from [`benchmarks/results.toml`](../benchmarks/results.toml) "
+        f"Generated {generated['date']} by `hplan results` from {definition_link(definition, page_dir)} "
         f"(commit `{generated['commit']}`). Every number in the README comes from this page; each table names "
         "the command that re-measures it and when it was measured.", "",
         f"Machine: {generated['machine']}; device `{generated['device']}`; Python {versions.get('python')}, "
