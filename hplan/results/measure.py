@@ -193,11 +193,11 @@ def _stress_rows(definition: ResultsDefinition, table: Table, paths: Paths, say:
     # what else decides the suite's episodes: its file and the scenario's settings (its planner and
     # guardrails are not part of the model), so an edit to either runs the suite again
     settings = {"suite_sha256": hashlib.sha256(resolve_suite_path(table.suite).read_bytes()).hexdigest(),
-                "scenario": _settings_of(scenario)}
+                "scenario": json.loads(json.dumps(to_mapping(scenario), default=str))}
     frames = []
     for seed, model_dir in _seed_models(definition, table, scenario, paths, say, cached_only):
         out = paths.root / "stress" / table.name / f"seed{seed}"
-        key = {"suite": table.suite, "checkpoint_sha256": checkpoint_sha256(model_dir), **settings}
+        key = _placeless({"suite": table.suite, "checkpoint_sha256": checkpoint_sha256(model_dir), **settings})
         marker = _read_meta(out / DONE_MARKER) or {}
         if _placeless(marker.get("key")) != key:
             if cached_only:
@@ -218,16 +218,10 @@ def _stress_rows(definition: ResultsDefinition, table: Table, paths: Paths, say:
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
-def _settings_of(scenario: ScenarioConfig) -> dict[str, Any]:
-    """A scenario's settings as a cache key: everything but the file it was read from (the same
-    scenario in another checkout — a measuring worktree, a fresh clone — is the same scenario)."""
-    settings = json.loads(json.dumps(to_mapping(scenario), default=str))
-    settings.pop("source", None)
-    return settings
-
-
 def _placeless(key: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A stored stress key without the scenario's file path (keys written before it was left out)."""
+    """A stress key without the scenario's file path: the same scenario in another checkout (a
+    measuring worktree, a fresh clone) is the same scenario. Applied to the key made now and to keys
+    stored before the path was left out."""
     if not key or not isinstance(key.get("scenario"), dict):
         return key
     return {**key, "scenario": {k: v for k, v in key["scenario"].items() if k != "source"}}

@@ -449,8 +449,8 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 def _is_vector_rows(column: Any) -> bool:
-    """Whether an ``encode`` input holds one flat vector per row (a state observation, possibly a
-    dict of them counts as not: it may hold an image)."""
+    """Whether an ``encode`` input holds one flat vector per row (a state observation). A dict of
+    inputs counts as not: it may hold an image."""
     return isinstance(column, torch.Tensor) and column.ndim == 2
 
 
