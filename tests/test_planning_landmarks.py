@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hplan.errors import HplanError
 from hplan.planning.agent import make_agent
 from hplan.planning.analytic import PointMassModel, UnsafeDisc
-from hplan.planning.config import GuardrailConfig, PlannerConfig, RouteConfig, SearchConfig
+from hplan.planning.config import LONG_HOP_PRICE, GuardrailConfig, PlannerConfig, RouteConfig, SearchConfig
 from hplan.planning.energy import Energy
 from hplan.planning.hierarchical import HierarchicalPlanner
 from hplan.planning.landmarks import Hand, LandmarkGraph
@@ -73,10 +73,12 @@ def test_a_model_without_waypoints_is_refused_in_one_line() -> None:
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**16), n=st.integers(3, 40), edge=st.floats(0.3, 2.0))
 def test_shortest_routes_match_brute_force(seed: int, n: int, edge: float) -> None:
-    """Floyd–Warshall costs equal Dijkstra's on the same graph, and every route is a chain of edges."""
+    """Floyd–Warshall costs equal Dijkstra's on the same graph (a hop priced by its length, long hops
+    more than in proportion), and every route is a chain of edges."""
     points = torch.from_numpy(np.random.default_rng(seed).uniform(-2, 2, size=(n, 2)))
     graph = LandmarkGraph(walled_distance, points, edge_max=edge)
-    hop = walled_distance(points[:, None], points[None]).numpy()
+    steps = walled_distance(points[:, None], points[None]).numpy()
+    hop = steps * (1.0 + LONG_HOP_PRICE * steps / edge)
     for source in range(n):
         best = np.full(n, np.inf)
         best[source] = 0.0
@@ -87,7 +89,7 @@ def test_shortest_routes_match_brute_force(seed: int, n: int, edge: float) -> No
             if not np.isfinite(best[u]):
                 break
             for v in range(n):
-                if hop[u, v] <= edge:
+                if steps[u, v] <= edge:
                     best[v] = min(best[v], best[u] + hop[u, v])
         np.testing.assert_allclose(graph.cost[source].numpy(), best, rtol=1e-9)
         for target in range(n):
@@ -95,7 +97,7 @@ def test_shortest_routes_match_brute_force(seed: int, n: int, edge: float) -> No
                 node, total = source, 0.0
                 while node != target:
                     nxt = int(graph.next[node, target])
-                    assert hop[node, nxt] <= edge
+                    assert steps[node, nxt] <= edge
                     total += hop[node, nxt]
                     node = nxt
                 assert total == pytest.approx(best[target])
@@ -146,7 +148,8 @@ def test_experience_edge_costs_are_at_least_the_distance() -> None:
     points = torch.tensor([[0.0, 0.0], [3.0, 0.0]])
     edges = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
     graph = LandmarkGraph(straight_distance, points, edge_max=2.0, edges=edges)
-    assert float(graph.cost[0, 1]) == pytest.approx(3.0)
+    assert float(graph.steps[0, 1]) == pytest.approx(3.0)
+    assert float(graph.cost[0, 1]) == pytest.approx(3.0 * (1 + LONG_HOP_PRICE * 3.0 / 2.0))
 
 
 def test_a_state_far_from_every_waypoint_still_attaches_to_the_nearest() -> None:
@@ -307,3 +310,16 @@ def test_a_reached_exit_is_not_handed_again_unless_going_straight_is_banned() ->
     graph.reset()
     assert graph.hand(past_exit, goal, reached=0.5).index == 2  # a new episode has reached nothing
 
+
+
+def test_a_route_takes_a_chain_of_short_hops_over_one_long_hop_of_the_same_length() -> None:
+    """Two ways from A to B of 4 steps each: one hop straight, or two hops of 2 through a middle
+    waypoint. The route goes through the middle one, and the lookahead still counts plain steps."""
+    points = torch.tensor([[0.0, 0.0], [2.0, 0.0], [4.0, 0.0]])
+    steps = torch.tensor([[0.0, 2.0, 4.0], [2.0, 0.0, 2.0], [4.0, 2.0, 0.0]])
+    graph = LandmarkGraph(lambda a, b: (a - b).norm(dim=-1), points, edge_max=8.0, edges=steps, attach=0.5)
+    assert graph.cost[0, 2] == pytest.approx(2 * 2.0 * (1 + LONG_HOP_PRICE * 2.0 / 8.0))
+    assert int(graph.next[0, 2]) == 1
+    assert float(graph.steps[0, 2]) == 4.0
+    hand = graph.hand(torch.tensor([0.0, 0.0]), torch.tensor([4.0, 0.0]), reached=0.1)
+    assert hand is not None and hand.index == 2  # 4 plain steps along the route: within the lookahead

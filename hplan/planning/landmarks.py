@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 
 from hplan.errors import HplanError
+from hplan.planning.config import LONG_HOP_PRICE
 from hplan.planning.meter import ComputeMeter
 
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -54,7 +55,9 @@ class LandmarkGraph:
     none; see :mod:`hplan.models.waypoints`) when the model kept them, weighted by the larger of
     those steps and the temporal ``distance`` (quasimetric, broadcasting) and dropped where that
     distance exceeds the steps seen by more than ``slack``; else every pair whose temporal distance
-    is at most ``edge_max``. Going from i to j costs ``edge_cost(waypoints, steps)[i, j]`` more (the
+    is at most ``edge_max``. A hop of ``s`` steps is priced ``s · (1 + LONG_HOP_PRICE · s / edge_max)``
+    (:data:`~hplan.planning.config.LONG_HOP_PRICE`: routes prefer chains of short hops); the
+    lookahead along a route (``hand``) counts plain steps. Going from i to j costs ``edge_cost(waypoints, steps)[i, j]`` more (the
     guardrail cost of the way between them; :meth:`~hplan.planning.energy.Energy.edge_cost`).
     Arriving at waypoint j costs ``node_cost[j]`` more (the guardrail
     cost of being there; :meth:`~hplan.planning.energy.Energy.waypoint_cost`). The agent and the
@@ -95,8 +98,9 @@ class LandmarkGraph:
             else node_cost.to(cost.device, cost.dtype)
         cost.fill_diagonal_(0.0)
         self.steps = cost  # steps between joined waypoints, without guardrail costs
+        cost = cost + LONG_HOP_PRICE * torch.where(torch.isfinite(cost), cost * cost, 0.0) / self.edge_max
         if edge_cost is not None:  # the way between two waypoints pays its (guardrail) cost
-            cost = cost + edge_cost(waypoints, cost).to(cost.device, cost.dtype)
+            cost = cost + edge_cost(waypoints, self.steps).to(cost.device, cost.dtype)
         cost = cost + self.node_cost[None, :]  # arriving at a waypoint pays its (guardrail) cost
         cost.fill_diagonal_(0.0)
         self.base = cost  # edge costs before shortest paths (what ``block`` edits)
