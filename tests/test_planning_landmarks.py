@@ -311,7 +311,6 @@ def test_a_reached_exit_is_not_handed_again_unless_going_straight_is_banned() ->
     assert graph.hand(past_exit, goal, reached=0.5).index == 2  # a new episode has reached nothing
 
 
-
 def test_a_route_takes_a_chain_of_short_hops_over_one_long_hop_of_the_same_length() -> None:
     """Two ways from A to B of 4 steps each: one hop straight, or two hops of 2 through a middle
     waypoint. The route goes through the middle one, and the lookahead still counts plain steps."""

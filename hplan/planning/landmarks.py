@@ -57,10 +57,10 @@ class LandmarkGraph:
     distance exceeds the steps seen by more than ``slack``; else every pair whose temporal distance
     is at most ``edge_max``. A hop of ``s`` steps is priced ``s · (1 + LONG_HOP_PRICE · s / edge_max)``
     (:data:`~hplan.planning.config.LONG_HOP_PRICE`: routes prefer chains of short hops); the
-    lookahead along a route (``hand``) counts plain steps. Going from i to j costs ``edge_cost(waypoints, steps)[i, j]`` more (the
-    guardrail cost of the way between them; :meth:`~hplan.planning.energy.Energy.edge_cost`).
-    Arriving at waypoint j costs ``node_cost[j]`` more (the guardrail
-    cost of being there; :meth:`~hplan.planning.energy.Energy.waypoint_cost`). The agent and the
+    lookahead along a route (``hand``) counts plain steps. Going from i to j costs
+    ``edge_cost(waypoints, steps)[i, j]`` more (the guardrail cost of the way between them;
+    :meth:`~hplan.planning.energy.Energy.edge_cost`). Arriving at waypoint j costs ``node_cost[j]``
+    more (the guardrail cost of being there; :meth:`~hplan.planning.energy.Energy.waypoint_cost`). The agent and the
     goal attach to waypoints within ``attach`` steps (default ``edge_max``): with an experience
     graph that radius is kept short, because the distance is least trustworthy across walls — the
     very place the data-given edges are for.
