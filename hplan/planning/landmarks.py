@@ -60,10 +60,10 @@ class LandmarkGraph:
     lookahead along a route (``hand``) counts plain steps. Going from i to j costs
     ``edge_cost(waypoints, steps)[i, j]`` more (the guardrail cost of the way between them;
     :meth:`~hplan.planning.energy.Energy.edge_cost`). Arriving at waypoint j costs ``node_cost[j]``
-    more (the guardrail cost of being there; :meth:`~hplan.planning.energy.Energy.waypoint_cost`). The agent and the
-    goal attach to waypoints within ``attach`` steps (default ``edge_max``): with an experience
-    graph that radius is kept short, because the distance is least trustworthy across walls — the
-    very place the data-given edges are for.
+    more (the guardrail cost of being there; :meth:`~hplan.planning.energy.Energy.waypoint_cost`).
+    The agent and the goal attach to waypoints within ``attach`` steps (default ``edge_max``): with
+    an experience graph that radius is kept short, because the distance is least trustworthy across
+    walls — the very place the data-given edges are for.
     """
 
     def __init__(self, distance: Distance, waypoints: torch.Tensor, edge_max: float,
@@ -98,7 +98,7 @@ class LandmarkGraph:
             else node_cost.to(cost.device, cost.dtype)
         cost.fill_diagonal_(0.0)
         self.steps = cost  # steps between joined waypoints, without guardrail costs
-        cost = cost + LONG_HOP_PRICE * torch.where(torch.isfinite(cost), cost * cost, 0.0) / self.edge_max
+        cost = cost + LONG_HOP_PRICE * cost * cost / self.edge_max  # long hops priced more (inf stays inf)
         if edge_cost is not None:  # the way between two waypoints pays its (guardrail) cost
             cost = cost + edge_cost(waypoints, self.steps).to(cost.device, cost.dtype)
         cost = cost + self.node_cost[None, :]  # arriving at a waypoint pays its (guardrail) cost
