@@ -491,3 +491,55 @@ def test_a_stress_table_refuses_a_suite_of_another_scenario(tmp_path) -> None:
     with pytest.raises(ConfigError) as err:
         load_definition(definition)
     assert err.value.field == "tables[0].suite" and "point_two_rooms" in str(err.value)
+
+
+OBJECTIVES = f"""[defaults]
+training_seeds = [0]
+
+[[tables]]
+name = "tiny_objectives"
+title = "Tiny objectives on held-out data"
+kind = "heldout"
+scenario = "{FIXTURES}/tiny_four_rooms.toml"
+heldout_episodes = 4
+
+[[tables.arms]]
+label = "sigreg (the scenario's)"
+
+[[tables.arms]]
+label = "recon"
+sets = ["model.regularizer=recon"]
+"""
+
+
+def test_a_heldout_table_scores_one_model_per_arm_on_the_same_held_out_data(tmp_path, monkeypatch, capsys) -> None:
+    definition = tmp_path / "objectives.toml"
+    definition.write_text(OBJECTIVES)
+    out, runs = tmp_path / "r.md", tmp_path / "runs"
+    args = ("results", "--definition", str(definition), "--out", str(out), "--runs", str(runs))
+    code, stdout, stderr = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, stderr
+    models = sorted(p.parent.name for p in (runs / "models").glob("*/seed0"))
+    assert len(models) == 2 and models[0] == "tiny_four_rooms-4ep"  # the recon arm trained its own model
+    assert [p.name for p in (runs / "data").iterdir() if "heldout" in p.name] == ["tiny_four_rooms-4ep-heldout4"]
+    text = out.read_text()
+    assert "| metric | sigreg (the scenario's) | recon |" in text
+    rank = next(line for line in text.splitlines() if line.startswith("| latent_effective_rank |"))
+    assert all(float(cell.split()[0]) >= 1.0 for cell in rank.strip("|").split("|")[1:])  # a rank, not a share
+    csv = pd.read_csv(out.parent / "results" / "tiny_objectives.csv")
+    assert sorted(csv["arm"]) == ["recon", "sigreg (the scenario's)"] and "latent_effective_rank" in csv
+    code, stdout, _ = run_cli(monkeypatch, capsys, *args)
+    assert code == 0 and "diagnostics" not in stdout and "train " not in stdout  # both arms reused
+
+
+@pytest.mark.parametrize("arm, field", [
+    ('planner = "hier"', "tables[0].arms[1]"),                       # not planned with
+    ('sets = ["collect.episodes=8"]', "tables[0].arms[1].sets"),     # every arm shares the table's data
+    ('sets = ["planner.horizon=3"]', "tables[0].arms[1].sets"),      # would not change the model
+])
+def test_a_heldout_arm_may_change_only_its_model(tmp_path, arm, field) -> None:
+    definition = tmp_path / "objectives.toml"
+    definition.write_text(OBJECTIVES.replace('sets = ["model.regularizer=recon"]', arm))
+    with pytest.raises(ConfigError) as err:
+        load_definition(definition)
+    assert err.value.field == field

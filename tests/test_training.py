@@ -476,3 +476,20 @@ def test_refit_stages_run_every_refit_every_epochs_and_always_in_the_last(
     assert list(rows["epoch"]) == list(range(epochs))
     assert rows["time/joint_steps_s"].notna().all()
     assert list(rows.index[rows["time/refit_predictor_s"].notna()]) == refitted
+
+
+def test_heldout_collapse_metrics_tell_a_collapsed_encoder_from_a_trained_one(
+        state_data: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The regularisers are compared on these: a trained encoder spreads the held-out latents over
+    several directions; one whose output ignores its input has rank 1 and no spread."""
+    run = tmp_path_factory.getbasetemp() / "high-level-run"
+    if not (run / "model.pt").is_file():
+        train_world_model(SCENARIO, state_data, run, max_epochs=3, **TINY)
+    model = load_world_model(run, device="cpu", expect_env_id=ENV_ID)
+    trained = evaluate_heldout(model, state_data, horizon=3)
+    assert trained["latent_effective_rank"] > 2.0 and trained["latent_std_mean"] > 0.05
+    last = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.zero_()  # the latent is the bias, whatever the observation
+    collapsed = evaluate_heldout(model, state_data, horizon=3)
+    assert collapsed["latent_std_mean"] < 1e-6 and collapsed["latent_effective_rank"] == pytest.approx(1.0)

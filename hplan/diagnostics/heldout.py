@@ -14,7 +14,11 @@ The figures the model issue asks for, measured outside training on data the mode
 * ``distance_spearman_geodesic``: rank correlation of ``temporal_distance`` with the true
   shortest-path distance (when a geodesic function is given), next to the same number for the
   straight-line distance — a useful planning cost around walls tracks the geodesic better than
-  the straight line does.
+  the straight line does;
+* ``latent_<metric>``: the collapse metrics of the held-out latents (effective rank, per-dimension
+  standard deviations, off-diagonal correlation, nearest-neighbour diversity; see
+  :mod:`hplan.diagnostics.collapse`) on up to ``COLLAPSE_ROWS`` observations — what the collapse
+  regularisers are compared on, measured where no training loss looked.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 import torch
 
 from hplan.data.shards import MANIFEST, load_episodes, read_manifest
+from hplan.diagnostics.collapse import collapse_metrics
 from hplan.diagnostics.high_level import EpisodeLatents, high_level_metrics
 from hplan.diagnostics.probes import fit_linear_probe, r2_score
 from hplan.errors import HplanError
@@ -33,6 +38,11 @@ from hplan.metrics.scores import auroc, expected_calibration_error, spearman
 from hplan.seeding import derive_seed
 
 Geodesic = Callable[[np.ndarray, np.ndarray], float]
+
+
+COLLAPSE_ROWS = 2048
+"""Held-out observations the collapse metrics are computed on (their nearest-neighbour diversity
+takes all pairwise distances, so not every observation)."""
 
 
 def layout_geodesic(env: object) -> Geodesic | None:
@@ -112,6 +122,9 @@ def evaluate_heldout(model, data_dir: str | Path, *, horizon: int = 8, max_episo
             out[f"safe_flagged_at_risk_{name}"] = float((scores[~labels] >= tau).mean()) if (~labels).any() else np.nan
 
     real = torch.from_numpy(data.num_obs)
+    observed = z[torch.arange(z.shape[1])[None, :] < real[:, None]]  # (N, D): each episode's real frames
+    rows = torch.randperm(len(observed), generator=torch.Generator().manual_seed(derive_seed(seed, "collapse")))
+    out.update({f"latent_{k}": v for k, v in collapse_metrics(observed[rows[:COLLAPSE_ROWS]]).items()})
     high = EpisodeLatents(z, torch.from_numpy(action), real, pos_t)
     out.update(high_level_metrics(model, high, seed=derive_seed(seed, "high-level-metrics")))
 

@@ -19,10 +19,26 @@ from hplan.errors import ConfigError, HplanError
 
 DEFAULT_DEFINITION = Path(__file__).resolve().parent.parent.parent / "benchmarks" / "results.toml"
 
+RUN_ONLY_SECTIONS = ("planner", "guardrails")
+"""Overrides in these sections change how a model is used, not how it is trained."""
+DATA_SECTIONS = ("env", "task", "collect", "seed")
+"""Overrides in these sections change the training data (and so the model)."""
+
+
+def override_target(assignment: str) -> str:
+    """``"model.regularizer"`` of ``"model.regularizer=recon"``."""
+    return assignment.partition("=")[0].strip()
+
+
+def override_section(assignment: str) -> str:
+    """``"model"`` of ``"model.regularizer=recon"``."""
+    return override_target(assignment).split(".")[0]
+
 
 @dataclass(frozen=True)
 class Arm:
-    """One row of a planning table: a planner and guardrail mode, plus its own overrides."""
+    """One row of a planning table (a planner and guardrail mode, plus its own overrides), or one
+    model of a heldout table (its own model and training overrides only)."""
 
     label: str = field(metadata=meta("the row's name in the table (unique within the table)"))
     planner: Literal["flat", "hier"] | None = field(default=None, metadata=meta("flat or hier (default: the scenario's)"))
@@ -53,7 +69,8 @@ class Table:
         "the table's scenario, whose model it is run with"))
     description: str = field(default="", metadata=meta("a paragraph under the heading: what the table asks"))
     sets: tuple[str, ...] = field(default=(), metadata=meta("overrides of every arm (data size, settings)"))
-    arms: tuple[Arm, ...] = field(default=(), metadata=meta("[[tables.arms]] rows (planning tables)"))
+    arms: tuple[Arm, ...] = field(default=(), metadata=meta(
+        "[[tables.arms]] rows: planning tables' planners, or heldout tables' models (optional there)"))
     compare: tuple[tuple[str, str], ...] = field(default=(), metadata=meta(
         "pairs of arm labels compared episode by episode (same seeds): [[\"hier\", \"flat\"]]"))
     training_seeds: tuple[int, ...] | None = field(default=None, metadata=meta("training seeds (default: [defaults])"))
@@ -150,8 +167,10 @@ def _check(definition: ResultsDefinition) -> None:
             raise ConfigError(src, f"{where}.training_seeds", f"must be distinct non-negative integers, got {list(seeds)}")
         if table.kind == "planning" and not table.arms:
             raise ConfigError(src, f"{where}.arms", "a planning table needs at least one arm")
-        if table.kind != "planning" and table.arms:
-            raise ConfigError(src, f"{where}.arms", f"a {table.kind} table has no arms")
+        if table.kind == "stress" and table.arms:
+            raise ConfigError(src, f"{where}.arms", "a stress table has no arms")
+        if table.kind == "heldout":
+            _check_heldout_arms(src, where, table)
         if (table.kind == "stress") != bool(table.suite):
             raise ConfigError(src, f"{where}.suite", "a stress table names its suite; only a stress table does")
         if table.kind == "stress":
@@ -175,6 +194,22 @@ def _check(definition: ResultsDefinition) -> None:
                 load_scenario(table.scenario, sets=table.sets + arm.sets)
             except HplanError as err:
                 raise ConfigError(src, field_name, str(err)) from None
+
+
+def _check_heldout_arms(src: str, where: str, table: Table) -> None:
+    """A heldout table's arms are models: each may change how its model is made (``model.*``,
+    ``train.*``), nothing else — every arm is scored on the table's one held-out dataset, and a
+    planner or guardrail setting would not change what the table measures."""
+    for j, arm in enumerate(table.arms):
+        if arm.planner or arm.guardrails or arm.curve or arm.group:
+            raise ConfigError(src, f"{where}.arms[{j}]", "a heldout table's arm is a model: it takes `label` "
+                                                         "and model or training `sets` only")
+        for assignment in arm.sets:
+            if override_section(assignment) in DATA_SECTIONS + RUN_ONLY_SECTIONS:
+                raise ConfigError(src, f"{where}.arms[{j}].sets", f"{assignment!r}: a heldout table's arms share "
+                                  "its data and are not planned with; set data in the table's `sets`")
+    if table.compare:
+        raise ConfigError(src, f"{where}.compare", "a heldout table compares no episodes")
 
 
 def _check_stress_suite(src: str, where: str, table: Table) -> None:

@@ -37,11 +37,8 @@ from hplan.planning.config import GuardrailConfig, PlannerConfig
 from hplan.planning.migration import nest_planner
 from hplan.runner.settings import checkpoint_sha256
 from hplan.io import file_lock
-from hplan.results.definition import Arm, ResultsDefinition, Table, slug
-
-RUN_ONLY_SECTIONS = ("planner", "guardrails")
-"""Overrides in these sections change how a model is used, not how it is trained."""
-DATA_SECTIONS = ("env", "task", "collect", "seed")
+from hplan.results.definition import (DATA_SECTIONS, RUN_ONLY_SECTIONS, Arm, ResultsDefinition, Table,
+                                      override_section, override_target, slug)
 
 Say = Callable[[str], None]
 
@@ -55,13 +52,13 @@ class Paths:
         # The collector replaces some task fields of some envs (OGBench: random cells, not the
         # evaluation task); overriding those does not change the data.
         replaced = {f"task.{name}" for name in env_entry(scenario.env.id).collector_task_fields}
-        extra = _hash([s for s in sets if _section(s) in DATA_SECTIONS
-                       and _target(s) not in ("collect.episodes", *replaced)])
+        extra = _hash([s for s in sets if override_section(s) in DATA_SECTIONS
+                       and override_target(s) not in ("collect.episodes", *replaced)])
         name = f"{scenario.name}-{scenario.collect.episodes}ep{extra}"
         return self.root / "data" / (f"{name}-heldout{heldout}" if heldout else name)
 
     def model(self, data_dir: Path, sets: tuple[str, ...], seed: int) -> Path:
-        extra = _hash([s for s in sets if _section(s) not in DATA_SECTIONS + RUN_ONLY_SECTIONS])
+        extra = _hash([s for s in sets if override_section(s) not in DATA_SECTIONS + RUN_ONLY_SECTIONS])
         return self.root / "models" / f"{data_dir.name}{extra}" / f"seed{seed}"
 
     def evaluation(self, table: Table, arm: Arm, seed: int, split: str, episodes: int) -> Path:
@@ -157,25 +154,35 @@ def _heldout_rows(definition: ResultsDefinition, table: Table, paths: Paths, say
     env = make_env(scenario).unwrapped
     geodesic = layout_geodesic(env)
     rows = []
-    for seed, model_dir in _seed_models(definition, table, scenario, paths, say, cached_only):
-        out = paths.root / "evals" / table.name / f"seed{seed}-heldout.json"
-        key = {"model_sha256": checkpoint_sha256(model_dir), "data": str(heldout_dir),
-               "episodes": table.heldout_episodes}
-        try:
-            cached = json.loads(out.read_text())
-        except (OSError, ValueError):
-            cached = {}
-        if cached.get("key") != key and cached_only:
-            continue
-        if cached.get("key") != key:
-            model = load_world_model(model_dir, device=device, expect_env_id=scenario.env.id)
-            say(f"[bold]{table.name}[/] training seed {seed}: held-out diagnostics")
-            metrics = evaluate_heldout(model, heldout_dir, horizon=scenario.train.rollout_horizon, geodesic=geodesic,
-                                       max_episodes=table.heldout_episodes)
-            cached = {"key": key, "metrics": {k: float(v) for k, v in metrics.items()}}
-            write_json(out, cached)
-            ran.append(str(out))
-        rows.append({"training_seed": seed, **cached["metrics"]})
+    arms = table.arms or (Arm(label=""),)  # an arm-less table scores the table's one model
+    for seed in definition.seeds(table):
+        for arm in arms:
+            sets = table.sets + arm.sets
+            arm_scenario = load_scenario(table.scenario, sets=sets)
+            model_dir = cached_model(arm_scenario, sets, seed, paths) if cached_only else \
+                ensure_model(arm_scenario, sets, seed, paths, say)
+            if model_dir is None:
+                continue
+            folder = paths.root / "evals" / table.name
+            out = (folder / slug(arm.label) if table.arms else folder) / f"seed{seed}-heldout.json"
+            key = {"model_sha256": checkpoint_sha256(model_dir), "data": str(heldout_dir),
+                   "episodes": table.heldout_episodes}
+            try:
+                cached = json.loads(out.read_text())
+            except (OSError, ValueError):
+                cached = {}
+            if cached.get("key") != key and cached_only:
+                continue
+            if cached.get("key") != key:
+                model = load_world_model(model_dir, device=device, expect_env_id=scenario.env.id)
+                say(f"[bold]{table.name}[/] {arm.label + ', ' if arm.label else ''}training seed {seed}: "
+                    "held-out diagnostics")
+                metrics = evaluate_heldout(model, heldout_dir, horizon=scenario.train.rollout_horizon,
+                                           geodesic=geodesic, max_episodes=table.heldout_episodes)
+                cached = {"key": key, "metrics": {k: float(v) for k, v in metrics.items()}}
+                write_json(out, cached)
+                ran.append(str(out))
+            rows.append({**({"arm": arm.label} if table.arms else {}), "training_seed": seed, **cached["metrics"]})
     return pd.DataFrame(rows) if rows else None
 
 
@@ -412,14 +419,6 @@ def _dataset_ready(scenario: ScenarioConfig, data_dir: Path, split: str, cached_
         raise HplanError(f"{data_dir}: a cached dataset with other settings ({err}); delete it or use another "
                          "--runs") from None
     return bool(manifest and manifest.get("complete"))
-
-
-def _section(assignment: str) -> str:
-    return _target(assignment).split(".")[0]
-
-
-def _target(assignment: str) -> str:
-    return assignment.partition("=")[0].strip()
 
 
 def _hash(sets: list[str]) -> str:

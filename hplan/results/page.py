@@ -170,24 +170,48 @@ def comparison_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def heldout_markdown(frame: pd.DataFrame) -> str:
+def heldout_markdown(frame: pd.DataFrame, labels: Sequence[str] = ()) -> str:
     """Every held-out metric the model has (probes, guardrail AUROC and calibration, distance rank
-    correlations), mean of training seeds with a t-interval clipped to the metric's range."""
-    order = ("probe_r2", "auroc_", "ece_", "distance_", "straight_line_")
-    columns = [c for c in frame.columns if c not in ("training_seed", "episodes") and not c.startswith("positives_")
-               and frame[c].notna().any()]
+    correlations, collapse metrics), mean of training seeds with a t-interval clipped to the metric's
+    range: one column per seed for one model, one column per arm (the seeds in the CSV) for several."""
+    order = ("probe_r2", "auroc_", "ece_", "distance_", "straight_line_", "latent_")
+    columns = [c for c in frame.columns if c not in ("arm", "training_seed", "episodes")
+               and not c.startswith("positives_") and frame[c].notna().any()]
     # a guardrail no held-out transition violated has no AUROC; its calibration error says nothing either
     columns = [c for c in columns if not (c.startswith("ece_") and f"auroc_{c[4:]}" not in columns)]
     columns.sort(key=lambda c: (next((i for i, p in enumerate(order) if c.startswith(p)), len(order)), c))
+    if labels:
+        arms = [label for label in labels if (frame["arm"] == label).any()]
+        lines = ["| metric | " + " | ".join(arms) + " |", "| --- |" + " --- |" * len(arms)]
+        for column in columns:
+            cells = [_interval_text(column, _seed_values(frame[frame["arm"] == arm], column)) for arm in arms]
+            lines.append(f"| {column} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
     lines = ["| metric | mean of seeds (95 % t-interval) | per seed |", "| --- | --- | --- |"]
     for column in columns:
-        values = [float(v) for v in frame.sort_values("training_seed")[column]]
-        mi = mean_interval(values)
-        low_bound = 0.0 if column.startswith(("auroc_", "ece_")) else -1.0 if "spearman" in column else -math.inf
-        interval = f"{mi.estimate:.3f}" + ("" if math.isnan(mi.low) else
-                                          f" ({max(low_bound, mi.low):.3f}–{min(1.0, mi.high):.3f})")
-        lines.append(f"| {column} | {interval} | {' / '.join(f'{v:.3f}' for v in values)} |")
+        values = _seed_values(frame, column)
+        lines.append(f"| {column} | {_interval_text(column, values)} | {' / '.join(f'{v:.3f}' for v in values)} |")
     return "\n".join(lines)
+
+
+UNBOUNDED_METRICS = ("latent_effective_rank", "latent_std_min", "latent_std_mean")
+"""Held-out metrics with no upper bound of 1 (the rest are R², AUROC, rank correlations or shares)."""
+
+
+def _seed_values(frame: pd.DataFrame, column: str) -> list[float]:
+    return [float(v) for v in frame.sort_values("training_seed")[column] if pd.notna(v)]
+
+
+def _interval_text(column: str, values: list[float]) -> str:
+    """``mean (low–high)``, the interval clipped to the metric's range (AUROC and calibration error
+    in [0, 1], rank correlations in [-1, 1], R² and shares at most 1; a latent's rank and spread unbounded)."""
+    if not values:
+        return "–"
+    mi = mean_interval(values)
+    low_bound = 0.0 if column.startswith(("auroc_", "ece_")) else -1.0 if "spearman" in column else -math.inf
+    high_bound = math.inf if column in UNBOUNDED_METRICS else 1.0
+    return f"{mi.estimate:.3f}" + ("" if math.isnan(mi.low) else
+                                   f" ({max(low_bound, mi.low):.3f}–{min(high_bound, mi.high):.3f})")
 
 
 STRESS_COLUMNS = (("success_rate", "success", _pct), ("violation_rate", "episodes violating", _pct),
@@ -369,10 +393,18 @@ def table_section(definition: ResultsDefinition, table: Table, frame: pd.DataFra
         return lines + ["", f"**Not measured yet.** Run `hplan results --only {table.name}`.", ""]
     lines += [f"Measured {measured_text(frame, meta)} on {meta['machine']}, device `{meta['device']}`.", ""]
     if table.kind in ("heldout", "stress"):
-        missing = _missing(frame, seeds, [])
+        labels = [arm.label for arm in table.arms]
+        missing = _missing(frame, seeds, labels)
         note = [f"**Incomplete:** {missing}.", ""] if missing else []
-        body = heldout_markdown(frame) if table.kind == "heldout" else stress_markdown(frame, table.suite)
-        return lines + note + [body, ""]
+        body = heldout_markdown(frame, labels) if table.kind == "heldout" else stress_markdown(frame, table.suite)
+        extra: list[str] = []
+        if labels:
+            extra = ["Arms: " + "; ".join(f"*{arm.label}*: " + (", ".join(f"`--set {s}`" for s in arm.sets)
+                                                                 or "the scenario's model") for arm in table.arms) + ".", ""]
+            figures.mkdir(parents=True, exist_ok=True)
+            frame.sort_values(["arm", "training_seed"]).to_csv(figures / f"{table.name}.csv", index=False)
+            extra += [f"Per training seed as CSV: [results/{table.name}.csv](results/{table.name}.csv).", ""]
+        return lines + note + [body, ""] + extra
     labels = [arm.label for arm in table.arms]
     frame, groups = with_groups(frame, table)
     summary = arm_summary(frame, labels + groups)
