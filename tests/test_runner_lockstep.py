@@ -381,5 +381,40 @@ def test_calls_wait_for_every_live_episode_and_run_as_one(tiny: tuple[Path, Any]
             torch.testing.assert_close(out[i], model.heads(torch.full((2, model.latent_dim), float(i))))
 
 
+@settings(max_examples=30, deadline=None)
+@given(shares=st.lists(st.integers(1, 64), min_size=1, max_size=6), graph_ms=st.floats(0.0, 1e4),
+       rows=st.integers(0, 10_000))
+def test_a_shared_step_divides_every_time_it_reports_and_no_count(shares: list[int], graph_ms: float,
+                                                                  rows: int) -> None:
+    """Lockstep records an episode's share of each step: the runner's ``act_ms`` and the agent's own
+    times (graph, heads, the build) alike, since all were measured while the other episodes ran;
+    head rows are work done, whoever shared the cores, and stay whole."""
+    from hplan.runner.lockstep import SharedTime
+    from hplan.runner.loop import EpisodeRecord, StepRecord
+
+    def step(t: int) -> StepRecord:
+        compute = {"graph_ms": graph_ms, "distance_evals": rows, "distance_ms": 2 * graph_ms}
+        if t == 0:
+            compute |= {"setup_ms": 3 * graph_ms, "setup_distance_evals": rows}
+        return StepRecord(t=t, action=[0.0, 0.0], reward=0.0, cost=0.0, violations={}, success=False,
+                          terminated=False, truncated=False, true_state=[0.0], pos=None, obs_sha256="",
+                          goal_changed=False, act_ms=10.0, plan={"reason": "route", "compute": compute})
+
+    record = EpisodeRecord(seed=0, reset_obs_sha256="", reset_true_state=[0.0], goal_obs_sha256="",
+                           steps=[step(t) for t in range(len(shares))])
+    shared = SharedTime(agent=None, view=None)
+    shared.shares = list(shares)
+    out = shared.amortise(record)
+    for t, (n, s) in enumerate(zip(shares, out.steps)):
+        compute = s.plan["compute"]
+        assert s.act_ms == pytest.approx(10.0 / n, abs=1e-4) and s.plan["reason"] == "route"
+        assert compute["graph_ms"] == pytest.approx(graph_ms / n, abs=1e-4)
+        assert compute["distance_ms"] == pytest.approx(2 * graph_ms / n, abs=1e-4)
+        assert compute["distance_evals"] == rows
+        if t == 0:
+            assert compute["setup_ms"] == pytest.approx(3 * graph_ms / n, abs=1e-4)
+            assert compute["setup_distance_evals"] == rows
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))

@@ -520,10 +520,25 @@ class SharedTime:
         return self.agent.act(obs)
 
     def amortise(self, record: Any) -> Any:
-        """``record`` with each step's ``act_ms`` divided by the episodes that shared it."""
-        record.steps = [dataclasses.replace(step, act_ms=round(step.act_ms / n, 4))
+        """``record`` with each step's ``act_ms`` divided by the episodes that shared it, and so
+        are the times inside it that the agent reports (its ``compute``: head, graph and build
+        milliseconds, ``*_ms``). Why the agent's own times too: they are wall times measured in
+        one episode's thread while the other episodes' threads ran theirs on the same cores — fifty
+        landmark agents building their graphs at once each timed ~50 × the build alone (spiral:
+        ~6 s against 0.2 s), which the tables reported as the hierarchy's cost per step."""
+        record.steps = [dataclasses.replace(step, act_ms=round(step.act_ms / n, 4), plan=_shared_plan(step.plan, n))
                         for step, n in zip(record.steps, self.shares)]
         return record
+
+
+def _shared_plan(plan: dict[str, Any], together: int) -> dict[str, Any]:
+    """``plan`` with the times in its ``compute`` (``*_ms``) divided by ``together``."""
+    compute = plan.get("compute")
+    if not compute or together == 1:
+        return plan
+    shared = {key: (round(float(value) / together, 4) if key.endswith("_ms") and value is not None else value)
+              for key, value in compute.items()}
+    return {**plan, "compute": shared}
 
 
 Play = Callable[[int, Any], Any]
