@@ -493,3 +493,18 @@ def test_heldout_collapse_metrics_tell_a_collapsed_encoder_from_a_trained_one(
         last.weight.zero_()  # the latent is the bias, whatever the observation
     collapsed = evaluate_heldout(model, state_data, horizon=3)
     assert collapsed["latent_std_mean"] < 1e-6 and collapsed["latent_effective_rank"] == pytest.approx(1.0)
+
+
+def test_a_run_from_before_the_waypoint_fill_is_not_today_s_recipe(tmp_path: Path) -> None:
+    """A run directory written before ``model.landmark_fill`` existed drew every waypoint uniformly:
+    it matches ``landmark_fill = 0`` and not today's default, so the results cache trains again
+    instead of reusing a model of the old recipe (other new fields still match at their defaults)."""
+    from hplan.configio import to_mapping
+    from hplan.models.checkpoint import MODEL_FILE
+
+    config = json.loads(json.dumps(to_mapping(SCENARIO), default=str))
+    del config["model"]["landmark_fill"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / MODEL_FILE).write_bytes(b"weights")
+    assert not finished_run_matches(SCENARIO, tmp_path)
+    assert finished_run_matches(SCENARIO, tmp_path, landmark_fill=0.0)

@@ -71,6 +71,10 @@ class ModelConfig:
     landmark_link: float = field(default=3.0, metadata=meta(
         "a training latent visits a waypoint when their (symmetrised) temporal distance is at most this "
         "many steps; visits make the waypoint graph (see hplan/models/waypoints.py)", gt=0.0))
+    landmark_fill: float = field(default=0.25, metadata=meta(
+        "share of the waypoints drawn where the others leave training latents unvisited (farther than "
+        "landmark_link from every waypoint), so thin places such as doorways get waypoints; the rest are "
+        "drawn uniformly (see hplan/models/waypoints.py)", ge=0.0, le=1.0))
     landmark_gap: int = field(default=16, metadata=meta(
         "two waypoints are joined when one training episode visited them at most this many steps apart "
         "(the edge's cost: the fewest steps seen)", ge=1, le=256))

@@ -46,9 +46,10 @@ VALIDATION_METRIC = "val/loss"
 
 METRICS_FILE = "metrics.csv"
 LAST_CKPT = Path("checkpoints") / "last.ckpt"
-_FIELD_DEFAULTS = defaults_of(model=ModelConfig(), train=TrainConfig())
-"""A run directory written before a field existed matches a config that has it at its default:
-new fields default to the behaviour that came before them."""
+_FIELD_DEFAULTS = defaults_of(model=ModelConfig(landmark_fill=0.0), train=TrainConfig())
+"""A run directory written before a field existed matches a config that has the field at the value
+that reproduces what came before it: its default, except ``landmark_fill`` (runs before it drew every
+waypoint uniformly, which is not today's default)."""
 _RESUMABLE_KEYS = {("train", "max_epochs"), ("train", "device"), ("train", "cpu_threads"), ("source",)}
 
 
