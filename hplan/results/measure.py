@@ -104,35 +104,28 @@ def _planning_rows(definition: ResultsDefinition, table: Table, paths: Paths, sa
     split, episodes = definition.split(table), definition.episodes(table)
     earlier = _read_meta(paths.table(table).with_suffix(".json"))  # the table's own record, for old evaluations
     frames = []
-    for seed in definition.seeds(table):
-        for arm in table.arms:
-            sets = table.sets + arm.sets
-            scenario = load_scenario(table.scenario, sets=sets)
-            model_dir = cached_model(scenario, sets, seed, paths) if cached_only else \
-                ensure_model(scenario, sets, seed, paths, say)
-            if model_dir is None:
-                continue
-            out = paths.evaluation(table, arm, seed, split, episodes)
-            expected = expected_run(scenario, arm, split, episodes, checkpoint_sha256(model_dir))
-            if cached_only:  # read, never wait: a finished evaluation's marker is written last, and an
-                frame = cached_evaluation(out, expected)  # evaluation another run is still playing is left out
-                if frame is not None:
-                    frames.append(_stamped(frame, out, earlier).assign(arm=arm.label, training_seed=seed))
-                continue
-            with file_lock(paths.lock(out)):
-                frame = cached_evaluation(out, expected)
-                if frame is None:
-                    say(f"[bold]{table.name}[/] {arm.label}, training seed {seed}: {episodes} {split} episodes")
-                    if out.exists():
-                        shutil.rmtree(out)
-                    model = load_world_model(model_dir, device=device, expect_env_id=scenario.env.id)
-                    frame = run_episodes(scenario, model, planner_kind=arm.planner, guardrails=arm.guardrails,
-                                         episodes=episodes, log_dir=out, checkpoint=model_dir, device=device,
-                                         progress=progress, split=split, overrides=sets)
-                    write_json(out / DONE_MARKER, {"sets": list(sets), "model": str(model_dir),
-                                                   "measured": _stamp(provenance(device))})
-                    ran.append(str(out))
-            frames.append(_stamped(frame, out, earlier).assign(arm=arm.label, training_seed=seed))
+    for seed, arm, scenario, sets, model_dir in _arm_models(definition, table, paths, say, cached_only):
+        out = paths.evaluation(table, arm, seed, split, episodes)
+        expected = expected_run(scenario, arm, split, episodes, checkpoint_sha256(model_dir))
+        if cached_only:  # read, never wait: a finished evaluation's marker is written last, and an
+            frame = cached_evaluation(out, expected)  # evaluation another run is still playing is left out
+            if frame is not None:
+                frames.append(_stamped(frame, out, earlier).assign(arm=arm.label, training_seed=seed))
+            continue
+        with file_lock(paths.lock(out)):
+            frame = cached_evaluation(out, expected)
+            if frame is None:
+                say(f"[bold]{table.name}[/] {arm.label}, training seed {seed}: {episodes} {split} episodes")
+                if out.exists():
+                    shutil.rmtree(out)
+                model = load_world_model(model_dir, device=device, expect_env_id=scenario.env.id)
+                frame = run_episodes(scenario, model, planner_kind=arm.planner, guardrails=arm.guardrails,
+                                     episodes=episodes, log_dir=out, checkpoint=model_dir, device=device,
+                                     progress=progress, split=split, overrides=sets)
+                write_json(out / DONE_MARKER, {"sets": list(sets), "model": str(model_dir),
+                                               "measured": _stamp(provenance(device))})
+                ran.append(str(out))
+        frames.append(_stamped(frame, out, earlier).assign(arm=arm.label, training_seed=seed))
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
@@ -154,35 +147,27 @@ def _heldout_rows(definition: ResultsDefinition, table: Table, paths: Paths, say
     env = make_env(scenario).unwrapped
     geodesic = layout_geodesic(env)
     rows = []
-    arms = table.arms or (Arm(label=""),)  # an arm-less table scores the table's one model
-    for seed in definition.seeds(table):
-        for arm in arms:
-            sets = table.sets + arm.sets
-            arm_scenario = load_scenario(table.scenario, sets=sets)
-            model_dir = cached_model(arm_scenario, sets, seed, paths) if cached_only else \
-                ensure_model(arm_scenario, sets, seed, paths, say)
-            if model_dir is None:
-                continue
-            folder = paths.root / "evals" / table.name
-            out = (folder / slug(arm.label) if table.arms else folder) / f"seed{seed}-heldout.json"
-            key = {"model_sha256": checkpoint_sha256(model_dir), "data": str(heldout_dir),
-                   "episodes": table.heldout_episodes}
-            try:
-                cached = json.loads(out.read_text())
-            except (OSError, ValueError):
-                cached = {}
-            if cached.get("key") != key and cached_only:
-                continue
-            if cached.get("key") != key:
-                model = load_world_model(model_dir, device=device, expect_env_id=scenario.env.id)
-                say(f"[bold]{table.name}[/] {arm.label + ', ' if arm.label else ''}training seed {seed}: "
-                    "held-out diagnostics")
-                metrics = evaluate_heldout(model, heldout_dir, horizon=scenario.train.rollout_horizon,
-                                           geodesic=geodesic, max_episodes=table.heldout_episodes)
-                cached = {"key": key, "metrics": {k: float(v) for k, v in metrics.items()}}
-                write_json(out, cached)
-                ran.append(str(out))
-            rows.append({**({"arm": arm.label} if table.arms else {}), "training_seed": seed, **cached["metrics"]})
+    for seed, arm, _, _, model_dir in _arm_models(definition, table, paths, say, cached_only):
+        folder = paths.root / "evals" / table.name
+        out = (folder / slug(arm.label) if table.arms else folder) / f"seed{seed}-heldout.json"
+        key = {"model_sha256": checkpoint_sha256(model_dir), "data": str(heldout_dir),
+               "episodes": table.heldout_episodes}
+        try:
+            cached = json.loads(out.read_text())
+        except (OSError, ValueError):
+            cached = {}
+        if cached.get("key") != key and cached_only:
+            continue
+        if cached.get("key") != key:
+            model = load_world_model(model_dir, device=device, expect_env_id=scenario.env.id)
+            say(f"[bold]{table.name}[/] {arm.label + ', ' if arm.label else ''}training seed {seed}: "
+                "held-out diagnostics")
+            metrics = evaluate_heldout(model, heldout_dir, horizon=scenario.train.rollout_horizon,
+                                       geodesic=geodesic, max_episodes=table.heldout_episodes)
+            cached = {"key": key, "metrics": {k: float(v) for k, v in metrics.items()}}
+            write_json(out, cached)
+            ran.append(str(out))
+        rows.append({**({"arm": arm.label} if table.arms else {}), "training_seed": seed, **cached["metrics"]})
     return pd.DataFrame(rows) if rows else None
 
 
@@ -202,7 +187,7 @@ def _stress_rows(definition: ResultsDefinition, table: Table, paths: Paths, say:
     settings = {"suite_sha256": hashlib.sha256(resolve_suite_path(table.suite).read_bytes()).hexdigest(),
                 "scenario": json.loads(json.dumps(to_mapping(scenario), default=str))}
     frames = []
-    for seed, model_dir in _seed_models(definition, table, scenario, paths, say, cached_only):
+    for seed, _, _, _, model_dir in _arm_models(definition, table, paths, say, cached_only):
         out = paths.root / "stress" / table.name / f"seed{seed}"
         key = _placeless({"suite": table.suite, "checkpoint_sha256": checkpoint_sha256(model_dir), **settings})
         marker = _read_meta(out / DONE_MARKER) or {}
@@ -234,15 +219,19 @@ def _placeless(key: dict[str, Any] | None) -> dict[str, Any] | None:
     return {**key, "scenario": {k: v for k, v in key["scenario"].items() if k != "source"}}
 
 
-def _seed_models(definition: ResultsDefinition, table: Table, scenario: ScenarioConfig, paths: Paths, say: Say,
-                 cached_only: bool) -> Iterator[tuple[int, Path]]:
-    """Each training seed of ``table`` with its model: trained when missing, or, ``cached_only``,
-    only the seeds whose model is cached."""
+def _arm_models(definition: ResultsDefinition, table: Table, paths: Paths, say: Say,
+                cached_only: bool) -> Iterator[tuple[int, Arm, ScenarioConfig, tuple[str, ...], Path]]:
+    """Each training seed × arm of ``table`` (an arm-less table: one arm with the table's settings)
+    with the arm's scenario, overrides and model: trained when missing, or, ``cached_only``, only
+    those whose model is cached."""
     for seed in definition.seeds(table):
-        model_dir = cached_model(scenario, table.sets, seed, paths) if cached_only else \
-            ensure_model(scenario, table.sets, seed, paths, say)
-        if model_dir is not None:
-            yield seed, model_dir
+        for arm in table.arms or (Arm(label=""),):
+            sets = table.sets + arm.sets
+            scenario = load_scenario(table.scenario, sets=sets)
+            model_dir = cached_model(scenario, sets, seed, paths) if cached_only else \
+                ensure_model(scenario, sets, seed, paths, say)
+            if model_dir is not None:
+                yield seed, arm, scenario, sets, model_dir
 
 
 def cached_model(scenario: ScenarioConfig, sets: tuple[str, ...], seed: int, paths: Paths) -> Path | None:
