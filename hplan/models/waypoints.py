@@ -73,12 +73,12 @@ def fill_uncovered(z: torch.Tensor, valid: torch.Tensor, points: torch.Tensor, c
 
     Why: a uniform draw follows the data's density, and a doorway is where the data are thinnest —
     crossing it takes a few steps of an episode. On the spiral (256 uniform waypoints, three
-    training seeds of one dataset) the fewest steps the data took across a door between any two
-    waypoints ranged from 1 to 6 and some doors' crossings were all dropped as inconsistent, so the
-    route crossed there in one long hop of 10–26 steps, the low level was handed a waypoint beyond
-    the door and pressed into the wall beside it. Drawing part of the waypoints where the uniform
-    ones leave latents unvisited puts waypoints in the thin places, doorways among them, without
-    the extremes first (farthest-point sampling's wall-pressed and fastest states)."""
+    training seeds of one dataset) a third of the training latents visited no waypoint, and the
+    route's cheapest crossing of a door ranged from 1 to 26 steps by seed and door (a long hop
+    hands the low level a waypoint beyond the door, and it pressed into the wall beside it).
+    Drawing part of the waypoints where the uniform ones leave latents unvisited puts waypoints in
+    the thin places, doorways among them, without taking the extremes first as farthest-point
+    sampling does (wall-pressed and fastest states)."""
     steps = torch.arange(z.shape[1], device=z.device)
     inside = steps[None] < valid[:, None]
     for left in range(rounds, 0, -1):
