@@ -166,7 +166,7 @@ def _check_existing_run(out_dir: Path, config: dict[str, Any]) -> None:
             if old.get(section, {}).get(key) != now:
                 was = repr(old.get(section, {}).get(key))
                 if key not in old.get(section, {}) and key in _FIELD_DEFAULTS.get(section, {}):
-                    was = f"{_FIELD_DEFAULTS[section][key]!r} (its default: the run predates the setting)"
+                    was = f"{_FIELD_DEFAULTS[section][key]!r} (the run predates the setting)"
                 raise CheckpointError(
                     f"{path}: {section}.{key} is {was} in this run directory but "
                     f"{now!r} now; use a new --out or the same settings to resume")

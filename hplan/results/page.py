@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from hplan.results.definition import DEFAULT_DEFINITION, ResultsDefinition, Table
+from hplan.results.definition import DEFAULT_DEFINITION, Arm, ResultsDefinition, Table
 from hplan.results.stats import mean_interval, paired, wilson
 
 ARM_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -371,6 +371,16 @@ def _missing(frame: pd.DataFrame, seeds: Sequence[int], labels: Sequence[str]) -
     return "not measured: " + "; ".join(parts) if parts else ""
 
 
+def _arms_line(arms: Sequence[Arm], plain: str = "") -> str:
+    """``Arms: *label*: `--planner hier`, `--set …`; …`` — each arm's command-line flags (``plain``
+    for an arm with none)."""
+    def flags(arm: Arm) -> str:
+        return ", ".join([f"`--planner {arm.planner}`"] * bool(arm.planner)
+                         + [f"`--guardrails {arm.guardrails}`"] * bool(arm.guardrails)
+                         + [f"`--set {s}`" for s in arm.sets]) or plain
+    return "Arms: " + "; ".join(f"*{arm.label}*: {flags(arm)}" for arm in arms) + "."
+
+
 def table_section(definition: ResultsDefinition, table: Table, frame: pd.DataFrame | None, meta: dict[str, Any] | None,
                   figures: Path) -> list[str]:
     from hplan.config import load_scenario
@@ -399,11 +409,10 @@ def table_section(definition: ResultsDefinition, table: Table, frame: pd.DataFra
         body = heldout_markdown(frame, labels) if table.kind == "heldout" else stress_markdown(frame, table.suite)
         extra: list[str] = []
         if labels:
-            extra = ["Arms: " + "; ".join(f"*{arm.label}*: " + (", ".join(f"`--set {s}`" for s in arm.sets)
-                                                                 or "the scenario's model") for arm in table.arms) + ".", ""]
+            extra = [_arms_line(table.arms, plain="the scenario's model"), ""]
             figures.mkdir(parents=True, exist_ok=True)
             frame.sort_values(["arm", "training_seed"]).to_csv(figures / f"{table.name}.csv", index=False)
-            extra += [f"Per training seed as CSV: [results/{table.name}.csv](results/{table.name}.csv).", ""]
+            extra += [f"Per training seed as CSV: [{figures.name}/{table.name}.csv]({figures.name}/{table.name}.csv).", ""]
         return lines + note + [body, ""] + extra
     labels = [arm.label for arm in table.arms]
     frame, groups = with_groups(frame, table)
@@ -415,10 +424,7 @@ def table_section(definition: ResultsDefinition, table: Table, frame: pd.DataFra
     lines += [planning_markdown(summary), ""]
     arms_with_sets = [arm for arm in table.arms if arm.sets or arm.planner or arm.guardrails]
     if arms_with_sets:
-        lines += ["Arms: " + "; ".join(
-            f"*{arm.label}*: " + ", ".join([f"`--planner {arm.planner}`"] * bool(arm.planner)
-                                          + [f"`--guardrails {arm.guardrails}`"] * bool(arm.guardrails)
-                                          + [f"`--set {s}`" for s in arm.sets]) for arm in arms_with_sets) + ".", ""]
+        lines += [_arms_line(arms_with_sets), ""]
     if table.tiers and "start_geodesic_steps" in frame.columns:
         tiers = tier_summary(frame, labels, table.tiers)
         if not tiers.empty:
