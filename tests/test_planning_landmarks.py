@@ -322,3 +322,46 @@ def test_a_route_takes_a_chain_of_short_hops_over_one_long_hop_of_the_same_lengt
     assert float(graph.steps[0, 2]) == 4.0
     hand = graph.hand(torch.tensor([0.0, 0.0]), torch.tensor([4.0, 0.0]), reached=0.1)
     assert hand is not None and hand.index == 2  # 4 plain steps along the route: within the lookahead
+
+
+class _NoisyEntry:
+    """A straight distance whose reading from the agent (y = 0.1) to one waypoint can be made
+    ``bump`` longer: the entry error that made routes near a door flip from step to step."""
+
+    def __init__(self, noisy_target: torch.Tensor, bump: float) -> None:
+        self.target, self.bump, self.on = noisy_target, bump, False
+
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        d = (a - b).norm(dim=-1)
+        if not self.on:
+            return d
+        hit = ((b - self.target).abs() < 1e-6).all(-1) & ((a[..., 1] - 0.1).abs() < 1e-6)
+        return d + self.bump * hit
+
+
+def test_a_handed_waypoint_is_kept_against_a_near_tie_and_given_up_once_passed_or_blocked() -> None:
+    """Behind (L), ahead (R), then a chain to the goal (and a longer way round R). The agent between L and R is handed R; when
+    R's distance reads a little long, a fresh route enters at L and hands L (back the way it came).
+    The graph keeps R: the route through it is within ``attach`` of the new one. It lets R go once
+    the route has moved past it, or once R is blocked."""
+    points = torch.tensor([[-0.5, 0.0], [0.5, 0.0], [2.5, 0.0], [4.5, 0.0], [0.5, -1.0]])
+    left, right, beyond = 0, 1, 2
+    distance = _NoisyEntry(points[right], bump=1.2)
+    hops = (points[:, None] - points[None]).norm(dim=-1)
+    chain = torch.where(hops <= 2.3, hops, torch.full_like(hops, float("inf")))  # and a way round R, below it
+    graph = LandmarkGraph(distance, points, edge_max=1.2, edges=chain, attach=1.0)
+    z, goal = torch.tensor([0.0, 0.1]), torch.tensor([4.6, 0.1])
+    assert graph.hand(z, goal).index == right
+    distance.on = True
+    fresh = LandmarkGraph(distance, points, edge_max=1.2, edges=chain, attach=1.0)
+    assert fresh.hand(z, goal).index == left  # without the hold: handed the waypoint behind
+    kept = graph.hand(z, goal)
+    assert kept.index == right
+    assert kept.route_length <= fresh.route(z, goal).length + graph.attach
+    distance.on = False
+    assert graph.hand(torch.tensor([2.0, 0.1]), goal).index == beyond  # the route moved past R
+    graph.reset()
+    assert graph.hand(z, goal).index == right
+    graph.block(Hand(right, points[right], 0.0), steps=0)
+    distance.on = True
+    assert graph.hand(z, goal).index == left  # a blocked waypoint is never held

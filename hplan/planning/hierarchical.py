@@ -15,7 +15,9 @@ level is replanned
 and while the goal itself is within ``codes.direct_reach`` the low level goes straight for the goal.
 With ``planner.high = "landmarks"`` the subgoal is instead the next waypoint of the shortest
 route over the model's waypoint latents (:mod:`hplan.planning.landmarks`), recomputed every
-step: a route costs no predictor evaluations, so there is nothing to save by keeping a stale one.
+step: a route costs no predictor evaluations, so there is nothing to save by keeping a stale one
+(the waypoint handed last is kept only against a near tie, so that routes entering on either side
+of a door do not pull the agent both ways).
 A waypoint the low level has not come closer to in ``route.patience`` steps is taken out of
 the graph for the rest of the episode (``LandmarkGraph.block``): with only its own observations,
 that is how the agent finds out that a waypoint lies across a wall.

@@ -109,6 +109,8 @@ class LandmarkGraph:
         self.blocked: set[int] = set()  # waypoints given up on in this episode (``block``)
         self.direct_ban = 0  # steps left during which the goal is not approached straight
         self.exits_reached: set[int] = set()  # route ends the agent has reached (``hand``)
+        self.held: int | None = None  # the waypoint last handed (``hand`` keeps it against a near tie)
+        self._leave = torch.zeros(0)  # the last route's exit costs (``route``), for pricing the held waypoint
 
     def _solve(self) -> None:
         """All-pairs shortest paths over ``self.base`` (Floyd–Warshall; ~20 ms for 256 on a CPU)."""
@@ -129,7 +131,7 @@ class LandmarkGraph:
         """Forget what ``block`` learnt (a new episode)."""
         base, self.cost, self.next = self._pristine
         self.base = base.clone()
-        self.blocked, self.direct_ban, self.exits_reached = set(), 0, set()
+        self.blocked, self.direct_ban, self.exits_reached, self.held = set(), 0, set(), None
 
     def block(self, hand: "Hand | None", steps: int) -> None:
         """The low level made no progress towards ``hand``: take that waypoint out of the routes
@@ -170,6 +172,7 @@ class LandmarkGraph:
             direct = float(self.distance(z[None], goal[None])[0])
         with self.meter.measure("graph"):
             enter, leave = self._attach(d_in) + self.node_cost, self._attach(d_out)
+            self._leave = leave
             total = enter[:, None] + self.cost + leave[None, :]
             best = int(torch.argmin(total))
             length = float(total.flatten()[best])
@@ -202,6 +205,13 @@ class LandmarkGraph:
         """
         found = self.route(z, goal)
         self.direct_ban = max(0, self.direct_ban - 1)
+        hand = self._next_on_route(z, found, reached)
+        hand = self._hold(z, found, hand, reached)
+        self.held = None if hand is None else hand.index
+        return hand
+
+    def _next_on_route(self, z: torch.Tensor, found: Route | None, reached: float) -> Hand | None:
+        """The waypoint ``hand`` picks on ``found`` (see there)."""
         if found is None:
             return None
         path = torch.tensor(found.path, device=self.cost.device)
@@ -220,3 +230,32 @@ class LandmarkGraph:
         if position == len(path) - 1 and index in self.exits_reached and not self.direct_ban:
             return None
         return Hand(index, self.points[index], found.length)
+
+    def _hold(self, z: torch.Tensor, found: Route | None, hand: Hand | None, reached: float) -> Hand | None:
+        """Keep handing the waypoint handed last step unless the agent reached it, it was blocked,
+        the new route has moved past it, or the new route is shorter than the one through it by
+        more than ``attach``.
+
+        Why: the route is recomputed every step from where the agent attaches, and near a door two
+        entries within ``attach`` of the agent give routes a few steps apart, one through a waypoint
+        on this side, one through a waypoint on the other. Handing them in turn pulled the agent
+        both ways into the door's jamb until the progress watch blocked both (spiral, a traced `val`
+        episode: 13 swaps in 29 steps at one door, seven waypoints blocked, then no route left and
+        the goal approached straight through a wall for its last 210 steps).
+        Within ``attach`` the two lengths differ by no more than the entries' own error.
+        """
+        held = self.held
+        if held is None or found is None or hand is None or held == hand.index or held in self.blocked:
+            return hand
+        path = found.path
+        if held in path and path.index(held) <= path.index(hand.index):
+            return hand  # the new route passes the held waypoint: the agent moved on along it
+        with torch.no_grad():
+            here = float(self.distance(z[None], self.points[held][None])[0])
+        if here <= reached:
+            return hand
+        with self.meter.measure("graph"):
+            through = here + float(self.node_cost[held] + torch.min(self.cost[held] + self._leave))
+        if not through <= found.length + self.attach:
+            return hand
+        return Hand(held, self.points[held], through)
