@@ -178,7 +178,7 @@ def test_blocking_a_spurious_edge_reroutes_round_the_wall_and_reset_restores_it(
     z, goal = torch.tensor([-1.0, 0.0]), torch.tensor([1.0, 0.0])
     hand = graph.hand(z, goal)
     assert hand is not None and hand.index == right
-    graph.block(hand, steps=10)
+    graph.block([hand.index], steps=10)
     found = graph.route(z, goal)
     assert found is not None and points[found.path][:, 1].max() > WALL_TOP
     graph.reset()
@@ -191,7 +191,7 @@ def test_a_blocked_waypoint_leaves_every_route_and_a_ban_on_going_straight_runs_
     z, goal = torch.tensor([0.1, 0.0]), torch.tensor([2.1, 0.0])
     first = graph.hand(z, goal)
     assert first is not None and first.index == 0  # where the route enters
-    graph.block(first, steps=2)
+    graph.block([first.index], steps=2)
     for _ in range(3):
         assert first.index not in graph.route(z, goal).path
     near = torch.tensor([1.9, 0.0])
@@ -224,32 +224,35 @@ def test_routes_avoid_waypoints_the_guardrail_cost_marks_and_take_them_when_noth
 
 
 class _AlternatingGraph:
-    """A route that hands two waypoints in turn while its length stays put: an agent pressed into a
-    wall corner, each waypoint across the wall. Records what the planner gives up on."""
+    """A route that enters the graph at the last waypoint and hands the others in turn while its
+    length stays put: an agent pressed into a wall corner, each waypoint across the wall. Records
+    what the planner gives up on."""
 
     def __init__(self, points: torch.Tensor) -> None:
         self.points, self.calls, self.blocked = points, 0, []
+        self.entry = len(points) - 1
 
     def reset(self) -> None:
         self.calls, self.blocked = 0, []
 
     def hand(self, z: torch.Tensor, goal: torch.Tensor, reached: float = 0.0) -> Hand | None:
-        left = [i for i in range(len(self.points)) if i not in self.blocked]
+        left = [i for i in range(self.entry) if i not in self.blocked]
         if not left:
             return None
         self.calls += 1
         index = left[self.calls % len(left)]
-        return Hand(index, self.points[index], route_length=30.0)
+        return Hand(index, self.points[index], route_length=30.0, entry=self.entry)
 
-    def block(self, hand: Hand | None, steps: int) -> None:
-        self.blocked.append(None if hand is None else hand.index)
+    def block(self, waypoints, steps: int) -> None:
+        self.blocked.extend([None] if waypoints is None else waypoints)
 
 
-def test_a_stalled_agent_gives_up_on_every_waypoint_it_was_handed() -> None:
+def test_a_stalled_agent_gives_up_on_every_waypoint_it_was_handed_and_where_its_routes_entered() -> None:
     """No progress along the route for ``route.patience`` steps blocks the waypoints handed in
-    that time, even when the handed waypoint changes from step to step."""
+    that time, even when the handed waypoint changes from step to step, and the waypoint the
+    routes entered the graph at (else the next route goes in there again)."""
     model = PointMassModel(wall_x=0.0)
-    points = torch.tensor([[-0.1, -0.5], [-0.1, -0.7]])
+    points = torch.tensor([[-0.1, -0.5], [-0.1, -0.7], [-0.1, -0.6]])
     model.waypoints = lambda: points  # type: ignore[attr-defined]
     cfg = PlannerConfig(kind="hier", high="landmarks", horizon=3,
                         search=SearchConfig(population=16, iterations=1, elites=4), route=RouteConfig(patience=5))
@@ -264,7 +267,7 @@ def test_a_stalled_agent_gives_up_on_every_waypoint_it_was_handed() -> None:
         planner.step(z, goal, gen)
         assert stub.blocked == []  # patience not yet spent
     planner.step(z, goal, gen)
-    assert sorted(stub.blocked) == [0, 1]
+    assert sorted(stub.blocked) == [0, 1, 2]
 
 
 @pytest.mark.parametrize("mode", ["penalty", "hard", "off"])
@@ -362,6 +365,22 @@ def test_a_handed_waypoint_is_kept_against_a_near_tie_and_given_up_once_passed_o
     assert graph.hand(torch.tensor([2.0, 0.1]), goal).index == beyond  # the route moved past R
     graph.reset()
     assert graph.hand(z, goal).index == right
-    graph.block(Hand(right, points[right], 0.0), steps=0)
+    graph.block([right], steps=0)
     distance.on = True
     assert graph.hand(z, goal).index == left  # a blocked waypoint is never held
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, 8), min_size=1, max_size=5))
+def test_blocking_waypoints_together_is_blocking_them_one_by_one(blocked: list[int]) -> None:
+    """One solve for a stall's waypoints gives the routes that one solve per waypoint gave."""
+    points = torch.tensor([[float(i % 3), float(i // 3)] for i in range(9)])
+    edges = _experience(points + torch.tensor([1.0, 0.0]), reach=1.5)  # all on one side of the wall
+    together = LandmarkGraph(straight_distance, points, edge_max=3.0, edges=edges)
+    one_by_one = LandmarkGraph(straight_distance, points, edge_max=3.0, edges=edges)
+    together.block(blocked, steps=0)
+    for index in blocked:
+        one_by_one.block([index], steps=0)
+    assert together.blocked == one_by_one.blocked == set(blocked)
+    torch.testing.assert_close(together.cost, one_by_one.cost)
+    assert bool(torch.isinf(together.cost[blocked][:, [i for i in range(9) if i not in blocked]]).all())

@@ -118,7 +118,7 @@ class HierarchicalPlanner:
         # without progress, waypoints handed meanwhile)
         self.stall_direct: bool | None = None
         self.stall_best, self.stall_steps = float("inf"), 0
-        self.stall_hands: dict[int, Hand] = {}
+        self.stall_waypoints: set[int] = set()
         if self.cfg.high == "imagined":
             self.graph = None  # grown from the first latent of the episode
             self.regrow = False
@@ -145,32 +145,38 @@ class HierarchicalPlanner:
     def _watch_progress(self, z: torch.Tensor, goal: torch.Tensor, hand: Hand | None) -> Hand | None:
         """Landmarks: the agent must get ``PROGRESS`` steps closer to the goal — along its route, or
         straight while it goes for the goal — every ``route.patience`` steps. If it does not,
-        every waypoint it was handed meanwhile leaves the episode's graph (or, going straight, the
-        goal is not approached straight for a while), and it reroutes.
+        every waypoint it was handed meanwhile, and every waypoint its routes entered the graph at
+        meanwhile, leaves the episode's graph (or, going straight, the goal is not approached
+        straight for a while), and it reroutes.
 
         Why the route's length and not the distance to the handed waypoint: the route is recomputed
         every step, and an agent pressed into a wall corner was handed two waypoints in turn, each
         new to a per-waypoint watch, so neither was ever given up. Watching the route: four rooms,
         guardrails off, 50 episodes, 84 % → 100 % success; two rooms, 20 episodes, 85 % → 100 %.
+
+        Why the entries too: an agent pressed into a wall attaches to waypoints across it (the
+        learned distance is short across a thin wall), and its route enters there and hands it a
+        waypoint deeper on that side. Giving up only the handed one left the entry, and the next
+        route went in there again (corridor, a traced `val` episode: 15 stalls, 200 steps against
+        one wall before a waypoint by the door was handed; with the entries, 3 stalls).
         """
         patience = self.cfg.route.patience
         direct = hand is None
         remaining = self._distance(z, goal) if hand is None else hand.route_length
         if direct != self.stall_direct:
-            self.stall_direct, self.stall_best, self.stall_steps, self.stall_hands = direct, remaining, 0, {}
+            self.stall_direct, self.stall_best, self.stall_steps, self.stall_waypoints = direct, remaining, 0, set()
         elif remaining < self.stall_best - PROGRESS:
-            self.stall_best, self.stall_steps, self.stall_hands = remaining, 0, {}
+            self.stall_best, self.stall_steps, self.stall_waypoints = remaining, 0, set()
         else:
             self.stall_steps += 1
         if hand is not None:
-            self.stall_hands[hand.index] = hand
+            self.stall_waypoints.update((hand.index, hand.entry))
         if not patience or self.stall_steps < patience:
             return hand
         assert self.graph is not None
-        for stalled in (self.stall_hands.values() if self.stall_hands else [None]):
-            self.graph.block(stalled, BAN_PATIENCES * patience)
+        self.graph.block(self.stall_waypoints or None, BAN_PATIENCES * patience)
         self.stall_direct = None
-        if self.cfg.high == "imagined" and self.cfg.imagined.regrow_on_stall and self.stall_hands:
+        if self.cfg.high == "imagined" and self.cfg.imagined.regrow_on_stall and self.stall_waypoints:
             self.regrow = True
         return self.graph.hand(z, goal, SUBGOAL_REACHED)
 

@@ -17,7 +17,7 @@ the data visited. It costs no predictor evaluations.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Collection
 
 import torch
 
@@ -40,12 +40,14 @@ class Route:
 
 @dataclass(frozen=True)
 class Hand:
-    """The waypoint handed to the low level: its index, its latent and the length of the route
-    it lies on (steps from the agent to the goal over the graph)."""
+    """The waypoint handed to the low level: its index, its latent, the length of the route
+    it lies on (steps from the agent to the goal over the graph) and the waypoint that route
+    entered the graph at."""
 
     index: int
     latent: torch.Tensor
     route_length: float
+    entry: int
 
 
 class LandmarkGraph:
@@ -133,25 +135,29 @@ class LandmarkGraph:
         self.base = base.clone()
         self.blocked, self.direct_ban, self.exits_reached, self.held = set(), 0, set(), None
 
-    def block(self, hand: "Hand | None", steps: int) -> None:
-        """The low level made no progress towards ``hand``: take that waypoint out of the routes
-        for the rest of the episode — or, when it was the goal itself (``hand`` None), do not go
-        straight for it for ``steps`` steps.
+    def block(self, waypoints: "Collection[int] | None", steps: int) -> None:
+        """The low level made no progress along routes through ``waypoints``: take them out of
+        the routes for the rest of the episode — or, when it was going for the goal itself
+        (``waypoints`` None), do not go straight for it for ``steps`` steps.
 
         Why: an edge or an attachment can still join two sides of a wall (a visit counted on the
         wrong side, a distance that is short across it); the agent then presses into the wall
         (zones, guardrails off: 9 of 20 episodes). Giving up on the waypoint is all the agent can
         learn from its own observations. The whole waypoint and not one edge: a waypoint across
         a wall is usually reached by several such edges (dropping one edge at a time took five
-        stalls of 12 steps to get round one wall).
+        stalls of 12 steps to get round one wall). Which waypoints: the caller's choice (the
+        progress watch gives up the ones it was handed and the ones its routes entered at).
         """
-        if hand is None:
+        if waypoints is None:
             self.direct_ban = steps
             return
-        self.blocked.add(hand.index)
-        self.base[hand.index, :] = float("inf")
-        self.base[:, hand.index] = float("inf")
-        self.base[hand.index, hand.index] = 0.0
+        index = torch.tensor(sorted(set(waypoints)), dtype=torch.long, device=self.base.device)
+        if index.numel() == 0:
+            return
+        self.blocked.update(index.tolist())
+        self.base[index, :] = float("inf")
+        self.base[:, index] = float("inf")
+        self.base[index, index] = 0.0
         self._solve()
 
     def _attach(self, d: torch.Tensor) -> torch.Tensor:
@@ -229,7 +235,7 @@ class LandmarkGraph:
         index = found.path[position]
         if position == len(path) - 1 and index in self.exits_reached and not self.direct_ban:
             return None
-        return Hand(index, self.points[index], found.length)
+        return Hand(index, self.points[index], found.length, found.path[0])
 
     def _hold(self, z: torch.Tensor, found: Route | None, hand: Hand | None, reached: float) -> Hand | None:
         """Keep handing the waypoint handed last step unless the agent reached it, it was blocked,
@@ -258,4 +264,4 @@ class LandmarkGraph:
             through = here + float(self.node_cost[held] + torch.min(self.cost[held] + self._leave))
         if not through <= found.length + self.attach:
             return hand
-        return Hand(held, self.points[held], through)
+        return Hand(held, self.points[held], through, found.path[0])
