@@ -72,6 +72,19 @@ def test_results_command_measures_every_table_then_reuses_the_cache(tmp_path, mo
     assert code == 0 and "tiny_planning flat, training seed 0" in stdout and "held-out diagnostics" not in stdout
     assert "## Tiny world model on held-out data" in out.read_text()
 
+    # --remeasure plays one table's evaluations again (after a planner change the key cannot see),
+    # keeping the models and the other table's held-out scores
+    models = {p: p.stat().st_mtime_ns for p in (runs / "models").rglob("*.pt")}
+    heldout = {p: p.stat().st_mtime_ns for p in (runs / "evals" / "tiny_heldout").rglob("*.json")}
+    code, stdout, _ = run_cli(monkeypatch, capsys, *args, "--only", "tiny_planning", "--remeasure")
+    assert code == 0 and "tiny_planning: cached evaluations discarded" in stdout
+    assert all(f"tiny_planning {arm}, training seed {seed}" in stdout for arm in ("flat", "hier") for seed in (0, 1))
+    assert "train " not in stdout and models == {p: p.stat().st_mtime_ns for p in models}
+    assert heldout and heldout == {p: p.stat().st_mtime_ns for p in heldout}
+    assert not list((runs / "evals").glob(".*discarded*"))
+    code, _, stderr = run_cli(monkeypatch, capsys, *args, "--remeasure", "--page-only")
+    assert code != 0 and "--remeasure" in stderr and "Traceback" not in stderr
+
     # a fresh clone (no cache at all): the page keeps every section it had, the README its rows
     from hplan.results.page import README_BEGIN, README_END
 

@@ -4,6 +4,8 @@ Datasets, models and evaluations are cached under ``--runs`` and reused when the
 so a second run only rewrites the page, and a killed run resumes. ``--only NAME`` re-measures one
 table; the page keeps every other table as last measured (with its own date and commit): from the
 cache, or, for a table the cache has no rows of (a fresh clone), its section of the page as it was.
+An evaluation's key holds every setting that played it, not the code: after a change to the planner,
+``--remeasure`` plays the selected tables' evaluations again (their datasets and models are kept).
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ def results_command(
     check: bool = typer.Option(False, "--check", help="validate the definition (every scenario and override), run nothing"),
     page_only: bool = typer.Option(False, "--page-only",
                                    help="measure nothing: rewrite the page from the cached evaluations"),
+    remeasure: bool = typer.Option(False, "--remeasure",
+                                   help="discard the cached evaluations of the tables measured and play them again "
+                                        "(datasets and models are kept): after a change of code the cache cannot "
+                                        "see, such as the planner's"),
     readme: Optional[Path] = typer.Option(
         None, "--readme", help="README whose headline table (between its results markers) is rewritten "
                                "(default: README.md beside benchmarks/ when the default definition writes the default page)"),
@@ -37,7 +43,8 @@ def results_command(
     from hplan.device import resolve_device
     from hplan.io import check_out_dir, check_out_file, write_text
     from hplan.results.definition import DEFAULT_DEFINITION, load_definition
-    from hplan.results.measure import Paths, measure_table, provenance
+    from hplan.errors import HplanError
+    from hplan.results.measure import Paths, discard_measurements, measure_table, provenance
     from hplan.results.page import page, previous_sections, readme_block, replace_readme_block, table_section
 
     console = Console()
@@ -45,9 +52,9 @@ def results_command(
     root = DEFAULT_DEFINITION.parent.parent
     if readme is None and definition is None and out.resolve() == (root / "docs" / "results.md").resolve():
         readme = root / "README.md"  # only the committed page's headline table: a page elsewhere is a draft
+    if remeasure and page_only:
+        raise HplanError("--remeasure: --page-only measures nothing, so there is nothing to play again")
     if readme is not None and replace_readme_block(_read(readme), "") is None:
-        from hplan.errors import HplanError
-
         raise HplanError(f"{readme}: --readme: no results markers in it (add the two lines from README.md's Results section)")
     selected = spec.select(tuple(only))
     check_out_file(out, option="--out")  # before anything is measured
@@ -59,6 +66,10 @@ def results_command(
         torch.set_num_threads(threads)
     torch_device = str(resolve_device(device))
     paths = Paths(runs)
+    if remeasure:
+        for table in selected:
+            if discard_measurements(paths, table):
+                console.print(f"{table.name}: cached evaluations discarded", highlight=False)
     for table in selected:
         measure_table(spec, table, paths, lambda text: console.print(text, highlight=False), device=torch_device,
                       cached_only=page_only)

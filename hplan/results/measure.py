@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,9 +68,32 @@ class Paths:
     def table(self, table: Table) -> Path:
         return self.root / "tables" / f"{table.name}.parquet"
 
+    def measurements(self, table: Table) -> tuple[Path, ...]:
+        """Every folder holding ``table``'s evaluations (planning and held-out: ``evals``; stress:
+        ``stress``), not the datasets or models it shares with other tables."""
+        return self.root / "evals" / table.name, self.root / "stress" / table.name
+
     def lock(self, path: Path) -> Path:
         """The lock file guarding ``path`` (kept apart, so cache folders hold only their content)."""
         return self.root / "locks" / (str(path.relative_to(self.root)).replace("/", "+") + ".lock")
+
+
+def discard_measurements(paths: Paths, table: Table) -> int:
+    """Delete ``table``'s cached evaluations so that the next measurement plays them again; returns
+    how many folders went. Datasets and models stay: they are keyed by every setting that makes
+    them, while an evaluation's key cannot see the planner's code, so after a change to it the
+    cache would hand back episodes the old code played. Each folder is renamed aside first (one
+    atomic step) and deleted after, so an interrupted discard leaves no half-deleted evaluation.
+    """
+    gone = 0
+    for folder in paths.measurements(table):
+        if not folder.exists():
+            continue
+        aside = folder.with_name(f".{folder.name}.discarded-{os.getpid()}")
+        folder.rename(aside)
+        shutil.rmtree(aside)
+        gone += 1
+    return gone
 
 
 def measure_table(definition: ResultsDefinition, table: Table, paths: Paths, say: Say,
@@ -148,7 +172,7 @@ def _heldout_rows(definition: ResultsDefinition, table: Table, paths: Paths, say
     geodesic = layout_geodesic(env)
     rows = []
     for seed, arm, _, _, model_dir in _arm_models(definition, table, paths, say, cached_only):
-        folder = paths.root / "evals" / table.name
+        folder = paths.measurements(table)[0]
         out = (folder / slug(arm.label) if table.arms else folder) / f"seed{seed}-heldout.json"
         key = {"model_sha256": checkpoint_sha256(model_dir), "data": str(heldout_dir),
                "episodes": table.heldout_episodes}
@@ -188,7 +212,7 @@ def _stress_rows(definition: ResultsDefinition, table: Table, paths: Paths, say:
                 "scenario": json.loads(json.dumps(to_mapping(scenario), default=str))}
     frames = []
     for seed, _, _, _, model_dir in _arm_models(definition, table, paths, say, cached_only):
-        out = paths.root / "stress" / table.name / f"seed{seed}"
+        out = paths.measurements(table)[1] / f"seed{seed}"
         key = _placeless({"suite": table.suite, "checkpoint_sha256": checkpoint_sha256(model_dir), **settings})
         marker = _read_meta(out / DONE_MARKER) or {}
         if _placeless(marker.get("key")) != key:
