@@ -229,6 +229,21 @@ def test_comparisons_take_the_episode_as_the_unit() -> None:
     assert math.isclose(result["difference"], 0.75)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=2, max_size=60))
+def test_a_paired_difference_interval_stays_within_plus_and_minus_one(pairs: list[tuple[bool, bool]]) -> None:
+    """Success differences lie in [-1, 1] however lopsided the episodes (the t-interval alone
+    reached +100.1 pp on the page for 148 of 150 against 3)."""
+    import pandas as pd
+
+    from hplan.results.page import comparisons
+
+    rows = [{"arm": arm, "training_seed": 0, "seed": e, "success": outcome[arm == "B"]}
+            for e, outcome in enumerate(pairs) for arm in ("A", "B")]
+    (result,) = comparisons(pd.DataFrame(rows), [("A", "B")])
+    assert -1.0 <= result["low"] <= result["difference"] <= result["high"] <= 1.0
+
+
 def test_the_sign_test_matches_exact_binomial_values() -> None:
     assert sign_test(0, 0) == 1.0
     assert math.isclose(sign_test(0, 5), 2 / 32)

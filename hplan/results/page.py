@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
 from hplan.results.definition import DEFAULT_DEFINITION, Arm, ResultsDefinition, Table
@@ -74,8 +75,10 @@ def comparisons(frame: pd.DataFrame, pairs: Sequence[tuple[str, str]]) -> list[d
         per_episode_a = left[common].groupby(level="seed").mean()
         per_episode_b = right[common].groupby(level="seed").mean()
         result = paired(list(per_episode_a), list(per_episode_b.loc[per_episode_a.index]))
-        out.append({"a": a, "b": b, "difference": result.difference.estimate, "low": result.difference.low,
-                    "high": result.difference.high, "a_only": result.a_only, "b_only": result.b_only,
+        # a difference of success rates lies in [-1, 1]; a t-interval near its edge does not know that
+        out.append({"a": a, "b": b, "difference": result.difference.estimate,
+                    "low": float(np.clip(result.difference.low, -1.0, 1.0)),
+                    "high": float(np.clip(result.difference.high, -1.0, 1.0)), "a_only": result.a_only, "b_only": result.b_only,
                     "pairs": result.pairs, "p_value": result.p_value})
     return out
 
