@@ -264,4 +264,5 @@ class LandmarkGraph:
             through = here + float(self.node_cost[held] + torch.min(self.cost[held] + self._leave))
         if not through <= found.length + self.attach:
             return hand
+        # its entry is where this step's route went in: a stall gives that up too (``_watch_progress``)
         return Hand(held, self.points[held], through, found.path[0])
