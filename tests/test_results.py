@@ -82,8 +82,10 @@ def test_results_command_measures_every_table_then_reuses_the_cache(tmp_path, mo
     assert "train " not in stdout and models == {p: p.stat().st_mtime_ns for p in models}
     assert heldout and heldout == {p: p.stat().st_mtime_ns for p in heldout}
     assert not list((runs / "evals").glob(".*discarded*"))
-    code, _, stderr = run_cli(monkeypatch, capsys, *args, "--remeasure", "--page-only")
-    assert code != 0 and "--remeasure" in stderr and "Traceback" not in stderr
+    for refused in (("--remeasure", "--page-only"), ("--remeasure",)):  # nothing to play; no table named
+        code, _, stderr = run_cli(monkeypatch, capsys, *args, *refused)
+        assert code != 0 and "--remeasure" in stderr and "Traceback" not in stderr
+    assert list((runs / "evals" / "tiny_heldout").rglob("*.json"))  # nothing was discarded
 
     # a fresh clone (no cache at all): the page keeps every section it had, the README its rows
     from hplan.results.page import README_BEGIN, README_END

@@ -5,7 +5,7 @@ so a second run only rewrites the page, and a killed run resumes. ``--only NAME`
 table; the page keeps every other table as last measured (with its own date and commit): from the
 cache, or, for a table the cache has no rows of (a fresh clone), its section of the page as it was.
 An evaluation's key holds every setting that played it, not the code: after a change to the planner,
-``--remeasure`` plays the selected tables' evaluations again (their datasets and models are kept).
+``--only NAME --remeasure`` plays that table's evaluations again (its datasets and models are kept).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def results_command(
     page_only: bool = typer.Option(False, "--page-only",
                                    help="measure nothing: rewrite the page from the cached evaluations"),
     remeasure: bool = typer.Option(False, "--remeasure",
-                                   help="discard the cached evaluations of the tables measured and play them again "
+                                   help="with --only: discard those tables' cached evaluations and play them again "
                                         "(datasets and models are kept): after a change of code the cache cannot "
                                         "see, such as the planner's"),
     readme: Optional[Path] = typer.Option(
@@ -54,6 +54,8 @@ def results_command(
         readme = root / "README.md"  # only the committed page's headline table: a page elsewhere is a draft
     if remeasure and page_only:
         raise HplanError("--remeasure: --page-only measures nothing, so there is nothing to play again")
+    if remeasure and not only:  # hours of evaluations, gone by one flag: name them
+        raise HplanError("--remeasure: name the tables to play again with --only (their cached evaluations are discarded)")
     if readme is not None and replace_readme_block(_read(readme), "") is None:
         raise HplanError(f"{readme}: --readme: no results markers in it (add the two lines from README.md's Results section)")
     selected = spec.select(tuple(only))
