@@ -31,11 +31,13 @@ Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 @dataclass(frozen=True)
 class Route:
     """Waypoint indices from entry to exit, total cost (entry + graph + exit, guardrail costs
-    included) and the steps to the entry."""
+    included), the steps to the entry, and every waypoint's exit cost towards the goal (``inf``
+    where it may not attach to it; what a route through another waypoint would pay to leave)."""
 
     path: list[int]
     length: float
     enter: float
+    leave: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,6 @@ class LandmarkGraph:
         self.direct_ban = 0  # steps left during which the goal is not approached straight
         self.exits_reached: set[int] = set()  # route ends the agent has reached (``hand``)
         self.held: int | None = None  # the waypoint last handed (``hand`` keeps it against a near tie)
-        self._leave = torch.zeros(0)  # the last route's exit costs (``route``), for pricing the held waypoint
 
     def _solve(self) -> None:
         """All-pairs shortest paths over ``self.base`` (Floyd–Warshall; ~20 ms for 256 on a CPU)."""
@@ -178,7 +179,6 @@ class LandmarkGraph:
             direct = float(self.distance(z[None], goal[None])[0])
         with self.meter.measure("graph"):
             enter, leave = self._attach(d_in) + self.node_cost, self._attach(d_out)
-            self._leave = leave
             total = enter[:, None] + self.cost + leave[None, :]
             best = int(torch.argmin(total))
             length = float(total.flatten()[best])
@@ -188,7 +188,7 @@ class LandmarkGraph:
         path = [i]
         while path[-1] != j:
             path.append(int(self.next[path[-1], j]))
-        return Route(path, length, float(enter[i] - self.node_cost[i]))
+        return Route(path, length, float(enter[i] - self.node_cost[i]), leave)
 
     def hand(self, z: torch.Tensor, goal: torch.Tensor, reached: float = 0.0) -> Hand | None:
         """The farthest waypoint along the route at most ``edge_max`` route steps from ``z`` and
@@ -261,7 +261,7 @@ class LandmarkGraph:
         if here <= reached:
             return hand
         with self.meter.measure("graph"):
-            through = here + float(self.node_cost[held] + torch.min(self.cost[held] + self._leave))
+            through = here + float(self.node_cost[held] + torch.min(self.cost[held] + found.leave))
         if not through <= found.length + self.attach:
             return hand
         # its entry is where this step's route went in: a stall gives that up too (``_watch_progress``)

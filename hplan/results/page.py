@@ -78,8 +78,8 @@ def comparisons(frame: pd.DataFrame, pairs: Sequence[tuple[str, str]]) -> list[d
         # a difference of success rates lies in [-1, 1]; a t-interval near its edge does not know that
         out.append({"a": a, "b": b, "difference": result.difference.estimate,
                     "low": float(np.clip(result.difference.low, -1.0, 1.0)),
-                    "high": float(np.clip(result.difference.high, -1.0, 1.0)), "a_only": result.a_only, "b_only": result.b_only,
-                    "pairs": result.pairs, "p_value": result.p_value})
+                    "high": float(np.clip(result.difference.high, -1.0, 1.0)),
+                    "a_only": result.a_only, "b_only": result.b_only, "pairs": result.pairs, "p_value": result.p_value})
     return out
 
 
